@@ -1,0 +1,151 @@
+/*
+ * abi: the host side of the Emscripten + WASI imports of PGlite's modules.
+ *
+ * wasm2c turns every import of a module into an extern C function taking a
+ * pointer to `struct Z_env_instance_t` (module "env") or
+ * `struct Z_wasi_snapshot_preview1_instance_t` (module "wasi_snapshot_preview1").
+ * Both are defined here: one `abi_host` per guest instance holds everything
+ * the imports need (linear memory, function table, fd table, the vfs, clocks,
+ * timers, environment). The same import functions serve every module
+ * (pglite.wasm, initdb.wasm, side modules).
+ *
+ * Errors go back to the guest in Emscripten's numbering (WASI errno values),
+ * negated for the __syscall_* family, positive for the WASI functions.
+ *
+ * Non-local control flow (guest exit(), traps, setjmp/longjmp) is expressed
+ * with abi frames: the engine pushes an abi_frame around every call into the
+ * guest; exit() and traps unwind to it. invoke_* imports keep their own chain
+ * of setjmp frames for Emscripten's JS-style setjmp/longjmp.
+ *
+ * This layer knows the wasm2c runtime types (wasm-rt.h) but not the
+ * generated module headers: the engine hands it the few exports it needs as
+ * function pointers.
+ */
+#ifndef PGLITE_ABI_H
+#define PGLITE_ABI_H
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <stdatomic.h>
+
+#include "wasm-rt.h"
+#include "vfs/vfs.h"
+
+/* wasm2c's core types, as the generated headers define them. */
+#ifndef WASM_RT_CORE_TYPES_DEFINED
+#define WASM_RT_CORE_TYPES_DEFINED
+typedef uint8_t u8;
+typedef int8_t s8;
+typedef uint16_t u16;
+typedef int16_t s16;
+typedef uint32_t u32;
+typedef int32_t s32;
+typedef uint64_t u64;
+typedef int64_t s64;
+typedef float f32;
+typedef double f64;
+#endif
+
+typedef struct Z_env_instance_t abi_host;
+
+/* The "wasi_snapshot_preview1" import instance: a view of its abi_host. */
+struct Z_wasi_snapshot_preview1_instance_t {
+    abi_host *host;
+};
+
+/* Exports of the guest module that the imports call back into. */
+typedef struct abi_exports {
+    void *mi; /* the module instance passed to each of these */
+    uint32_t (*stack_get_current)(void *mi);
+    void (*stack_restore)(void *mi, uint32_t sp);
+    void (*set_threw)(void *mi, uint32_t threw, uint32_t value);
+    /* _emscripten_timeout(which, now_ms): delivers an itimer signal */
+    void (*emscripten_timeout)(void *mi, uint32_t which, double now);
+    /* emscripten_builtin_memalign(align, size) and free, for mmap */
+    uint32_t (*memalign)(void *mi, uint32_t align, uint32_t size);
+    void (*free)(void *mi, uint32_t ptr);
+} abi_exports;
+
+/* ---- unwinding ---------------------------------------------------------- */
+
+typedef enum {
+    ABI_UNWIND_NONE = 0,
+    ABI_UNWIND_EXIT = 1, /* guest called exit()/proc_exit(): code = status */
+    ABI_UNWIND_TRAP = 2, /* wasm trap: code = wasm_rt_trap_t */
+    ABI_UNWIND_ABORT = 3, /* guest abort()/assert: code unused */
+} abi_unwind_kind;
+
+typedef struct abi_frame {
+    sigjmp_buf jb;
+    struct abi_frame *prev;
+    void *saved_sjlj; /* invoke chain hidden while this frame is active */
+    volatile int kind;
+    volatile int code;
+} abi_frame;
+
+/* Enter/leave a frame; use as:
+ *   abi_frame f; abi_frame_push(&f);
+ *   if (sigsetjmp(f.jb, 0) == 0) { ...call guest...; }
+ *   abi_frame_pop(&f);  -> f.kind / f.code tell what happened
+ */
+void abi_frame_push(abi_frame *f);
+void abi_frame_pop(abi_frame *f);
+/* Unwind to the innermost frame. Never returns. */
+_Noreturn void abi_unwind(abi_unwind_kind kind, int code);
+/* Message of the last ABI_UNWIND_ABORT on this thread ("" if none). */
+const char *abi_abort_message(void);
+
+/* ---- the host instance -------------------------------------------------- */
+
+typedef struct abi_config {
+    vfs *vfs;                 /* the guest tree (borrowed) */
+    const char *cwd;          /* initial guest cwd, default "/" */
+    const char *const *env;   /* NULL-terminated "NAME=value" list */
+    /* Host fds for guest stdin/stdout/stderr; -1 means /dev/null.
+     * The fds are borrowed (dup'ed internally). */
+    int stdin_fd, stdout_fd, stderr_fd;
+    /* /dev/blob: called when the guest reads/writes the COPY channel.
+     * Either may be NULL (reads give EOF, writes are discarded). */
+    void *blob_ctx;
+    long (*blob_read)(void *ctx, void *buf, size_t len);
+    long (*blob_write)(void *ctx, const void *buf, size_t len);
+    /* Answer for popen("locale -a") and other popen/system calls routed
+     * through the guest's fopen of the pseudo files: not used yet. */
+} abi_config;
+
+abi_host *abi_host_new(const abi_config *cfg);
+void abi_host_free(abi_host *h);
+
+/* Set once the module is instantiated. */
+void abi_host_set_memory(abi_host *h, wasm_rt_memory_t *mem);
+wasm_rt_memory_t *abi_host_memory(abi_host *h);
+void abi_host_set_table(abi_host *h, wasm_rt_funcref_table_t *table);
+void abi_host_set_exports(abi_host *h, const abi_exports *ex);
+struct Z_wasi_snapshot_preview1_instance_t *abi_host_wasi(abi_host *h);
+
+/* Replace guest stdio at run time (e.g. between initdb steps). */
+int abi_host_set_stdio(abi_host *h, int guest_fd, int host_fd);
+
+/* Deliver expired itimers now (called by the engine at safe points). */
+void abi_host_poll_timers(abi_host *h);
+
+/* Number of guest fds open (for leak checks in tests). */
+int abi_host_open_fds(abi_host *h);
+
+/* Guest memory access: pointer to [ptr, ptr+len) or NULL if out of range. */
+static inline uint8_t *abi_mem_ptr(wasm_rt_memory_t *m, uint32_t ptr,
+                                   uint32_t len) {
+    if ((uint64_t)ptr + len > m->size)
+        return NULL;
+    return m->data + ptr;
+}
+
+/* One-time registration of the function types the invoke_* family checks
+ * table entries against (generated). */
+void abi_invoke_init(void);
+
+/* Linux errno -> Emscripten/WASI errno. */
+int abi_errno(int host_errno);
+
+#endif

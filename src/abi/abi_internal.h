@@ -1,0 +1,139 @@
+/* Internal to src/abi: the host instance and helpers shared by its files. */
+#ifndef PGLITE_ABI_INTERNAL_H
+#define PGLITE_ABI_INTERNAL_H
+
+#include "abi/abi.h"
+#include "abi/emscripten.h"
+
+#include <stdbool.h>
+#include <time.h>
+
+#define ABI_MAX_FDS 1024
+
+typedef enum {
+    FD_FREE = 0,
+    FD_HOST,  /* a host file, pipe end or stdio: host_fd */
+    FD_DIR,   /* a host directory: host_fd (O_RDONLY|O_DIRECTORY) */
+    FD_SYNTH, /* a synthetic guest directory */
+    FD_DEV,   /* a virtual device */
+} abi_fd_kind;
+
+typedef struct abi_dirent {
+    uint64_t ino;
+    uint8_t type; /* guest DT_* */
+    char *name;
+} abi_dirent;
+
+typedef struct abi_fd {
+    abi_fd_kind kind;
+    int host_fd;
+    int flags;       /* guest open flags (status flags kept for F_GETFL) */
+    int fd_flags;    /* FD_CLOEXEC */
+    bool writable;   /* opened for writing on a writable mount */
+    vfs_dev dev;
+    char *guest_path; /* canonical guest path (dirs and files) */
+    /* directory listing snapshot for getdents */
+    abi_dirent *ents;
+    size_t nents, pos;
+    bool listed;
+} abi_fd;
+
+typedef struct abi_sjlj {
+    void *jb[5]; /* __builtin_setjmp buffer */
+    struct abi_sjlj *prev;
+} abi_sjlj;
+
+struct Z_env_instance_t {
+    wasm_rt_memory_t *mem;
+    wasm_rt_funcref_table_t *table;
+    abi_exports ex;
+    bool have_ex;
+    struct Z_wasi_snapshot_preview1_instance_t wasi;
+
+    vfs *vfs;
+    char cwd[VFS_PATH_MAX];
+    uint32_t umask;
+    abi_fd *fds[ABI_MAX_FDS];
+
+    char **env;
+    size_t nenv;
+
+    void *blob_ctx;
+    long (*blob_read)(void *ctx, void *buf, size_t len);
+    long (*blob_write)(void *ctx, const void *buf, size_t len);
+
+    /* itimers (ITIMER_REAL, VIRTUAL, PROF): absolute monotonic deadlines in
+     * ms, 0 when disarmed. */
+    double timer_deadline[3];
+    atomic_int timer_armed;
+};
+
+/* Thread-local invoke chain (generated invoke_* use it). */
+extern _Thread_local abi_sjlj *abi_sjlj_top;
+
+/* Table entry idx, checked against the expected function type (traps like
+ * call_indirect on a null entry, a bad index or a type mismatch). */
+static inline const wasm_rt_funcref_t *abi_table_entry(abi_host *h, uint32_t idx,
+                                                       uint32_t type) {
+    wasm_rt_funcref_table_t *t = h->table;
+    if (UNLIKELY(idx >= t->size || !t->data[idx].func ||
+                 t->data[idx].func_type != type))
+        wasm_rt_trap(WASM_RT_TRAP_CALL_INDIRECT);
+    return &t->data[idx];
+}
+
+static inline wasm_rt_memory_t *abi_mem(abi_host *h) { return h->mem; }
+
+/* Guest memory accessors; callers check bounds with abi_mem_ptr first or
+ * use these, which trap (OOB) on a bad address like the guest would. */
+uint8_t *abi_gptr(abi_host *h, uint32_t ptr, uint32_t len);
+static inline void abi_w32(abi_host *h, uint32_t p, uint32_t v) {
+    uint8_t *d = abi_gptr(h, p, 4);
+    memcpy(d, &v, 4);
+}
+static inline void abi_w64(abi_host *h, uint32_t p, uint64_t v) {
+    uint8_t *d = abi_gptr(h, p, 8);
+    memcpy(d, &v, 8);
+}
+static inline void abi_w16(abi_host *h, uint32_t p, uint16_t v) {
+    uint8_t *d = abi_gptr(h, p, 2);
+    memcpy(d, &v, 2);
+}
+static inline uint32_t abi_r32(abi_host *h, uint32_t p) {
+    uint32_t v;
+    memcpy(&v, abi_gptr(h, p, 4), 4);
+    return v;
+}
+static inline uint16_t abi_r16(abi_host *h, uint32_t p) {
+    uint16_t v;
+    memcpy(&v, abi_gptr(h, p, 2), 2);
+    return v;
+}
+/* Read a guest C string into buf (size VFS_PATH_MAX). Returns its length
+ * or -errno (EFAULT, ENAMETOOLONG). */
+int abi_gstr(abi_host *h, uint32_t ptr, char *buf, size_t size);
+/* Write a NUL-terminated string of at most size bytes (truncating). */
+void abi_put_str(abi_host *h, uint32_t ptr, uint32_t size, const char *s);
+
+/* Guest heap allocation through the module's exports (0 on failure). */
+uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size);
+
+/* fd table */
+abi_fd *abi_fd_get(abi_host *h, uint32_t fd);
+int abi_fd_install(abi_host *h, abi_fd *f, int min_fd);
+void abi_fd_release(abi_fd *f);
+void abi_fds_close_all(abi_host *h);
+
+/* Monotonic and wall clocks in ms (as emscripten_get_now/date_now). */
+double abi_now_ms(void);
+double abi_date_ms(void);
+
+/* Check timers; deliver when due. Cheap when none is armed. */
+static inline void abi_timers_check(abi_host *h) {
+    if (atomic_load_explicit(&h->timer_armed, memory_order_relaxed))
+        abi_host_poll_timers(h);
+}
+/* Earliest armed deadline (ms, monotonic) or 0. */
+double abi_timer_next(abi_host *h);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * engine: the compiled PGlite runtime (pglite.wasm and initdb.wasm through
+ * wasm2c) as C objects.
+ *
+ * An engine is one guest instance: its own linear memory (imported by
+ * pglite.wasm: 2048 pages initially, at most 32768), its function table and
+ * its abi host (fd table, vfs, clocks). Several may live in one process.
+ *
+ * Every call into the guest runs on a large per-thread native stack (a stack
+ * switch on the calling thread, with a guard page), so PostgreSQL's own
+ * max_stack_depth check fires long before the native stack runs out, and
+ * inside an abi frame, so a trap, abort() or exit() of the guest comes back
+ * as an engine_result, never as a crash or a process exit. A guest that
+ * trapped or aborted is dead: later calls fail with ENGINE_DEAD.
+ */
+#ifndef PGLITE_ENGINE_H
+#define PGLITE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi/abi.h"
+
+typedef struct engine engine;
+
+typedef enum {
+    ENGINE_PGLITE = 1, /* pglite.wasm: PostgreSQL */
+    ENGINE_INITDB = 2, /* initdb.wasm */
+} engine_module;
+
+typedef enum {
+    ENGINE_OK = 0,      /* returned normally */
+    ENGINE_EXITED = 1,  /* guest called exit(): see exit_code */
+    ENGINE_TRAPPED = 2, /* wasm trap (out of bounds, stack exhausted, ...) */
+    ENGINE_ABORTED = 3, /* guest abort() or failed assertion */
+    ENGINE_DEAD = 4,    /* the instance trapped or aborted earlier */
+    ENGINE_ERROR = 5,   /* bad call (unknown export, wrong arity, no memory) */
+} engine_status;
+
+typedef struct engine_result {
+    engine_status status;
+    int exit_code;          /* ENGINE_EXITED */
+    uint32_t value;         /* ENGINE_OK: the export's i32 result */
+    char message[256];      /* what happened, for anything but ENGINE_OK */
+} engine_result;
+
+/* Process-wide initialisation (signal handling, type registry); idempotent
+ * and thread-safe. engine_new calls it. */
+void engine_global_init(void);
+
+/* Create an instance and run its constructors. cfg is copied into the abi
+ * host. Returns NULL with a message in err on failure. */
+engine *engine_new(engine_module module, const abi_config *cfg, char *err,
+                   size_t errlen);
+void engine_free(engine *e);
+
+abi_host *engine_host(engine *e);
+wasm_rt_memory_t *engine_memory(engine *e);
+
+/* Call main(argc, argv) with argv[0] included. A guest that returns
+ * or exits reports ENGINE_EXITED with the status (Emscripten's main returns
+ * through exit()). */
+engine_status engine_main(engine *e, int argc, const char *const *argv,
+                          engine_result *res);
+
+/* Call an exported function by name with i32 arguments (all of PGlite's
+ * host-facing exports are i32-only). */
+engine_status engine_call(engine *e, const char *name, const uint32_t *args,
+                          int nargs, engine_result *res);
+
+/* The value of an exported global (an address, for data exports). Returns 0
+ * and sets *value, or -1 if there is no such global. */
+int engine_global(engine *e, const char *name, uint32_t *value);
+
+/* Host callbacks callable from the guest through the function table.
+ * Signatures are i32-only: the callback gets its ctx and the i32 arguments.
+ * Returns the table index, or 0 on failure. */
+typedef uint32_t (*engine_cb)(void *ctx, const uint32_t *args);
+uint32_t engine_add_callback(engine *e, int nparams, int has_result,
+                             engine_cb fn, void *ctx);
+
+/* Allocate / free guest memory with the guest's malloc. 0 on failure. */
+uint32_t engine_malloc(engine *e, uint32_t size);
+void engine_free_guest(engine *e, uint32_t ptr);
+
+/* Copy between host and guest memory; -1 if the range is out of bounds. */
+int engine_write(engine *e, uint32_t ptr, const void *src, size_t len);
+int engine_read(engine *e, uint32_t ptr, void *dst, size_t len);
+
+/* Run fn(arg) on the calling thread's guest stack, inside a frame that
+ * catches exit/traps like engine_call. For host code that needs several
+ * guest calls in one frame. */
+engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
+                         engine_result *res);
+
+/* Stack-switching primitive (stack.c). */
+size_t engine_stack_size(void);
+
+#endif

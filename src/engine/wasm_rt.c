@@ -1,0 +1,296 @@
+/* Our implementation of the wasm2c runtime API (wasm-rt.h) for the
+ * generated code: traps unwind to the innermost abi frame of the calling
+ * thread (not one process-wide jmp_buf), memories are 8 GiB reservations so
+ * the generated code needs no bounds checks, and out-of-bounds accesses and
+ * native stack exhaustion arrive as SIGSEGV and become traps. */
+#define _GNU_SOURCE
+#include "engine/engine_internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define WASM_PAGE 65536u
+#define RESERVE ((size_t)8 << 30) /* 4 GiB of addressable + 4 GiB offset slack */
+
+/* ---- traps ---------------------------------------------------------------- */
+
+void wasm_rt_trap(wasm_rt_trap_t code) {
+    abi_unwind(ABI_UNWIND_TRAP, (int)code);
+}
+
+const char *wasm_rt_strerror(wasm_rt_trap_t trap) {
+    switch (trap) {
+    case WASM_RT_TRAP_NONE: return "no error";
+    case WASM_RT_TRAP_OOB: return "out-of-bounds memory access";
+    case WASM_RT_TRAP_INT_OVERFLOW: return "integer overflow";
+    case WASM_RT_TRAP_DIV_BY_ZERO: return "integer divide by zero";
+    case WASM_RT_TRAP_INVALID_CONVERSION: return "invalid conversion to integer";
+    case WASM_RT_TRAP_UNREACHABLE: return "unreachable executed";
+    case WASM_RT_TRAP_CALL_INDIRECT: return "invalid call_indirect";
+    case WASM_RT_TRAP_UNCAUGHT_EXCEPTION: return "uncaught exception";
+    case WASM_RT_TRAP_EXHAUSTION: return "call stack exhausted";
+    }
+    return "unknown trap";
+}
+
+/* ---- function types ------------------------------------------------------- */
+
+typedef struct {
+    uint32_t nparams, nresults;
+    wasm_rt_type_t types[32];
+} func_type;
+
+static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
+static func_type *types;
+static uint32_t ntypes, captypes;
+
+uint32_t wasm_rt_register_func_type(uint32_t params, uint32_t results, ...) {
+    func_type t;
+    memset(&t, 0, sizeof t);
+    if (params + results > 32) {
+        fprintf(stderr, "pglite: function type with %u values\n", params + results);
+        abort(); /* generated code only: never reached from input */
+    }
+    t.nparams = params;
+    t.nresults = results;
+    va_list ap;
+    va_start(ap, results);
+    for (uint32_t i = 0; i < params + results; i++)
+        t.types[i] = va_arg(ap, wasm_rt_type_t);
+    va_end(ap);
+    pthread_mutex_lock(&types_lock);
+    for (uint32_t i = 0; i < ntypes; i++) {
+        if (memcmp(&types[i], &t, sizeof t) == 0) {
+            pthread_mutex_unlock(&types_lock);
+            return i + 1;
+        }
+    }
+    if (ntypes == captypes) {
+        uint32_t nc = captypes ? captypes * 2 : 256;
+        func_type *n = realloc(types, nc * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&types_lock);
+            fprintf(stderr, "pglite: out of memory registering types\n");
+            abort();
+        }
+        types = n;
+        captypes = nc;
+    }
+    types[ntypes++] = t;
+    uint32_t id = ntypes;
+    pthread_mutex_unlock(&types_lock);
+    return id;
+}
+
+/* Exceptions are not used by PGlite's modules (setjmp/longjmp is JS-style). */
+uint32_t wasm_rt_register_tag(uint32_t size) { (void)size; return 0; }
+void wasm_rt_load_exception(uint32_t tag, uint32_t size, const void *values) {
+    (void)tag; (void)size; (void)values;
+}
+void wasm_rt_throw(void) { wasm_rt_trap(WASM_RT_TRAP_UNCAUGHT_EXCEPTION); }
+static _Thread_local WASM_RT_UNWIND_TARGET *unwind_target;
+WASM_RT_UNWIND_TARGET *wasm_rt_get_unwind_target(void) { return unwind_target; }
+void wasm_rt_set_unwind_target(WASM_RT_UNWIND_TARGET *t) { unwind_target = t; }
+uint32_t wasm_rt_exception_tag(void) { return 0; }
+uint32_t wasm_rt_exception_size(void) { return 0; }
+void *wasm_rt_exception(void) { return NULL; }
+
+/* ---- memories ------------------------------------------------------------- */
+
+/* Live reservations, read by the signal handler without locks. */
+#define MAX_REGIONS 256
+static _Atomic(uintptr_t) region_base[MAX_REGIONS];
+
+static void region_add(void *base) {
+    for (int i = 0; i < MAX_REGIONS; i++) {
+        uintptr_t expect = 0;
+        if (atomic_compare_exchange_strong(&region_base[i], &expect, (uintptr_t)base))
+            return;
+    }
+}
+
+static void region_del(void *base) {
+    for (int i = 0; i < MAX_REGIONS; i++) {
+        uintptr_t expect = (uintptr_t)base;
+        if (atomic_compare_exchange_strong(&region_base[i], &expect, 0))
+            return;
+    }
+}
+
+static bool in_region(uintptr_t a) {
+    for (int i = 0; i < MAX_REGIONS; i++) {
+        uintptr_t b = atomic_load_explicit(&region_base[i], memory_order_relaxed);
+        if (b && a >= b && a < b + RESERVE)
+            return true;
+    }
+    return false;
+}
+
+int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
+    void *p = mmap(NULL, RESERVE, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    size_t len = (size_t)initial * WASM_PAGE;
+    if (len && mprotect(p, len, PROT_READ | PROT_WRITE) != 0) {
+        munmap(p, RESERVE);
+        return -1;
+    }
+    m->data = p;
+    m->pages = initial;
+    m->max_pages = max;
+    m->size = (uint32_t)len; /* initial < 65536 pages */
+    region_add(p);
+    return 0;
+}
+
+void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
+    if (engine_memory_alloc(m, initial, max) != 0) {
+        /* Called by generated code only for modules that define their own
+         * memory (initdb.wasm) inside an engine frame: make it a trap. */
+        memset(m, 0, sizeof *m);
+        wasm_rt_trap(WASM_RT_TRAP_OOB);
+    }
+}
+
+uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t delta) {
+    uint32_t old = m->pages;
+    uint64_t np = (uint64_t)old + delta;
+    if (np > m->max_pages || np > 65536)
+        return (uint32_t)-1;
+    if (delta == 0)
+        return old;
+    size_t from = (size_t)old * WASM_PAGE, add = (size_t)delta * WASM_PAGE;
+    if (mprotect(m->data + from, add, PROT_READ | PROT_WRITE) != 0)
+        return (uint32_t)-1;
+    m->pages = (uint32_t)np;
+    m->size = np == 65536 ? 0xFFFFFFFFu : (uint32_t)(np * WASM_PAGE);
+    return old;
+}
+
+void wasm_rt_free_memory(wasm_rt_memory_t *m) {
+    if (m->data) {
+        region_del(m->data);
+        munmap(m->data, RESERVE);
+        m->data = NULL;
+    }
+}
+
+/* ---- tables --------------------------------------------------------------- */
+
+void wasm_rt_allocate_funcref_table(wasm_rt_funcref_table_t *t, uint32_t n,
+                                    uint32_t max) {
+    t->size = n;
+    t->max_size = max;
+    t->data = calloc(n ? n : 1, sizeof *t->data);
+    if (!t->data) {
+        t->size = 0;
+        wasm_rt_trap(WASM_RT_TRAP_OOB);
+    }
+}
+
+void wasm_rt_free_funcref_table(wasm_rt_funcref_table_t *t) {
+    free(t->data);
+    t->data = NULL;
+    t->size = 0;
+}
+
+uint32_t wasm_rt_grow_funcref_table(wasm_rt_funcref_table_t *t, uint32_t delta,
+                                    wasm_rt_funcref_t init) {
+    uint32_t old = t->size;
+    uint64_t n = (uint64_t)old + delta;
+    if (n > t->max_size || n > (1u << 24))
+        return (uint32_t)-1;
+    if (delta == 0)
+        return old;
+    wasm_rt_funcref_t *d = realloc(t->data, n * sizeof *d);
+    if (!d)
+        return (uint32_t)-1;
+    for (uint64_t i = old; i < n; i++)
+        d[i] = init;
+    t->data = d;
+    t->size = (uint32_t)n;
+    return old;
+}
+
+void wasm_rt_allocate_externref_table(wasm_rt_externref_table_t *t, uint32_t n,
+                                      uint32_t max) {
+    t->size = n;
+    t->max_size = max;
+    t->data = calloc(n ? n : 1, sizeof *t->data);
+}
+
+void wasm_rt_free_externref_table(wasm_rt_externref_table_t *t) {
+    free(t->data);
+    t->data = NULL;
+}
+
+uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *t, uint32_t delta,
+                                      wasm_rt_externref_t init) {
+    uint32_t old = t->size;
+    uint64_t n = (uint64_t)old + delta;
+    if (n > t->max_size)
+        return (uint32_t)-1;
+    wasm_rt_externref_t *d = realloc(t->data, (n ? n : 1) * sizeof *d);
+    if (!d)
+        return (uint32_t)-1;
+    for (uint64_t i = old; i < n; i++)
+        d[i] = init;
+    t->data = d;
+    t->size = (uint32_t)n;
+    return old;
+}
+
+/* ---- signals -------------------------------------------------------------- */
+
+static struct sigaction prev_segv, prev_bus;
+static atomic_bool handler_installed;
+
+static void on_fault(int sig, siginfo_t *si, void *uc) {
+    uintptr_t a = (uintptr_t)si->si_addr;
+    if (engine_in_guest()) {
+        if (engine_stack_guard_hit(a))
+            abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_EXHAUSTION);
+        if (in_region(a))
+            abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_OOB);
+    }
+    /* Not ours: hand over to whoever was there before, or crash as usual. */
+    struct sigaction *p = sig == SIGBUS ? &prev_bus : &prev_segv;
+    if (p->sa_flags & SA_SIGINFO) {
+        if (p->sa_sigaction) {
+            p->sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
+        p->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    /* SA_NODEFER: the handler leaves by longjmp without restoring the mask. */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+    sigaction(SIGBUS, &sa, &prev_bus);
+    atomic_store(&handler_installed, true);
+    abi_invoke_init();
+}
+
+void wasm_rt_init(void) { pthread_once(&init_once, do_init); }
+bool wasm_rt_is_initialized(void) { return atomic_load(&handler_installed); }
+void wasm_rt_free(void) {}
