@@ -1,0 +1,615 @@
+#!/usr/bin/env python3
+"""Compile one WebAssembly module to a native static archive, with a cache.
+
+    build-module.py --wasm pglite.wasm --name pglite --out-dir D \
+        [--cache-dir C] [--cc gcc] [--cflags "-O2"] [--jobs N] [--units 8]
+
+Writes D/lib<name>_wasm.a and D/<name>.h (the wasm2c header: imports the host
+must provide, exports it may call).
+
+Steps on a cache miss:
+  1. wasm2c -n NAME turns the module into one big C file and a header.
+  2. The C file is split at function boundaries into one "main" unit (prelude,
+     type table, globals, data and element segments, export wrappers,
+     instantiate/free) and up to N units holding the function bodies,
+     balanced by size. Bodies lose their `static`; every unit sees the
+     prototypes through a generated internal header as hidden symbols.
+  3. The units are compiled in parallel.
+  4. The objects are combined into one relocatable object whose hidden
+     symbols are then made local (so two modules, e.g. pglite and initdb, can
+     be linked into the same program), and archived.
+
+The cache key covers everything that decides the archive's content: the
+wasm's hash, the wasm2c version, the compiler's version and target, the
+flags, wasm-rt.h, the unit count, the module name and this script. An entry
+is C/<name>-<key>/ with a MANIFEST of every file's sha256 and size; an entry
+that fails any check is deleted and rebuilt, never used.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+FORMAT = 1
+MANIFEST_MAGIC = "pglite-wasm-cache %d" % FORMAT
+HIDDEN = '__attribute__((visibility("hidden")))'
+MANDATORY_CFLAGS = ["-fno-strict-aliasing", "-fvisibility=hidden", "-fPIC"]
+
+
+class BuildError(Exception):
+    pass
+
+
+class CorruptEntry(Exception):
+    pass
+
+
+def log(msg):
+    print("pglite: " + msg, flush=True)
+
+
+def warn(msg):
+    print("pglite: " + msg, file=sys.stderr, flush=True)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def run_text(argv):
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           check=True, universal_newlines=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BuildError("cannot run %s: %s" % (" ".join(argv), e))
+    return r.stdout.strip()
+
+
+# --------------------------------------------------------------------------
+# Splitting wasm2c 1.0.32 output
+
+
+PROTO_RE = re.compile(r"^static (.+?) (w2c_\w+)\((.*)\);$")
+DEF_START_RE = re.compile(r"^static [^(;]*? (w2c_\w+)\(")
+FUNC_TYPES_RE = re.compile(r"^static (\w[\w ]*?) func_types\[(\d*)\];$")
+SHARED_DATA_RE = re.compile(
+    r"^static (const [\w ]+?) ((?:data_segment_data|elem_segment_exprs)_\w+)\[\] = \{$")
+SHARED_REF_RE = re.compile(r"\b(?:data_segment_data|elem_segment_exprs)_w2c_\w+")
+
+
+def split_module(c_path, name, units):
+    """Return (main_text, internal_header_text, [unit_texts]) for the file."""
+    with open(c_path, "r", encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.readlines()
+
+    include_line = '#include "%s.h"\n' % name
+    # The prelude (includes, macros, static inline helpers) ends where the
+    # module-specific part starts.
+    prelude_end = None
+    for i, line in enumerate(lines):
+        if line.startswith("static bool s_module_initialized") or FUNC_TYPES_RE.match(line):
+            prelude_end = i
+            break
+    if prelude_end is None or include_line not in lines[:prelude_end]:
+        raise BuildError("unexpected wasm2c output in %s: no prelude/module boundary "
+                         "(is this wasm2c 1.0.32?)" % c_path)
+    prelude = lines[:prelude_end]
+
+    protos = {}         # name -> (ret, params)
+    proto_lines = set()
+    for i in range(prelude_end, len(lines)):
+        m = PROTO_RE.match(lines[i])
+        if m:
+            protos[m.group(2)] = (m.group(1), m.group(3))
+            proto_lines.add(i)
+
+    # Function bodies: from a definition line of a prototyped function to the
+    # first top-level "}".
+    bodies = []         # (start, end_exclusive)
+    i = prelude_end
+    n = len(lines)
+    while i < n:
+        line = lines[i]
+        if line.startswith("static ") and i not in proto_lines:
+            m = DEF_START_RE.match(line)
+            if m and m.group(1) in protos:
+                j = i + 1
+                while j < n and lines[j] != "}\n" and lines[j] != "}":
+                    j += 1
+                if j >= n:
+                    raise BuildError("unterminated function %s in %s" % (m.group(1), c_path))
+                bodies.append((i, j + 1))
+                i = j + 1
+                continue
+        i += 1
+    if len(bodies) != len(protos):
+        raise BuildError("found %d function bodies for %d prototypes in %s"
+                         % (len(bodies), len(protos), c_path))
+
+    in_body = bytearray(n)
+    for s, e in bodies:
+        for k in range(s, e):
+            in_body[k] = 1
+
+    # Static data referenced by the bodies must be defined once and shared.
+    shared_refs = set()
+    for s, e in bodies:
+        for k in range(s, e):
+            if "_segment_" in lines[k]:
+                shared_refs.update(SHARED_REF_RE.findall(lines[k]))
+
+    hdr = []
+    hdr.append("/* Generated by build-module.py: internal declarations shared by the\n"
+               " * translation units of module %s. Not part of any interface. */\n" % name)
+    hdr.append("#ifndef W2C_SPLIT_%s_INTERNAL_H\n#define W2C_SPLIT_%s_INTERNAL_H\n"
+               % (name.upper(), name.upper()))
+
+    main = []
+    func_types_found = False
+    for k in range(prelude_end, n):
+        if in_body[k] or k in proto_lines:
+            continue
+        line = lines[k]
+        m = FUNC_TYPES_RE.match(line)
+        if m:
+            func_types_found = True
+            hdr.append("extern %s %s func_types[%s];\n" % (HIDDEN, m.group(1), m.group(2)))
+            main.append("%s %s func_types[%s];\n" % (HIDDEN, m.group(1), m.group(2)))
+            continue
+        m = SHARED_DATA_RE.match(line)
+        if m and m.group(2) in shared_refs:
+            hdr.append("extern %s %s %s[];\n" % (HIDDEN, m.group(1), m.group(2)))
+            main.append("%s %s %s[] = {\n" % (HIDDEN, m.group(1), m.group(2)))
+            shared_refs.discard(m.group(2))
+            continue
+        main.append(line)
+    if shared_refs:
+        raise BuildError("function bodies use data not found at top level: %s"
+                         % ", ".join(sorted(shared_refs)[:5]))
+    if bodies and not func_types_found:
+        # Only a problem if a body actually needs it; the compiler will say so.
+        pass
+
+    for fname, (ret, params) in protos.items():
+        hdr.append("%s %s %s(%s);\n" % (HIDDEN, ret, fname, params))
+    hdr.append("#endif\n")
+
+    internal_name = "%s_internal.h" % name
+    inc_internal = '#include "%s"\n' % internal_name
+
+    # Main unit: the public header's declarations keep default visibility so
+    # the export wrappers and instantiate/free stay callable from outside.
+    main_prelude = []
+    for line in prelude:
+        if line == include_line:
+            main_prelude.append('#pragma GCC visibility push(default)\n')
+            main_prelude.append(line)
+            main_prelude.append('#pragma GCC visibility pop\n')
+        else:
+            main_prelude.append(line)
+    main_text = "".join(main_prelude) + inc_internal + "".join(main)
+
+    # Body units, balanced by size (largest first onto the lightest unit).
+    sized = []
+    for idx, (s, e) in enumerate(bodies):
+        size = sum(len(lines[k]) for k in range(s, e))
+        sized.append((size, idx))
+    n_units = max(0, min(units, len(bodies)))
+    buckets = [[0, []] for _ in range(n_units)]
+    for size, idx in sorted(sized, reverse=True):
+        b = min(buckets, key=lambda x: x[0])
+        b[0] += size
+        b[1].append(idx)
+    prelude_text = "".join(prelude)
+    unit_texts = []
+    for total, idxs in buckets:
+        parts = [prelude_text, inc_internal]
+        for idx in sorted(idxs):           # keep source order inside a unit
+            s, e = bodies[idx]
+            first = lines[s]
+            assert first.startswith("static ")
+            parts.append("\n")
+            parts.append(first[len("static "):])
+            parts.extend(lines[s + 1:e])
+        unit_texts.append("".join(parts))
+    return main_text, internal_name, "".join(hdr), unit_texts, len(bodies)
+
+
+# --------------------------------------------------------------------------
+# Compiling
+
+
+def compile_units(cc, cflags, srcs, jobs, workdir):
+    """Compile srcs (list of (label, path)) with at most `jobs` at once.
+
+    Prints one line per unit as it finishes. Returns object paths."""
+    pending = sorted(srcs, key=lambda s: -os.path.getsize(s[1]))
+    running = {}        # pid -> (label, proc, obj, logpath, t0, logfile)
+    objs = {}
+    failed = []
+    total = len(pending)
+    done = 0
+    while pending or running:
+        while pending and len(running) < jobs and not failed:
+            label, src = pending.pop(0)
+            obj = os.path.splitext(src)[0] + ".o"
+            logpath = os.path.splitext(src)[0] + ".log"
+            lf = open(logpath, "wb")
+            argv = cc + cflags + ["-c", src, "-o", obj]
+            proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=workdir)
+            running[proc.pid] = (label, proc, obj, logpath, time.monotonic(), lf)
+        if not running:
+            break
+        pid, status, ru = os.wait4(-1, 0)
+        if pid not in running:
+            continue
+        label, proc, obj, logpath, t0, lf = running.pop(pid)
+        lf.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done += 1
+        secs = time.monotonic() - t0
+        if proc.returncode != 0:
+            failed.append((label, logpath, proc.returncode))
+            log("[%d/%d] unit %s FAILED after %.1f s" % (done, total, label, secs))
+            for other in running.values():      # no point finishing the rest
+                other[1].kill()
+        else:
+            objs[label] = obj
+            log("[%d/%d] unit %s compiled in %.1f s (cpu %.1f s, max rss %d MB)"
+                % (done, total, label, secs, ru.ru_utime + ru.ru_stime, ru.ru_maxrss // 1024))
+    if failed:
+        label, logpath, rc = failed[0]
+        with open(logpath, "r", errors="replace") as f:
+            tail = f.read()[-4000:]
+        raise BuildError("compiling unit %s failed (exit %d):\n%s" % (label, rc, tail))
+    return [objs[label] for label, _ in srcs]
+
+
+def build(args, cc, cflags, units, dest, work):
+    """Build lib<name>_wasm.a and <name>.h into dest (a fresh directory),
+    using work (a fresh directory) for the intermediate files."""
+    name = args.name
+    t0 = time.monotonic()
+    c_path = os.path.join(work, name + ".c")
+    r = subprocess.run([args.wasm2c, "-n", name, os.path.abspath(args.wasm), "-o", c_path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if r.returncode != 0:
+        raise BuildError("wasm2c failed on %s:\n%s" % (args.wasm, r.stdout[-4000:]))
+    log("wasm2c %s: %.1f s, %d MB of C" % (os.path.basename(args.wasm), time.monotonic() - t0,
+                                           os.path.getsize(c_path) >> 20))
+
+    t1 = time.monotonic()
+    main_text, internal_name, hdr_text, unit_texts, nfuncs = split_module(c_path, name, units)
+    os.unlink(c_path)
+    srcs = []
+    p = os.path.join(work, "%s_main.c" % name)
+    with open(p, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(main_text)
+    srcs.append(("main", p))
+    with open(os.path.join(work, internal_name), "w") as f:
+        f.write(hdr_text)
+    for k, text in enumerate(unit_texts):
+        p = os.path.join(work, "%s_f%d.c" % (name, k))
+        with open(p, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+        srcs.append(("f%d" % k, p))
+    log("split %d functions into %d units + main in %.1f s"
+        % (nfuncs, len(unit_texts), time.monotonic() - t1))
+
+    t2 = time.monotonic()
+    objs = compile_units(cc, cflags + ["-I", work], srcs, args.jobs, work)
+    log("compiled %d units in %.1f s" % (len(objs), time.monotonic() - t2))
+
+    # One relocatable object; hidden symbols become local so that several
+    # modules (each with its own w2c_malloc, func_types, ...) can be linked
+    # into one program.
+    combined = os.path.join(work, "%s_wasm.o" % name)
+    r = subprocess.run(cc + ["-r", "-nostdlib", "-o", combined] + objs,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if r.returncode != 0:
+        raise BuildError("partial link failed:\n" + r.stdout[-4000:])
+    r = subprocess.run([args.objcopy, "--localize-hidden", combined],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if r.returncode != 0:
+        raise BuildError("objcopy --localize-hidden failed:\n" + r.stdout[-4000:])
+    lib = os.path.join(dest, "lib%s_wasm.a" % name)
+    r = subprocess.run([args.ar, "rcsD", lib, combined],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if r.returncode != 0:
+        raise BuildError("ar failed:\n" + r.stdout[-4000:])
+    shutil.copyfile(os.path.join(work, name + ".h"), os.path.join(dest, name + ".h"))
+    if args.keep_work:
+        log("kept intermediate files in %s" % work)
+    log("built lib%s_wasm.a (%d MB) in %.1f s"
+        % (name, os.path.getsize(lib) >> 20, time.monotonic() - t0))
+
+
+# --------------------------------------------------------------------------
+# Cache entries
+
+
+def outputs(name):
+    return ["lib%s_wasm.a" % name, "%s.h" % name]
+
+
+def write_manifest(entry, key, name):
+    lines = [MANIFEST_MAGIC, "key " + key]
+    for fn in outputs(name):
+        p = os.path.join(entry, fn)
+        lines.append("file %s %d %s" % (sha256_file(p), os.path.getsize(p), fn))
+    tmp = os.path.join(entry, "MANIFEST.tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(entry, "MANIFEST"))
+
+
+def verify_entry(entry, key, name):
+    """Raise CorruptEntry unless every file of the entry checks out."""
+    mpath = os.path.join(entry, "MANIFEST")
+    try:
+        with open(mpath, "r") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise CorruptEntry("no MANIFEST")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CorruptEntry("MANIFEST unreadable: %s" % e)
+    lines = text.splitlines()
+    if len(lines) < 2 or lines[0] != MANIFEST_MAGIC:
+        raise CorruptEntry("MANIFEST has a bad header")
+    if lines[1] != "key " + key:
+        raise CorruptEntry("MANIFEST is for another key")
+    listed = {}
+    for line in lines[2:]:
+        parts = line.split(" ", 3)
+        if len(parts) != 4 or parts[0] != "file" or not re.fullmatch(r"[0-9a-f]{64}", parts[1]) \
+                or not parts[2].isdigit() or "/" in parts[3]:
+            raise CorruptEntry("MANIFEST line malformed: %r" % line[:80])
+        listed[parts[3]] = (parts[1], int(parts[2]))
+    for fn in outputs(name):
+        if fn not in listed:
+            raise CorruptEntry("MANIFEST does not list %s" % fn)
+    for fn, (digest, size) in listed.items():
+        p = os.path.join(entry, fn)
+        try:
+            st = os.stat(p)
+            if st.st_size != size:
+                raise CorruptEntry("%s has %d bytes, MANIFEST says %d" % (fn, st.st_size, size))
+            got = sha256_file(p)
+        except OSError as e:
+            raise CorruptEntry("%s unreadable: %s" % (fn, e))
+        if got != digest:
+            raise CorruptEntry("%s sha256 mismatch" % fn)
+    return {fn: listed[fn][0] for fn in outputs(name)}
+
+
+def install(src_dir, out_dir, name, digests=None):
+    """Copy the outputs into out_dir atomically (fresh mtimes, no hardlinks:
+    a later edit in out_dir must never reach the cache). With digests, each
+    copy is checked again, so an entry changed after verify_entry() is
+    caught too."""
+    os.makedirs(out_dir, exist_ok=True)
+    for fn in outputs(name):
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".%s." % fn)
+        os.close(fd)
+        try:
+            shutil.copyfile(os.path.join(src_dir, fn), tmp)
+            if digests is not None and sha256_file(tmp) != digests[fn]:
+                raise CorruptEntry("%s changed while being copied" % fn)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, os.path.join(out_dir, fn))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def remove_tree(path):
+    def onerror(func, p, exc):
+        # Make directories writable so their contents can go.
+        try:
+            os.chmod(os.path.dirname(p), 0o755)
+            os.chmod(p, 0o755)
+            func(p)
+        except OSError:
+            pass
+    shutil.rmtree(path, onerror=onerror)
+    return not os.path.lexists(path)
+
+
+def clean_stale_tmp(cache_dir):
+    """Remove tmp-* dirs older than a day (left by killed builds)."""
+    try:
+        now = time.time()
+        for e in os.scandir(cache_dir):
+            if e.name.startswith("tmp-") and e.is_dir(follow_symlinks=False):
+                if now - e.stat(follow_symlinks=False).st_mtime > 86400:
+                    remove_tree(e.path)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------
+
+
+def find_wasm_rt_include(cc):
+    for d in ("/usr/include", "/usr/local/include", "/usr/share/wabt/wasm2c"):
+        if os.path.exists(os.path.join(d, "wasm-rt.h")):
+            return d
+    raise BuildError("wasm-rt.h not found; pass --wasm-rt-include (Debian: apt-get install wabt)")
+
+
+def compute_key(args, cc, cflags, units, wasm_rt_h):
+    cc_version = run_text(cc + ["--version"]).splitlines()[0]
+    target = run_text(cc + ["-dumpmachine"])
+    with open(os.path.abspath(__file__), "rb") as f:
+        script_hash = hashlib.sha256(f.read()).hexdigest()
+    inputs = {
+        "format": FORMAT,
+        "name": args.name,
+        "wasm_sha256": sha256_file(args.wasm),
+        "wasm2c": run_text([args.wasm2c, "--version"]),
+        "cc": cc_version,
+        "target": target,
+        "cflags": cflags,
+        "wasm_rt_h": sha256_file(wasm_rt_h),
+        "units": units,
+        "script": script_hash,
+    }
+    blob = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32], inputs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--wasm", required=True)
+    ap.add_argument("--name", required=True, help="module name for wasm2c -n (C identifier)")
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--cache-dir", default=None,
+                    help="default: $XDG_CACHE_HOME/pglite or ~/.cache/pglite")
+    ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    ap.add_argument("--cflags", default="-O2")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--units", type=int, default=8)
+    ap.add_argument("--wasm2c", default="wasm2c")
+    ap.add_argument("--ar", default="ar")
+    ap.add_argument("--objcopy", default="objcopy")
+    ap.add_argument("--wasm-rt-include", default=None)
+    ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
+    args = ap.parse_args()
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.name):
+        ap.error("--name must be a C identifier")
+    if args.units < 1 or args.jobs < 1:
+        ap.error("--units and --jobs must be >= 1")
+    if not os.path.isfile(args.wasm):
+        ap.error("no such wasm file: %s" % args.wasm)
+    if args.cache_dir is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        args.cache_dir = os.path.join(base, "pglite")
+    args.cache_dir = os.path.abspath(args.cache_dir)
+    cc = shlex.split(args.cc)
+    inc = args.wasm_rt_include or find_wasm_rt_include(cc)
+    wasm_rt_h = os.path.join(inc, "wasm-rt.h")
+    if not os.path.isfile(wasm_rt_h):
+        raise BuildError("no wasm-rt.h in %s" % inc)
+    # The include dir is a path, not content: keep it out of the key (the
+    # key has wasm-rt.h's hash instead).
+    cflags = shlex.split(args.cflags) + MANDATORY_CFLAGS
+    units = args.units
+    out_dir = os.path.abspath(args.out_dir)
+    name = args.name
+
+    t0 = time.monotonic()
+    key, _ = compute_key(args, cc, cflags, units, wasm_rt_h)
+    cflags = cflags + ["-I", inc]
+    entry = os.path.join(args.cache_dir, "%s-%s" % (name, key))
+
+    # 1. A valid entry: use it.
+    if not args.no_cache and os.path.lexists(entry):
+        try:
+            if not os.path.isdir(entry):
+                raise CorruptEntry("not a directory")
+            digests = verify_entry(entry, key, name)
+            install(entry, out_dir, name, digests)
+            log("cache hit for %s (%s) in %.1f s" % (name, entry, time.monotonic() - t0))
+            return 0
+        except CorruptEntry as e:
+            warn("cache entry %s is corrupt (%s); rebuilding" % (entry, e))
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                removed = remove_tree(entry)
+            else:
+                removed = _unlink(entry)
+            if not removed:
+                warn("could not remove corrupt cache entry %s" % entry)
+
+    # 2. Build, into the cache if we can write there.
+    tmp = None
+    if not args.no_cache:
+        try:
+            os.makedirs(args.cache_dir, exist_ok=True)
+            clean_stale_tmp(args.cache_dir)
+            tmp = tempfile.mkdtemp(dir=args.cache_dir, prefix="tmp-")
+        except OSError as e:
+            warn("cache dir %s is not writable (%s); building without cache"
+                 % (args.cache_dir, e.strerror or e))
+            tmp = None
+    use_cache = tmp is not None
+    if not use_cache:
+        os.makedirs(out_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=out_dir, prefix=".build-%s-" % name)
+    log("cache miss for %s: building %s (key %s, %d units, %d jobs)"
+        % (name, os.path.basename(args.wasm), key, units, args.jobs))
+    if args.keep_work:
+        work = os.path.join(out_dir, "%s.work" % name)
+        if os.path.isdir(work):
+            remove_tree(work)
+        os.makedirs(work)
+    else:
+        work = os.path.join(tmp, "work")
+        os.makedirs(work)
+    try:
+        build(args, cc, cflags, units, tmp, work)
+        if not args.keep_work:
+            remove_tree(work)
+        if use_cache:
+            write_manifest(tmp, key, name)
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, entry)
+                src = entry
+            except OSError:
+                # Another build won the race: use its entry if it is sound.
+                try:
+                    digests = verify_entry(entry, key, name)
+                    install(entry, out_dir, name, digests)
+                    log("another build stored %s first; using it" % entry)
+                    src = None
+                except CorruptEntry:
+                    src = tmp
+            if src:
+                install(src, out_dir, name)
+        else:
+            install(tmp, out_dir, name)
+    finally:
+        if os.path.isdir(tmp):
+            remove_tree(tmp)
+    log("%s ready in %s (%.1f s)" % (name, out_dir, time.monotonic() - t0))
+    return 0
+
+
+def _unlink(p):
+    try:
+        os.unlink(p)
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BuildError, OSError) as e:
+        print("pglite: error: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
