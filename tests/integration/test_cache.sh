@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# test_cache.sh BUILD_MODULE_PY [CC]
+#
+# The compiled-module cache of tools/build/build-module.py, on tiny modules
+# made with wat2wasm: a cold build compiles and reports progress, a second
+# build is a cache hit, a corrupt entry (flipped bytes, truncated archive,
+# missing MANIFEST) is reported and rebuilt, an unwritable cache dir still
+# builds, and the archives link and run (two modules in one program).
+set -euo pipefail
+
+bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
+cc=${2:-cc}
+rtimpl=/usr/share/wabt/wasm2c/wasm-rt-impl.c
+command -v wat2wasm >/dev/null || { echo "wat2wasm not found (apt-get install wabt)"; exit 1; }
+[ -f "$rtimpl" ] || { echo "$rtimpl not found"; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/pglite-test-cache.XXXXXX")
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cd "$work"
+
+fails=0
+ok()   { echo "ok   - $*"; }
+fail() { echo "FAIL - $*"; fails=$((fails + 1)); }
+expect() { # expect DESCRIPTION FILE REGEX
+    if grep -Eq -- "$3" "$2"; then ok "$1"; else fail "$1 (no /$3/ in $2:)"; sed 's/^/    /' "$2"; fi
+}
+expect_not() {
+    if grep -Eq -- "$3" "$2"; then fail "$1 (unexpected /$3/ in $2:)"; sed 's/^/    /' "$2"; else ok "$1"; fi
+}
+
+# Module 1: imports a host function, has memory, a data segment, a table
+# and several functions. Module 2 (one function) shares internal names with
+# it (w2c_*, func_types): both must link into one program.
+cat > calc.wat <<'WAT'
+(module
+  (type $un (func (param i32) (result i32)))
+  (import "env" "host_add" (func $host_add (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\2a")
+  (table 2 funcref)
+  (elem (i32.const 0) $double $square)
+  (func $double (param i32) (result i32) (i32.mul (local.get 0) (i32.const 2)))
+  (func $square (param i32) (result i32) (i32.mul (local.get 0) (local.get 0)))
+  (func (export "calc") (param $x i32) (result i32)
+    ;; host_add(double(x), square(x)) + mem[16]
+    (i32.add
+      (call $host_add
+        (call_indirect (type $un) (local.get $x) (i32.const 0))
+        (call_indirect (type $un) (local.get $x) (i32.const 1)))
+      (i32.load8_u (i32.const 16)))))
+WAT
+cat > one.wat <<'WAT'
+(module (func (export "one") (result i32) (i32.const 1)))
+WAT
+wat2wasm calc.wat -o calc.wasm
+wat2wasm one.wat -o one.wasm
+
+cat > main.c <<'C'
+#include <stdio.h>
+#include "calc.h"
+#include "one.h"
+
+struct Z_env_instance_t { int calls; };
+
+u32 Z_envZ_host_add(struct Z_env_instance_t *env, u32 a, u32 b) {
+    env->calls++;
+    return a + b;
+}
+
+int main(void) {
+    struct Z_env_instance_t env = {0};
+    Z_calc_instance_t calc;
+    Z_one_instance_t one;
+    wasm_rt_init();
+    Z_calc_init_module();
+    Z_one_init_module();
+    Z_calc_instantiate(&calc, &env);
+    Z_one_instantiate(&one);
+    /* 5 -> host_add(10, 25) + 42 = 77 */
+    u32 r = Z_calcZ_calc(&calc, 5);
+    u32 o = Z_oneZ_one(&one);
+    printf("calc(5)=%u one=%u calls=%d\n", r, o, env.calls);
+    Z_calc_free(&calc);
+    Z_one_free(&one);
+    wasm_rt_free();
+    return 0;
+}
+C
+
+build() { # build CACHE_DIR OUT_DIR LOG [MODULE]
+    local mod=${4:-calc}
+    python3 "$bm" --wasm "$mod.wasm" --name "$mod" --out-dir "$2" --cache-dir "$1" \
+        --cc "$cc" --cflags=-O1 --jobs 2 --units 3 >"$3" 2>&1 ||
+        { fail "build-module.py $mod ($3):"; sed 's/^/    /' "$3"; return 1; }
+}
+
+links() { # links OUT_DIR DESCRIPTION (module "one" comes from the cold build)
+    [ "$1" = out1 ] || cp out1/libone_wasm.a out1/one.h "$1/"
+    if "$cc" -o "$1/prog" -I"$1" main.c "$1/libcalc_wasm.a" "$1/libone_wasm.a" "$rtimpl" -lm \
+            >"$1/link.log" 2>&1; then
+        local got
+        got=$("$1/prog" 2>&1 || true)
+        if [ "$got" = "calc(5)=77 one=1 calls=1" ]; then ok "$2: links and runs"
+        else fail "$2: program printed '$got'"; fi
+    else
+        fail "$2: does not link:"; sed 's/^/    /' "$1/link.log"
+    fi
+}
+
+cache=$work/cache
+entry() { ls -d "$cache"/calc-*; }
+
+# 1. Cold build.
+build "$cache" out1 cold.log
+build "$cache" out1 one.log one
+expect "cold build is a cache miss" cold.log "cache miss for calc"
+expect "cold build prints one line per unit" cold.log "\[[0-9]+/[0-9]+\] unit main compiled in"
+expect "tiny module: fewer units than asked" cold.log "split 3 functions into 3 units"
+[ -f out1/libcalc_wasm.a ] && [ -f out1/calc.h ] && ok "archive and header written" ||
+    fail "archive and header written"
+[ "$(ls -d "$cache"/calc-* | wc -l)" = 1 ] && [ -f "$(entry)/MANIFEST" ] &&
+    ok "one cache entry with a MANIFEST" || fail "one cache entry with a MANIFEST"
+links out1 "cold build"
+if nm -g --defined-only out1/libcalc_wasm.a | grep -q ' T Z_calcZ_calc$' &&
+   ! nm -g --defined-only out1/libcalc_wasm.a | grep -q 'func_types\|w2c_'; then
+    ok "only the module's interface is global"
+else fail "only the module's interface is global"; nm -g out1/libcalc_wasm.a | sed 's/^/    /'; fi
+
+# 2. Cache hit.
+build "$cache" out2 hit.log
+expect "second build is a cache hit" hit.log "cache hit for calc"
+expect_not "cache hit compiles nothing" hit.log "compiled in|wasm2c"
+cmp -s out1/libcalc_wasm.a out2/libcalc_wasm.a && ok "hit gives the same archive" ||
+    fail "hit gives the same archive"
+links out2 "cache hit"
+
+# 3. Corrupt entries are reported, removed and rebuilt.
+corrupt_case() { # corrupt_case NAME COMMAND...
+    local name=$1; shift
+    ( cd "$(entry)" && "$@" )
+    build "$cache" "out-$name" "$name.log" || return 0
+    expect "$name: reported corrupt" "$name.log" "cache entry .* is corrupt \(.*\); rebuilding"
+    expect "$name: rebuilt" "$name.log" "cache miss for calc"
+    links "out-$name" "$name"
+    build "$cache" "out-$name" "$name-after.log"
+    expect "$name: next build hits the repaired entry" "$name-after.log" "cache hit for calc"
+}
+flip() { # overwrite 16 bytes in the middle of the archive, same size
+    local f=libcalc_wasm.a size
+    size=$(stat -c %s "$f")
+    printf 'XXXXXXXXXXXXXXXX' | dd of="$f" bs=1 seek=$((size / 2)) conv=notrunc status=none
+}
+corrupt_case flipped flip
+corrupt_case truncated truncate -s 100 libcalc_wasm.a
+corrupt_case no-manifest rm MANIFEST
+corrupt_case bad-manifest sh -c 'echo garbage > MANIFEST'
+corrupt_case no-archive rm libcalc_wasm.a
+
+# 4. A cache dir that cannot be created still builds, with a warning.
+touch not-a-dir
+build "$work/not-a-dir/cache" out-nocache nocache.log
+expect "unwritable cache dir: warned" nocache.log "is not writable"
+links out-nocache "unwritable cache dir"
+
+if [ "$fails" -ne 0 ]; then
+    echo "$fails check(s) failed"
+    exit 1
+fi
+echo "all cache checks passed"
