@@ -589,10 +589,18 @@ static u32 do_rw(abi_host *h, u32 fd, u32 iovs, u32 n, u32 pnum, bool write,
         return G_EBADF;
     if (f->kind == FD_DIR || f->kind == FD_SYNTH)
         return G_EISDIR;
-    struct iovec iov[64];
-    int c = get_iovs(h, iovs, n, iov, 64);
-    if (c < 0)
+    struct iovec iov_small[16];
+    struct iovec *iov = iov_small;
+    if (n > 1024)
+        return G_EINVAL;
+    if (n > 16 && !(iov = malloc(n * sizeof *iov)))
+        return G_ENOMEM;
+    int c = get_iovs(h, iovs, n, iov, 1024);
+    if (c < 0) {
+        if (iov != iov_small)
+            free(iov);
         return (u32)-c;
+    }
     long total = 0;
     if (f->kind == FD_DEV) {
         for (int i = 0; i < c; i++) {
@@ -601,6 +609,8 @@ static u32 do_rw(abi_host *h, u32 fd, u32 iovs, u32 n, u32 pnum, bool write,
             if (r < 0) {
                 if (total)
                     break;
+                if (iov != iov_small)
+                    free(iov);
                 return (u32)-r;
             }
             total += r;
@@ -616,10 +626,16 @@ static u32 do_rw(abi_host *h, u32 fd, u32 iovs, u32 n, u32 pnum, bool write,
             else
                 r = write ? writev(f->host_fd, iov, c) : readv(f->host_fd, iov, c);
         } while (r < 0 && errno == EINTR);
-        if (r < 0)
-            return (u32)abi_errno(errno);
+        if (r < 0) {
+            int e = errno;
+            if (iov != iov_small)
+                free(iov);
+            return (u32)abi_errno(e);
+        }
         total = r;
     }
+    if (iov != iov_small)
+        free(iov);
     abi_w32(h, pnum, (uint32_t)total);
     return 0;
 }

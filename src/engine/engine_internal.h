@@ -14,5 +14,6 @@ int engine_on_guest_stack(void (*fn)(void *), void *arg);
 
 /* wasm_rt.c */
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max);
+void engine_signals_claim(void);
 
 #endif

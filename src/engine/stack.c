@@ -133,6 +133,7 @@ int engine_on_guest_stack(void (*fn)(void *), void *arg) {
     }
     if (ensure_stack() != 0)
         return -1;
+    engine_signals_claim();
     uintptr_t top = ((uintptr_t)ts.base + GUEST_STACK - 64) & ~(uintptr_t)63;
     ts.depth = 1;
     pgl_call_on_stack(arg, fn, (void *)top);

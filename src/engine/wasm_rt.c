@@ -44,7 +44,7 @@ const char *wasm_rt_strerror(wasm_rt_trap_t trap) {
 
 typedef struct {
     uint32_t nparams, nresults;
-    wasm_rt_type_t types[32];
+    wasm_rt_type_t *types; /* params then results */
 } func_type;
 
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,39 +52,50 @@ static func_type *types;
 static uint32_t ntypes, captypes;
 
 uint32_t wasm_rt_register_func_type(uint32_t params, uint32_t results, ...) {
-    func_type t;
-    memset(&t, 0, sizeof t);
-    if (params + results > 32) {
-        fprintf(stderr, "pglite: function type with %u values\n", params + results);
-        abort(); /* generated code only: never reached from input */
+    uint32_t n = params + results;
+    wasm_rt_type_t buf[64];
+    wasm_rt_type_t *t = n <= 64 ? buf : malloc(n * sizeof *t);
+    if (!t) {
+        fprintf(stderr, "pglite: out of memory registering types\n");
+        abort(); /* generated code only, at module initialisation */
     }
-    t.nparams = params;
-    t.nresults = results;
     va_list ap;
     va_start(ap, results);
-    for (uint32_t i = 0; i < params + results; i++)
-        t.types[i] = va_arg(ap, wasm_rt_type_t);
+    for (uint32_t i = 0; i < n; i++)
+        t[i] = va_arg(ap, wasm_rt_type_t);
     va_end(ap);
     pthread_mutex_lock(&types_lock);
     for (uint32_t i = 0; i < ntypes; i++) {
-        if (memcmp(&types[i], &t, sizeof t) == 0) {
+        if (types[i].nparams == params && types[i].nresults == results &&
+            memcmp(types[i].types, t, n * sizeof *t) == 0) {
             pthread_mutex_unlock(&types_lock);
+            if (t != buf)
+                free(t);
             return i + 1;
         }
     }
     if (ntypes == captypes) {
         uint32_t nc = captypes ? captypes * 2 : 256;
-        func_type *n = realloc(types, nc * sizeof *n);
-        if (!n) {
-            pthread_mutex_unlock(&types_lock);
+        func_type *nt = realloc(types, nc * sizeof *nt);
+        if (!nt) {
             fprintf(stderr, "pglite: out of memory registering types\n");
             abort();
         }
-        types = n;
+        types = nt;
         captypes = nc;
     }
-    types[ntypes++] = t;
-    uint32_t id = ntypes;
+    wasm_rt_type_t *keep = malloc((n ? n : 1) * sizeof *keep);
+    if (!keep) {
+        fprintf(stderr, "pglite: out of memory registering types\n");
+        abort();
+    }
+    memcpy(keep, t, n * sizeof *t);
+    if (t != buf)
+        free(t);
+    types[ntypes].nparams = params;
+    types[ntypes].nresults = results;
+    types[ntypes].types = keep;
+    uint32_t id = ++ntypes;
     pthread_mutex_unlock(&types_lock);
     return id;
 }
@@ -292,5 +303,25 @@ static void do_init(void) {
 }
 
 void wasm_rt_init(void) { pthread_once(&init_once, do_init); }
+
+/* Keep our fault handler first in line: a host program (or a test
+ * framework) may have installed its own since. Ours passes faults that are
+ * not the guest's on to it. */
+void engine_signals_claim(void) {
+    struct sigaction cur;
+    for (int i = 0; i < 2; i++) {
+        int sig = i ? SIGBUS : SIGSEGV;
+        if (sigaction(sig, NULL, &cur) != 0)
+            continue;
+        if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sig, &sa, sig == SIGBUS ? &prev_bus : &prev_segv);
+    }
+}
 bool wasm_rt_is_initialized(void) { return atomic_load(&handler_installed); }
 void wasm_rt_free(void) {}

@@ -1,0 +1,168 @@
+/* The compiled runtime in-process: postgres --version, single-user SQL
+ * against a data directory (with an ERROR the session recovers from and a
+ * recursion that must end in PostgreSQL's own stack-depth error), and the
+ * guarantee that guest traps and exits come back as results. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../support/fixture.h"
+
+static void test_version(void **state) {
+    (void)state;
+    fx_guest g;
+    assert_int_equal(fx_guest_init(&g, NULL), 0);
+    const char *argv[] = {"/pglite/bin/postgres", "--version"};
+    engine_result r;
+    char *out = NULL, *err = NULL;
+    fx_run_postgres(&g, 2, argv, NULL, &out, &err, &r);
+    if (r.status != ENGINE_EXITED || r.exit_code != 0)
+        print_error("status %d: %s\nstderr: %s\n", r.status, r.message, err ? err : "");
+    assert_int_equal(r.status, ENGINE_EXITED);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(out);
+    assert_string_equal(out, "postgres (PostgreSQL) 18.6\n");
+    free(out);
+    free(err);
+    fx_guest_fini(&g);
+}
+
+static char *single_user(fx_guest *g, const char *sql, char **err, engine_result *r) {
+    char in[4096];
+    snprintf(in, sizeof in, "%s/stdin.sql", g->scratch);
+    if (fx_write_file(in, sql, strlen(sql)) != 0)
+        return NULL;
+    const char *argv[] = {"/pglite/bin/postgres", "--single", "-O", "-j", "-D",
+                          "/pglite/data", "-c", "exit_on_error=false",
+                          "-c", "log_checkpoints=false", "template1"};
+    char *out = NULL;
+    fx_run_postgres(g, 11, argv, in, &out, err, r);
+    return out;
+}
+
+static void test_single_user(void **state) {
+    (void)state;
+    char *data = fx_mkdtemp("data");
+    assert_non_null(data);
+    assert_int_equal(chmod(data, 0700), 0);
+    fx_guest g;
+    assert_int_equal(fx_guest_init(&g, data), 0);
+    char *err = NULL;
+    int b = fx_bootstrap(&g, data, &err);
+    if (b != 0)
+        print_error("bootstrap failed:\n%s\n", err ? err : "");
+    assert_int_equal(b, 0);
+    free(err);
+
+    /* -j: statements end at a semicolon followed by an empty line. */
+    const char *sql =
+        "CREATE TABLE t (id int primary key, name text);\n\n"
+        "INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 1000) g;\n\n"
+        "SELECT 1/0;\n\n"
+        "SELECT count(*) AS n, sum(id) AS s FROM t;\n\n"
+        "INSERT INTO t VALUES (1, 'dup');\n\n"
+        "SELECT name FROM t WHERE id = 777;\n\n";
+    engine_result r;
+    char *out = single_user(&g, sql, &err, &r);
+    assert_non_null(out);
+    assert_non_null(err);
+    if (!strstr(out, "n = \"1000\""))
+        print_error("stdout:\n%s\nstderr:\n%s\n", out, err);
+    /* The ERROR, and the session going on after it. */
+    assert_non_null(strstr(err, "division by zero"));
+    assert_non_null(strstr(out, "n = \"1000\""));
+    assert_non_null(strstr(out, "s = \"500500\""));
+    assert_non_null(strstr(err, "duplicate key value violates unique constraint"));
+    assert_non_null(strstr(out, "name = \"n777\""));
+    assert_int_equal(r.status, ENGINE_EXITED);
+    assert_int_equal(r.exit_code, 0);
+    free(out);
+    free(err);
+
+    /* The data persists into a new instance (a new "process" of the guest). */
+    out = single_user(&g, "SELECT count(*) AS again FROM t;\n\n", &err, &r);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "again = \"1000\""));
+    free(out);
+    free(err);
+
+    /* Deep recursion ends in PostgreSQL's own error, not a native stack
+     * overflow. */
+    out = single_user(&g,
+                      "CREATE FUNCTION f(n int) RETURNS int LANGUAGE sql AS "
+                      "'SELECT CASE WHEN n = 0 THEN 0 ELSE f(n - 1) + 1 END';\n\n"
+                      "SELECT f(1000000);\n\n"
+                      "SELECT 'alive' AS after;\n\n",
+                      &err, &r);
+    assert_non_null(out);
+    if (!strstr(err, "stack depth limit exceeded"))
+        print_error("status %d %s\nstdout:\n%s\nstderr:\n%s\n", r.status, r.message, out, err);
+    assert_non_null(strstr(err, "stack depth limit exceeded"));
+    assert_non_null(strstr(out, "after = \"alive\""));
+    assert_int_equal(r.status, ENGINE_EXITED);
+    free(out);
+    free(err);
+
+    fx_guest_fini(&g);
+    fx_rmtree(data);
+    free(data);
+}
+
+/* A guest abort or trap is an error value, the instance is dead afterwards,
+ * and the process and other instances go on. */
+static void test_traps_are_errors(void **state) {
+    (void)state;
+    fx_guest g;
+    assert_int_equal(fx_guest_init(&g, NULL), 0);
+    abi_config cfg = {.vfs = g.v, .env = fx_env, .stdin_fd = -1, .stdout_fd = -1,
+                      .stderr_fd = -1};
+    char msg[256];
+    engine *a = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    engine *b = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    assert_non_null(a);
+    assert_non_null(b);
+
+    /* free() of a wild pointer: the guest's allocator aborts or traps. */
+    uint32_t wild = 0x7ffffff0u;
+    engine_result r;
+    engine_status s = engine_call(a, "free", &wild, 1, &r);
+    assert_true(s == ENGINE_TRAPPED || s == ENGINE_ABORTED);
+    assert_true(strlen(r.message) > 0);
+    assert_int_equal(engine_call(a, "malloc", (uint32_t[]){16}, 1, &r), ENGINE_DEAD);
+
+    /* A bad call is refused without touching the guest. */
+    assert_int_equal(engine_call(b, "no_such_export", NULL, 0, &r), ENGINE_ERROR);
+    assert_int_equal(engine_call(b, "malloc", NULL, 0, &r), ENGINE_ERROR);
+
+    /* The other instance still works. */
+    assert_int_equal(engine_call(b, "malloc", (uint32_t[]){64}, 1, &r), ENGINE_OK);
+    assert_true(r.value != 0);
+    uint32_t p = r.value;
+    assert_int_equal(engine_write(b, p, "hello", 6), 0);
+    char back[6];
+    assert_int_equal(engine_read(b, p, back, 6), 0);
+    assert_string_equal(back, "hello");
+    assert_int_equal(engine_write(b, 0xfffffff0u, "x", 32), -1);
+
+    /* exit() inside the guest is control flow, not the end of the process. */
+    uint32_t code = 7;
+    assert_int_equal(engine_call(b, "pgl_exit", &code, 1, &r), ENGINE_EXITED);
+    assert_int_equal(r.exit_code, 7);
+    assert_int_equal(engine_call(b, "malloc", (uint32_t[]){64}, 1, &r), ENGINE_OK);
+
+    engine_free(a);
+    engine_free(b);
+    fx_guest_fini(&g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_single_user),
+        cmocka_unit_test(test_traps_are_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
