@@ -98,8 +98,20 @@ const char *abi_abort_message(void);
 
 /* ---- the host instance -------------------------------------------------- */
 
+/* One guest directory mapped onto a host directory (see vfs_mount). */
+typedef struct abi_mount {
+    const char *guest; /* absolute guest directory, e.g. "/pglite/data" */
+    const char *host;  /* existing host directory */
+    int writable;
+} abi_mount;
+
 typedef struct abi_config {
-    vfs *vfs;                 /* the guest tree (borrowed) */
+    /* The guest tree: mounts (nested ones after their parents) and, with
+     * devices set, /dev/null, /dev/urandom and /dev/blob. The host builds
+     * and owns the vfs. */
+    const abi_mount *mounts;
+    size_t nmounts;
+    int devices;
     const char *cwd;          /* initial guest cwd, default "/" */
     const char *const *env;   /* NULL-terminated "NAME=value" list */
     /* Host fds for guest stdin/stdout/stderr; -1 means /dev/null.
@@ -114,7 +126,9 @@ typedef struct abi_config {
      * through the guest's fopen of the pseudo files: not used yet. */
 } abi_config;
 
-abi_host *abi_host_new(const abi_config *cfg);
+/* Returns NULL with a message in err on failure (bad mount, bad fd, no
+ * memory). */
+abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen);
 void abi_host_free(abi_host *h);
 
 /* Set once the module is instantiated. */

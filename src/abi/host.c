@@ -164,12 +164,50 @@ uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size) {
 
 /* ---- the host instance -------------------------------------------------- */
 
-abi_host *abi_host_new(const abi_config *cfg) {
-    abi_host *h = calloc(1, sizeof *h);
-    if (!h)
+static vfs *make_vfs(const abi_config *cfg, char *err, size_t errlen) {
+    vfs *v = vfs_new();
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    for (size_t i = 0; i < cfg->nmounts; i++) {
+        const abi_mount *m = &cfg->mounts[i];
+        int r = vfs_mount(v, m->guest, m->host, m->writable ? VFS_RDWR : VFS_RDONLY);
+        if (r < 0) {
+            snprintf(err, errlen, "cannot map guest %s onto %s: %s", m->guest,
+                     m->host, strerror(-r));
+            vfs_free(v);
+            return NULL;
+        }
+    }
+    if (cfg->devices) {
+        static const struct { const char *p; vfs_dev d; } devs[] = {
+            {"/dev/null", VFS_DEV_NULL}, {"/dev/urandom", VFS_DEV_URANDOM},
+            {"/dev/random", VFS_DEV_URANDOM}, {"/dev/blob", VFS_DEV_BLOB}};
+        for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) {
+            int r = vfs_add_device(v, devs[i].p, devs[i].d);
+            if (r < 0) {
+                snprintf(err, errlen, "cannot add %s: %s", devs[i].p, strerror(-r));
+                vfs_free(v);
+                return NULL;
+            }
+        }
+    }
+    return v;
+}
+
+abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen) {
+    abi_host *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     h->wasi.host = h;
-    h->vfs = cfg->vfs;
+    h->vfs = make_vfs(cfg, err, errlen);
+    if (!h->vfs) {
+        free(h);
+        return NULL;
+    }
     h->umask = 022;
     snprintf(h->cwd, sizeof h->cwd, "%s", cfg->cwd ? cfg->cwd : "/");
     h->blob_ctx = cfg->blob_ctx;
@@ -181,13 +219,15 @@ abi_host *abi_host_new(const abi_config *cfg) {
             n++;
     h->env = calloc(n + 1, sizeof *h->env);
     if (!h->env) {
-        free(h);
+        snprintf(err, errlen, "out of memory");
+        abi_host_free(h);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         h->env[i] = strdup(cfg->env[i]);
         if (!h->env[i]) {
             h->nenv = i;
+            snprintf(err, errlen, "out of memory");
             abi_host_free(h);
             return NULL;
         }
@@ -196,6 +236,7 @@ abi_host *abi_host_new(const abi_config *cfg) {
     int fds[3] = {cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd};
     for (int i = 0; i < 3; i++) {
         if (abi_host_set_stdio(h, i, fds[i]) < 0) {
+            snprintf(err, errlen, "cannot use host fd %d as guest fd %d", fds[i], i);
             abi_host_free(h);
             return NULL;
         }
@@ -207,6 +248,7 @@ void abi_host_free(abi_host *h) {
     if (!h)
         return;
     abi_fds_close_all(h);
+    vfs_free(h->vfs);
     for (size_t i = 0; i < h->nenv; i++)
         free(h->env[i]);
     free(h->env);

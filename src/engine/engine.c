@@ -172,7 +172,7 @@ static void do_instantiate(engine *e, void *arg) {
         Z_initdbZ___wasm_call_ctors(e->mi);
 }
 
-engine *engine_new(engine_module module, const abi_config *cfg, char *err,
+engine *engine_new(engine_module module, const engine_config *cfg, char *err,
                    size_t errlen) {
     engine_global_init();
     if (module != ENGINE_PGLITE && module != ENGINE_INITDB) {
@@ -185,9 +185,8 @@ engine *engine_new(engine_module module, const abi_config *cfg, char *err,
         return NULL;
     }
     e->module = module;
-    e->host = abi_host_new(cfg);
+    e->host = abi_host_new(cfg, err, errlen);
     if (!e->host) {
-        snprintf(err, errlen, "cannot create the host instance (out of memory or a bad stdio fd)");
         free(e);
         return NULL;
     }

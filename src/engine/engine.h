@@ -23,6 +23,10 @@
 
 typedef struct engine engine;
 
+/* What an instance sees: its guest tree, environment, stdio (abi.h). */
+typedef abi_config engine_config;
+typedef abi_mount engine_mount;
+
 typedef enum {
     ENGINE_PGLITE = 1, /* pglite.wasm: PostgreSQL */
     ENGINE_INITDB = 2, /* initdb.wasm */
@@ -50,7 +54,7 @@ void engine_global_init(void);
 
 /* Create an instance and run its constructors. cfg is copied into the abi
  * host. Returns NULL with a message in err on failure. */
-engine *engine_new(engine_module module, const abi_config *cfg, char *err,
+engine *engine_new(engine_module module, const engine_config *cfg, char *err,
                    size_t errlen);
 void engine_free(engine *e);
 

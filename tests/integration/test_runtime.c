@@ -13,8 +13,9 @@
 
 static void test_version(void **state) {
     (void)state;
-    fx_guest g;
-    assert_int_equal(fx_guest_init(&g, NULL), 0);
+    cluster_tree g;
+    char msg[512];
+    assert_int_equal(cluster_tree_open(&g, NULL, msg, sizeof msg), 0);
     const char *argv[] = {"/pglite/bin/postgres", "--version"};
     engine_result r;
     char *out = NULL, *err = NULL;
@@ -27,10 +28,10 @@ static void test_version(void **state) {
     assert_string_equal(out, "postgres (PostgreSQL) 18.6\n");
     free(out);
     free(err);
-    fx_guest_fini(&g);
+    cluster_tree_close(&g);
 }
 
-static char *single_user(fx_guest *g, const char *sql, char **err, engine_result *r) {
+static char *single_user(cluster_tree *g, const char *sql, char **err, engine_result *r) {
     char in[4096];
     snprintf(in, sizeof in, "%s/stdin.sql", g->scratch);
     if (fx_write_file(in, sql, strlen(sql)) != 0)
@@ -48,14 +49,14 @@ static void test_single_user(void **state) {
     char *data = fx_mkdtemp("data");
     assert_non_null(data);
     assert_int_equal(chmod(data, 0700), 0);
-    fx_guest g;
-    assert_int_equal(fx_guest_init(&g, data), 0);
-    char *err = NULL;
-    int b = fx_bootstrap(&g, data, &err);
+    char msg[8192];
+    int b = cluster_bootstrap(data, msg, sizeof msg);
     if (b != 0)
-        print_error("bootstrap failed:\n%s\n", err ? err : "");
+        print_error("%s\n", msg);
     assert_int_equal(b, 0);
-    free(err);
+    cluster_tree g;
+    assert_int_equal(cluster_tree_open(&g, data, msg, sizeof msg), 0);
+    char *err = NULL;
 
     /* -j: statements end at a semicolon followed by an empty line. */
     const char *sql =
@@ -106,7 +107,7 @@ static void test_single_user(void **state) {
     free(out);
     free(err);
 
-    fx_guest_fini(&g);
+    cluster_tree_close(&g);
     fx_rmtree(data);
     free(data);
 }
@@ -115,10 +116,12 @@ static void test_single_user(void **state) {
  * and the process and other instances go on. */
 static void test_traps_are_errors(void **state) {
     (void)state;
-    fx_guest g;
-    assert_int_equal(fx_guest_init(&g, NULL), 0);
-    abi_config cfg = {.vfs = g.v, .env = fx_env, .stdin_fd = -1, .stdout_fd = -1,
-                      .stderr_fd = -1};
+    char runtime[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    engine_mount m[] = {{"/pglite", runtime, 0}};
+    engine_config cfg = {.mounts = m, .nmounts = 1, .devices = 1,
+                         .env = cluster_guest_env(), .stdin_fd = -1,
+                         .stdout_fd = -1, .stderr_fd = -1};
     char msg[256];
     engine *a = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
     engine *b = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
@@ -155,7 +158,6 @@ static void test_traps_are_errors(void **state) {
 
     engine_free(a);
     engine_free(b);
-    fx_guest_fini(&g);
 }
 
 int main(void) {
