@@ -1,0 +1,136 @@
+/* The host side of the imports, called directly as the guest would: the
+ * ones with no meaning in the sandbox (sockets, ioctl, dlopen of nothing)
+ * answer errno values and never abort, and path-taking calls cannot leave
+ * the guest tree. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../support/fixture.h"
+#include "pglite.h" /* the generated import prototypes */
+
+#define E(x) ((u32) - (int32_t)(x)) /* a negated guest errno */
+
+enum { G_EACCES = 2, G_EAFNOSUPPORT = 5, G_EBADF = 8, G_EEXIST = 20,
+       G_EFAULT = 21, G_EINVAL = 28, G_ENOENT = 44, G_ENOTDIR = 54,
+       G_ENOTSOCK = 57, G_ENOTTY = 59, G_EROFS = 69 };
+#define AT_FDCWD_G ((u32)-100)
+
+typedef struct {
+    engine *e;
+    cluster_tree *t;
+} ctx;
+
+static uint32_t gstr(engine *e, const char *s) {
+    uint32_t p = engine_malloc(e, (uint32_t)strlen(s) + 1);
+    assert_true(p != 0);
+    assert_int_equal(engine_write(e, p, s, strlen(s) + 1), 0);
+    return p;
+}
+
+static void body(engine *e, void *arg) {
+    (void)arg;
+    abi_host *h = engine_host(e);
+
+    /* Sockets: no network in the sandbox. */
+    assert_int_equal(Z_envZ___syscall_socket(h, 2, 1, 0, 0, 0, 0), E(G_EAFNOSUPPORT));
+    assert_int_equal(Z_envZ___syscall_bind(h, 1, 0, 0, 0, 0, 0), E(G_ENOTSOCK));
+    assert_int_equal(Z_envZ___syscall_connect(h, 1, 0, 0, 0, 0, 0), E(G_ENOTSOCK));
+    assert_int_equal(Z_envZ___syscall_listen(h, 1, 0, 0, 0, 0, 0), E(G_ENOTSOCK));
+    assert_int_equal(Z_envZ___syscall_accept4(h, 1, 0, 0, 0, 0, 0), E(G_ENOTSOCK));
+    assert_int_equal(Z_envZ___syscall_sendto(h, 1, 0, 0, 0, 0, 0), E(G_ENOTSOCK));
+    assert_int_equal(Z_envZ___syscall_recvfrom(h, 999, 0, 0, 0, 0, 0), E(G_EBADF));
+    assert_int_equal(Z_envZ___syscall_ioctl(h, 1, 0x5401, 0), E(G_ENOTTY));
+    assert_int_equal(Z_envZ___syscall_fcntl64(h, 1, 9999, 0), E(G_EINVAL));
+
+    /* Name resolution: numeric only, no DNS. */
+    uint32_t out = engine_malloc(e, 4);
+    assert_int_equal(Z_envZ_getaddrinfo(h, gstr(e, "example.com"), 0, 0, out), (u32)-2);
+    assert_int_equal(Z_envZ_getaddrinfo(h, gstr(e, "127.0.0.1"), gstr(e, "5432"), 0, out), 0);
+    assert_int_equal(Z_envZ_getaddrinfo(h, gstr(e, "::1"), 0, 0, out), 0);
+
+    /* Paths outside the guest tree do not exist. */
+    uint32_t etc = gstr(e, "/etc/passwd");
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, etc, 0, 0), E(G_ENOENT));
+    uint32_t up = gstr(e, "/pglite/../../../../etc/passwd");
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, up, 0, 0), E(G_ENOENT));
+    uint32_t st = engine_malloc(e, 96);
+    assert_int_equal(Z_envZ___syscall_stat64(h, etc, st), E(G_ENOENT));
+    /* A bad pointer is EFAULT, not a crash. */
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, 0xfffffff0u, 0, 0), E(G_EFAULT));
+    assert_int_equal(Z_envZ___syscall_stat64(h, 0, st), E(G_EFAULT));
+
+    /* The runtime is read-only. */
+    uint32_t ro = gstr(e, "/pglite/share/postgresql/postgres.bki");
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, ro, 2 /* O_RDWR */, 0), E(G_EROFS));
+    assert_int_equal(Z_envZ___syscall_unlinkat(h, AT_FDCWD_G, ro, 0), E(G_EROFS));
+    uint32_t fd = Z_envZ___syscall_openat(h, AT_FDCWD_G, ro, 0, 0);
+    assert_true((int32_t)fd >= 3);
+    assert_int_equal(Z_envZ___syscall_getdents64(h, fd, st, 96), E(G_ENOTDIR));
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(abi_host_wasi(h), fd), 0);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(abi_host_wasi(h), fd), G_EBADF);
+
+    /* A symlink the guest makes to /etc leads to guest /etc: nothing. */
+    uint32_t target = gstr(e, "/etc");
+    uint32_t link = gstr(e, "/tmp/escape");
+    assert_int_equal(Z_envZ___syscall_symlinkat(h, target, AT_FDCWD_G, link), 0);
+    uint32_t through = gstr(e, "/tmp/escape/passwd");
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, through, 0, 0), E(G_ENOENT));
+    uint32_t dots = gstr(e, "../../../../../etc");
+    uint32_t link2 = gstr(e, "/tmp/escape2");
+    assert_int_equal(Z_envZ___syscall_symlinkat(h, dots, AT_FDCWD_G, link2), 0);
+    uint32_t through2 = gstr(e, "/tmp/escape2/passwd");
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, through2, 0, 0), E(G_ENOENT));
+    assert_int_equal(Z_envZ___syscall_symlinkat(h, target, AT_FDCWD_G, link), E(G_EEXIST));
+
+    /* Writable scratch works, including O_EXCL. */
+    uint32_t f = gstr(e, "/tmp/file");
+    uint32_t mode = engine_malloc(e, 4);
+    uint32_t m644 = 0644;
+    engine_write(e, mode, &m644, 4);
+    uint32_t w = Z_envZ___syscall_openat(h, AT_FDCWD_G, f, 01 | 0100 | 0200, mode);
+    assert_true((int32_t)w >= 3);
+    assert_int_equal(Z_envZ___syscall_openat(h, AT_FDCWD_G, f, 01 | 0100 | 0200, mode), E(G_EEXIST));
+    assert_int_equal(Z_envZ___syscall_fdatasync(h, w), 0);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_sync(abi_host_wasi(h), w), 0);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(abi_host_wasi(h), w), 0);
+
+    /* dlopen of a library that is not there fails without a crash. */
+    uint32_t handle = engine_malloc(e, 64 + 4096);
+    uint8_t zero[64] = {0};
+    engine_write(e, handle, zero, sizeof zero);
+    engine_write(e, handle + 36, "/pglite/lib/postgresql/nonexistent.so", 38);
+    assert_int_equal(Z_envZ__dlopen_js(h, handle), 0);
+}
+
+static void test_imports(void **state) {
+    (void)state;
+    cluster_tree t;
+    char msg[512];
+    assert_int_equal(cluster_tree_open(&t, NULL, msg, sizeof msg), 0);
+    char runtime[4096], tmp[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    snprintf(tmp, sizeof tmp, "%s/tmp", t.scratch);
+    engine_mount m[] = {{"/pglite", runtime, 0}, {"/tmp", tmp, 1}};
+    engine_config cfg = {.mounts = m, .nmounts = 2, .devices = 1,
+                         .env = cluster_guest_env(), .stdin_fd = -1,
+                         .stdout_fd = -1, .stderr_fd = -1};
+    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    assert_non_null(e);
+    engine_result r;
+    engine_status s = engine_run(e, body, NULL, &r);
+    if (s != ENGINE_OK)
+        print_error("%s\n", r.message);
+    assert_int_equal(s, ENGINE_OK);
+    assert_int_equal(abi_host_open_fds(engine_host(e)), 3); /* only stdio left */
+    engine_free(e);
+    cluster_tree_close(&t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_imports)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
