@@ -1,0 +1,151 @@
+# PgliteRuntime.cmake: the pinned PGlite runtime, fetched, unpacked and
+# compiled to native code.
+#
+# Products (all under ${CMAKE_BINARY_DIR}/runtime):
+#   npm/<pkg>/package/...      the npm packages of runtime/runtime.lock
+#   tree/pglite/...            the read-only tree from pglite.data (guest /pglite)
+#   wasm/lib{pglite,initdb}_wasm.a, wasm/{pglite,initdb}.h
+#                              the wasm modules compiled by wasm2c + cc
+#
+# Targets:
+#   pglite_runtime             fetch + unpack (in ALL)
+#   pglite_wasm, initdb_wasm   IMPORTED static libraries (include dir: wasm/)
+#   pglite_runtime_paths       INTERFACE: PGLITE_RUNTIME_TREE, PGLITE_RUNTIME_DIST
+#
+# The compiled modules are cached outside the build tree (PGLITE_CACHE_DIR),
+# keyed by content; the commands rerun only when runtime.lock or a build
+# script changes, and then normally hit the cache.
+
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+find_program(PGLITE_WASM2C wasm2c REQUIRED)
+find_program(PGLITE_BASH bash REQUIRED)
+
+cmake_host_system_information(RESULT _pglite_ncpu QUERY NUMBER_OF_LOGICAL_CORES)
+if(NOT _pglite_ncpu OR _pglite_ncpu LESS 1)
+  set(_pglite_ncpu 1)
+endif()
+
+if(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
+  set(_pglite_cache_default "$ENV{XDG_CACHE_HOME}/pglite")
+else()
+  set(_pglite_cache_default "$ENV{HOME}/.cache/pglite")
+endif()
+
+set(PGLITE_CACHE_DIR "${_pglite_cache_default}" CACHE PATH
+    "Cache of compiled wasm modules (content-keyed; safe to delete)")
+set(PGLITE_WASM_CFLAGS "-O2" CACHE STRING
+    "Optimisation flags for the wasm2c output (part of the cache key)")
+set(PGLITE_WASM_UNITS 8 CACHE STRING
+    "Translation units the function bodies of a module are split into")
+set(PGLITE_WASM_JOBS ${_pglite_ncpu} CACHE STRING
+    "Parallel compile jobs for one wasm module")
+
+set(PGLITE_RUNTIME_DIR "${CMAKE_BINARY_DIR}/runtime")
+set(PGLITE_NPM_DIR "${PGLITE_RUNTIME_DIR}/npm")
+set(PGLITE_DIST_DIR "${PGLITE_NPM_DIR}/pglite/package/dist")
+set(PGLITE_WASM_DIR "${PGLITE_RUNTIME_DIR}/wasm")
+set(PGLITE_RUNTIME_TREE "${PGLITE_RUNTIME_DIR}/tree" CACHE PATH
+    "Host directory whose pglite/ subdirectory is the guest's /pglite (tests, tools)")
+# wasm2c's reference runtime (wasm_rt_* functions), for whoever needs it.
+set(PGLITE_WASM_RT_IMPL "/usr/share/wabt/wasm2c/wasm-rt-impl.c")
+
+set(_pglite_lock "${PROJECT_SOURCE_DIR}/runtime/runtime.lock")
+set(_pglite_tools "${PROJECT_SOURCE_DIR}/tools/build")
+set(_pglite_npm_stamp "${PGLITE_RUNTIME_DIR}/npm.stamp")
+set(_pglite_tree_stamp "${PGLITE_RUNTIME_DIR}/tree.stamp")
+
+file(MAKE_DIRECTORY "${PGLITE_WASM_DIR}" "${PGLITE_RUNTIME_DIR}/npm")
+
+# 1. npm packages (checked against runtime.lock's sha512).
+add_custom_command(
+  OUTPUT "${_pglite_npm_stamp}"
+  COMMAND "${PGLITE_BASH}" "${_pglite_tools}/fetch-runtime.sh" "${_pglite_lock}" "${PGLITE_NPM_DIR}"
+  COMMAND "${CMAKE_COMMAND}" -E touch "${_pglite_npm_stamp}"
+  DEPENDS "${_pglite_lock}" "${_pglite_tools}/fetch-runtime.sh"
+  COMMENT "Fetching the pinned PGlite runtime (runtime/runtime.lock)"
+  VERBATIM)
+
+# 2. The read-only file tree from pglite.data.
+add_custom_command(
+  OUTPUT "${_pglite_tree_stamp}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/unpack-data.py"
+          "${PGLITE_DIST_DIR}/pglite.js" "${PGLITE_DIST_DIR}/pglite.data" "${PGLITE_RUNTIME_TREE}"
+  COMMAND "${CMAKE_COMMAND}" -E touch "${_pglite_tree_stamp}"
+  DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/unpack-data.py"
+  COMMENT "Unpacking pglite.data into ${PGLITE_RUNTIME_TREE}"
+  VERBATIM)
+# With Makefile generators a custom command runs in every target that
+# depends on its output, so each shared output gets one owning target and
+# its users are ordered after that target (else e.g. the fetch runs twice
+# at once under -j).
+add_custom_target(pglite_npm DEPENDS "${_pglite_npm_stamp}")
+add_custom_target(pglite_runtime ALL DEPENDS "${_pglite_tree_stamp}")
+add_dependencies(pglite_runtime pglite_npm)
+
+add_library(pglite_runtime_paths INTERFACE)
+target_compile_definitions(pglite_runtime_paths INTERFACE
+  "PGLITE_RUNTIME_TREE=\"${PGLITE_RUNTIME_TREE}\""
+  "PGLITE_RUNTIME_DIST=\"${PGLITE_DIST_DIR}\"")
+
+# 3. Compiled wasm modules.
+#    pglite_wasm_module(<name> <wasm file>) -> IMPORTED target <name>_wasm
+set(_pglite_prev_module_target "")
+function(pglite_wasm_module name wasm)
+  set(lib "${PGLITE_WASM_DIR}/lib${name}_wasm.a")
+  set(hdr "${PGLITE_WASM_DIR}/${name}.h")
+  add_custom_command(
+    OUTPUT "${lib}" "${hdr}"
+    COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
+            --wasm "${wasm}" --name "${name}" --out-dir "${PGLITE_WASM_DIR}"
+            --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
+            "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
+            --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
+            --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
+    DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/build-module.py"
+    COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
+    VERBATIM)
+  add_custom_target(${name}_wasm_build DEPENDS "${lib}" "${hdr}")
+  add_dependencies(${name}_wasm_build pglite_npm)
+  # One module at a time: each already uses PGLITE_WASM_JOBS compilers.
+  if(_pglite_prev_module_target)
+    add_dependencies(${name}_wasm_build ${_pglite_prev_module_target})
+  endif()
+  set(_pglite_prev_module_target ${name}_wasm_build PARENT_SCOPE)
+
+  add_library(${name}_wasm STATIC IMPORTED GLOBAL)
+  set_target_properties(${name}_wasm PROPERTIES
+    IMPORTED_LOCATION "${lib}"
+    INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_WASM_DIR};${PGLITE_RUNTIME_DIR}")
+  add_dependencies(${name}_wasm ${name}_wasm_build)
+endfunction()
+
+pglite_wasm_module(pglite "${PGLITE_DIST_DIR}/pglite.wasm")
+pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
+
+# 4. C generated from the module headers (scripts owned by src/abi, src/engine):
+#    gen/abi_invoke.c               invoke_* imports      (gen-invokes.py OUT HEADER...)
+#    gen/engine_exports_<mod>.c     by-name export tables (gen-exports.py OUT MOD HEADER)
+set(PGLITE_GEN_DIR "${CMAKE_BINARY_DIR}/gen")
+file(MAKE_DIRECTORY "${PGLITE_GEN_DIR}")
+set(PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_invoke.c")
+add_custom_command(
+  OUTPUT "${PGLITE_GEN_DIR}/abi_invoke.c"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-invokes.py"
+          "${PGLITE_GEN_DIR}/abi_invoke.c"
+          "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
+  DEPENDS "${_pglite_tools}/gen-invokes.py" "${PGLITE_WASM_DIR}/pglite.h"
+          "${PGLITE_WASM_DIR}/initdb.h"
+  COMMENT "Generating invoke_* imports"
+  VERBATIM)
+if(EXISTS "${_pglite_tools}/gen-exports.py")
+  foreach(mod pglite initdb)
+    add_custom_command(
+      OUTPUT "${PGLITE_GEN_DIR}/engine_exports_${mod}.c"
+      COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-exports.py"
+              "${PGLITE_GEN_DIR}/engine_exports_${mod}.c" ${mod} "${PGLITE_WASM_DIR}/${mod}.h"
+      DEPENDS "${_pglite_tools}/gen-exports.py" "${PGLITE_WASM_DIR}/${mod}.h"
+      COMMENT "Generating the export table of ${mod}"
+      VERBATIM)
+    list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_exports_${mod}.c")
+  endforeach()
+endif()
