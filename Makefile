@@ -1,0 +1,42 @@
+# Thin wrapper around CMake. `make run` and `make test` are all you need.
+
+# Debian packages the build and the tests need (one list; see `make deps`).
+DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
+        postgresql-client python3 nodejs npm pkg-config
+
+BUILD_DIR  ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+RUN_TOOL   ?= pglite-run
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build test run clean distclean
+
+all: build
+
+deps:
+	@tools/build/install-deps.sh $(DEPS)
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+
+configure: deps $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+run: build
+	@if [ ! -x $(BUILD_DIR)/tools/$(RUN_TOOL) ]; then \
+	  echo "$(BUILD_DIR)/tools/$(RUN_TOOL) was not built (is tools/$(RUN_TOOL).c there?)" >&2; exit 1; fi
+	$(BUILD_DIR)/tools/$(RUN_TOOL)
+
+clean:
+	@if [ -f $(BUILD_DIR)/CMakeCache.txt ]; then cmake --build $(BUILD_DIR) --target clean; fi
+
+# Also forgets the configuration and the fetched runtime (the compiled-module
+# cache in ~/.cache/pglite is kept).
+distclean:
+	rm -rf $(BUILD_DIR)
