@@ -70,8 +70,11 @@ add_custom_command(
   OUTPUT "${_pglite_tree_stamp}"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/unpack-data.py"
           "${PGLITE_DIST_DIR}/pglite.js" "${PGLITE_DIST_DIR}/pglite.data" "${PGLITE_RUNTIME_TREE}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/unpack-extensions.py"
+          "${PGLITE_DIST_DIR}" "${PGLITE_RUNTIME_TREE}"
   COMMAND "${CMAKE_COMMAND}" -E touch "${_pglite_tree_stamp}"
   DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/unpack-data.py"
+          "${_pglite_tools}/unpack-extensions.py"
   COMMENT "Unpacking pglite.data into ${PGLITE_RUNTIME_TREE}"
   VERBATIM)
 # With Makefile generators a custom command runs in every target that
@@ -115,12 +118,36 @@ function(pglite_wasm_module name wasm)
   add_library(${name}_wasm STATIC IMPORTED GLOBAL)
   set_target_properties(${name}_wasm PROPERTIES
     IMPORTED_LOCATION "${lib}"
-    INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_WASM_DIR};${PGLITE_RUNTIME_DIR}")
+    INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_RUNTIME_DIR}")
   add_dependencies(${name}_wasm ${name}_wasm_build)
 endfunction()
 
 pglite_wasm_module(pglite "${PGLITE_DIST_DIR}/pglite.wasm")
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
+
+# Side modules: every lib/postgresql/*.so of the tree (pglite.data's and the
+# extension archives'), each compiled by build-module.py with the same cache.
+set(PGLITE_SIDE_DIR "${PGLITE_RUNTIME_DIR}/side")
+set(_pglite_side_lib "${PGLITE_SIDE_DIR}/libsidemodules_wasm.a")
+set(_pglite_side_manifest "${PGLITE_SIDE_DIR}/MANIFEST")
+add_custom_command(
+  OUTPUT "${_pglite_side_lib}" "${_pglite_side_manifest}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-sidemodules.py"
+          --tree "${PGLITE_RUNTIME_TREE}" --out-dir "${PGLITE_SIDE_DIR}"
+          --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
+          "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
+          --wasm2c "${PGLITE_WASM2C}" --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
+  DEPENDS "${_pglite_tree_stamp}" "${_pglite_tools}/build-module.py"
+          "${_pglite_tools}/build-sidemodules.py"
+  COMMENT "Compiling the side modules (plpgsql, snowball, encodings, extensions)"
+  VERBATIM)
+add_custom_target(sidemodules_wasm_build DEPENDS "${_pglite_side_lib}" "${_pglite_side_manifest}")
+add_dependencies(sidemodules_wasm_build pglite_runtime ${_pglite_prev_module_target})
+add_library(sidemodules_wasm STATIC IMPORTED GLOBAL)
+set_target_properties(sidemodules_wasm PROPERTIES
+  IMPORTED_LOCATION "${_pglite_side_lib}"
+  INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_RUNTIME_DIR}")
+add_dependencies(sidemodules_wasm sidemodules_wasm_build)
 
 # 4. C generated from the module headers (scripts owned by src/abi, src/engine):
 #    gen/abi_invoke.c               invoke_* imports      (gen-invokes.py OUT HEADER...)
@@ -133,8 +160,9 @@ add_custom_command(
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-invokes.py"
           "${PGLITE_GEN_DIR}/abi_invoke.c"
           "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
+          --manifest "${_pglite_side_manifest}"
   DEPENDS "${_pglite_tools}/gen-invokes.py" "${PGLITE_WASM_DIR}/pglite.h"
-          "${PGLITE_WASM_DIR}/initdb.h"
+          "${PGLITE_WASM_DIR}/initdb.h" "${_pglite_side_manifest}"
   COMMENT "Generating invoke_* imports"
   VERBATIM)
 if(EXISTS "${_pglite_tools}/gen-exports.py")
@@ -149,3 +177,16 @@ if(EXISTS "${_pglite_tools}/gen-exports.py")
     list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_exports_${mod}.c")
   endforeach()
 endif()
+
+# The side-module registry and linker glue (src/abi/dylink.h).
+add_custom_command(
+  OUTPUT "${PGLITE_GEN_DIR}/abi_sidemodules.c"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-sidemodules.py"
+          "${PGLITE_GEN_DIR}/abi_sidemodules.c" "${PGLITE_DIST_DIR}/pglite.wasm"
+          "${PGLITE_WASM_DIR}/pglite.h" "${_pglite_side_manifest}"
+          "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
+  DEPENDS "${_pglite_tools}/gen-sidemodules.py" "${PGLITE_WASM_DIR}/pglite.h"
+          "${PGLITE_WASM_DIR}/initdb.h" "${_pglite_side_manifest}"
+  COMMENT "Generating the side-module registry"
+  VERBATIM)
+list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")

@@ -65,6 +65,8 @@ typedef struct abi_exports {
     /* emscripten_builtin_memalign(align, size) and free, for mmap */
     uint32_t (*memalign)(void *mi, uint32_t align, uint32_t size);
     void (*free)(void *mi, uint32_t ptr);
+    /* __dl_seterr(fmt, va_list): what dlerror() reports (may be NULL) */
+    void (*dl_seterr)(void *mi, uint32_t fmt, uint32_t va);
 } abi_exports;
 
 /* ---- unwinding ---------------------------------------------------------- */
@@ -95,6 +97,8 @@ void abi_frame_pop(abi_frame *f);
 _Noreturn void abi_unwind(abi_unwind_kind kind, int code);
 /* Message of the last ABI_UNWIND_ABORT on this thread ("" if none). */
 const char *abi_abort_message(void);
+void abi_set_abort_message(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* ---- the host instance -------------------------------------------------- */
 

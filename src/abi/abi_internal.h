@@ -51,6 +51,7 @@ struct Z_env_instance_t {
     struct Z_wasi_snapshot_preview1_instance_t wasi;
 
     vfs *vfs;
+    struct abi_dylink *dylink;
     char cwd[VFS_PATH_MAX];
     uint32_t umask;
     abi_fd *fds[ABI_MAX_FDS];

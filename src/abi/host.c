@@ -2,10 +2,12 @@
  * the Emscripten runtime helpers. */
 #define _GNU_SOURCE
 #include "abi/abi_internal.h"
+#include "abi/dylink.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,13 @@ _Noreturn void abi_unwind(abi_unwind_kind kind, int code) {
 }
 
 const char *abi_abort_message(void) { return abort_msg; }
+
+void abi_set_abort_message(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(abort_msg, sizeof abort_msg, fmt, ap);
+    va_end(ap);
+}
 
 /* ---- errno -------------------------------------------------------------- */
 
@@ -208,6 +217,12 @@ abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen) {
         free(h);
         return NULL;
     }
+    h->dylink = abi_dylink_new();
+    if (!h->dylink) {
+        snprintf(err, errlen, "out of memory");
+        abi_host_free(h);
+        return NULL;
+    }
     h->umask = 022;
     snprintf(h->cwd, sizeof h->cwd, "%s", cfg->cwd ? cfg->cwd : "/");
     h->blob_ctx = cfg->blob_ctx;
@@ -248,6 +263,7 @@ void abi_host_free(abi_host *h) {
     if (!h)
         return;
     abi_fds_close_all(h);
+    abi_dylink_free(h->dylink);
     vfs_free(h->vfs);
     for (size_t i = 0; i < h->nenv; i++)
         free(h->env[i]);

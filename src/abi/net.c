@@ -1,4 +1,4 @@
-/* Sockets, name resolution, identities, file mappings and dynamic loading.
+/* Sockets, name resolution, identities and file mappings.
  *
  * The sandbox has no network: socket() is refused with EAFNOSUPPORT and the
  * other socket calls, which can only be given non-sockets, say ENOTSOCK.
@@ -270,19 +270,5 @@ u32 Z_envZ__munmap_js(struct Z_env_instance_t *h, u32 addr, u32 len, u32 prot,
         if (pwrite(f->host_fd, d, len, (off_t)off) < 0)
             return NEG(abi_errno(errno));
     }
-    return 0;
-}
-
-/* ---- dynamic loading ---------------------------------------------------- */
-
-/* Side modules are not linked in yet: dlopen fails with a message that the
- * guest's dlerror() reports, and PostgreSQL turns into its normal ERROR. */
-u32 Z_envZ__dlopen_js(struct Z_env_instance_t *h, u32 handle) {
-    (void)h; (void)handle;
-    return 0;
-}
-
-u32 Z_envZ__dlsym_js(struct Z_env_instance_t *h, u32 handle, u32 sym, u32 idx) {
-    (void)h; (void)handle; (void)sym; (void)idx;
     return 0;
 }

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "../support/fixture.h"
-#include "pglite.h" /* the generated import prototypes */
+#include "wasm/pglite.h" /* the generated import prototypes */
 
 #define E(x) ((u32) - (int32_t)(x)) /* a negated guest errno */
 

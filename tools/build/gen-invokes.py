@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the host side of Emscripten's invoke_* imports.
 
-usage: gen-invokes.py OUT.c HEADER.h [HEADER.h ...]
+usage: gen-invokes.py OUT.c HEADER.h [HEADER.h ...] [--manifest MANIFEST]
 
 Every wasm2c header declares its module's imports; each
 `Z_envZ_invoke_<sig>(struct Z_env_instance_t*, u32 index, args...)` is a
@@ -24,7 +24,16 @@ WASM_TYPE = {"u32": "WASM_RT_I32", "u64": "WASM_RT_I64",
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
-    out, headers = argv[1], argv[2:]
+    out, headers = argv[1], []
+    args = argv[2:]
+    while args:
+        a = args.pop(0)
+        if a == "--manifest":
+            # side modules: "GUEST_PATH WASM HEADER CNAME" lines
+            with open(args.pop(0), encoding="utf-8") as f:
+                headers += [ln.split()[2] for ln in f if ln.strip() and not ln.startswith("#")]
+        else:
+            headers.append(a)
     invokes = {}
     for path in headers:
         with open(path, encoding="utf-8") as f:

@@ -1,0 +1,101 @@
+/*
+ * The dynamic linker for Emscripten side modules (PostgreSQL's dlopen).
+ *
+ * Every side module PGlite ships (the .so files of pglite.data and of the
+ * contrib archives) is translated by wasm2c and compiled at build time. A
+ * generated registry describes each one with the types below; the linker in
+ * dylink.c places a module's data in the guest heap, grows the function
+ * table, fills its GOT, instantiates it, runs its relocations and
+ * constructors and answers dlsym, as Emscripten's JS loader does.
+ *
+ * Generated code (tools/build/gen-sidemodules.py) provides:
+ *   - abi_side_modules[] / abi_side_module_count: one descriptor per module;
+ *   - abi_main_symbols[] / abi_main_symbol_count: the main module's exports
+ *     (sorted by name) for GOT and env resolution;
+ *   - abi_got_names[] / abi_got_count: every GOT symbol name any module
+ *     imports, indexed by the ids the GOT accessors use;
+ *   - the import accessors Z_GOTZ2EmemZ_<sym> / Z_GOTZ2EfuncZ_<sym>, which
+ *     return cells of the per-instance GOT;
+ *   - Z_envZ_<fn> forwarders from side-module env imports to main exports.
+ */
+#ifndef PGLITE_ABI_DYLINK_H
+#define PGLITE_ABI_DYLINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi/abi.h"
+
+/* The import-module instances wasm2c passes to a side module's GOT
+ * accessors: both point at the per-guest-instance GOT. */
+typedef struct abi_got {
+    uint32_t *cells;   /* indexed by GOT id; UINT32_MAX = unresolved */
+    uint32_t ncells;
+} abi_got;
+struct Z_GOTZ2Emem_instance_t { abi_got *got; };
+struct Z_GOTZ2Efunc_instance_t { abi_got *got; };
+
+#define ABI_GOT_UNRESOLVED UINT32_MAX
+
+typedef enum {
+    ABI_SYM_FUNC = 1, /* a function: wrapper + type; elem slot if it has one */
+    ABI_SYM_DATA = 2, /* an immutable global holding an address (relative to
+                       * __memory_base for side modules, absolute for main) */
+} abi_sym_kind;
+
+typedef struct abi_symbol {
+    const char *name;
+    abi_sym_kind kind;
+    /* FUNC: the C function implementing the export, called with the module
+     * instance first (the wasm2c export wrapper), and its registered type. */
+    wasm_rt_function_ptr_t func;
+    uint32_t (*func_type)(void); /* registers/returns the type id */
+    /* FUNC: index of this function in the module's own element segment
+     * (relative to __table_base for side modules), or -1 if it has none. */
+    int32_t elem;
+    /* DATA: returns the global's value for a module instance. */
+    uint32_t (*data)(void *module_instance);
+} abi_symbol;
+
+typedef struct abi_side_module {
+    const char *path;         /* guest path, e.g. "/pglite/lib/postgresql/plpgsql.so" */
+    uint32_t mem_size, mem_align_log2, table_size;
+    size_t instance_size;     /* sizeof(Z_<name>_instance_t) */
+    void (*init_module)(void);
+    /* Z_<name>_instantiate with the import instances it takes. */
+    void (*instantiate)(void *inst, abi_host *env, struct Z_GOTZ2Emem_instance_t *mem,
+                        struct Z_GOTZ2Efunc_instance_t *func);
+    void (*free)(void *inst);
+    const abi_symbol *exports; /* sorted by name */
+    size_t nexports;
+    const uint32_t *got_ids;   /* GOT ids this module imports */
+    size_t ngot;
+    void (*apply_data_relocs)(void *inst); /* may be NULL */
+    void (*call_ctors)(void *inst);        /* may be NULL */
+} abi_side_module;
+
+extern const abi_side_module abi_side_modules[];
+extern const size_t abi_side_module_count;
+extern const abi_symbol abi_main_symbols[];
+extern const size_t abi_main_symbol_count;
+extern const char *const abi_got_names[];
+extern const size_t abi_got_count;
+
+/* Per-instance linker state lives in the abi host; these are called by the
+ * imports (_dlopen_js, _dlsym_js) and by the host's lifecycle. */
+typedef struct abi_dylink abi_dylink;
+abi_dylink *abi_dylink_new(void);
+void abi_dylink_free(abi_dylink *d);
+
+/* Bind the main module once it is instantiated (engine): its instance and
+ * the cell of its __stack_pointer global, which side modules share. */
+void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *stack_pointer);
+
+/* Cells the env accessors of a module being instantiated return. */
+uint32_t *abi_dylink_memory_base(abi_host *h);
+uint32_t *abi_dylink_table_base(abi_host *h);
+
+/* Called by a generated stub for an env import defined nowhere. */
+_Noreturn void abi_dylink_missing(const char *name);
+
+#endif
