@@ -185,8 +185,10 @@ add_custom_command(
           "${PGLITE_GEN_DIR}/abi_sidemodules.c" "${PGLITE_DIST_DIR}/pglite.wasm"
           "${PGLITE_WASM_DIR}/pglite.h" "${_pglite_side_manifest}"
           "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
+          "${PROJECT_SOURCE_DIR}/src/abi/pgcompat.c"
   DEPENDS "${_pglite_tools}/gen-sidemodules.py" "${PGLITE_WASM_DIR}/pglite.h"
           "${PGLITE_WASM_DIR}/initdb.h" "${_pglite_side_manifest}"
+          "${PROJECT_SOURCE_DIR}/src/abi/pgcompat.c"
   COMMENT "Generating the side-module registry"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")

@@ -145,6 +145,10 @@ struct Z_wasi_snapshot_preview1_instance_t *abi_host_wasi(abi_host *h);
 /* Replace guest stdio at run time (e.g. between initdb steps). */
 int abi_host_set_stdio(abi_host *h, int guest_fd, int host_fd);
 
+/* Forget per-run state that lived in guest memory the engine just
+ * overwrote: armed timers and dlopen'ed libraries. The fd table stays. */
+void abi_host_reset(abi_host *h);
+
 /* Deliver expired itimers now (called by the engine at safe points). */
 void abi_host_poll_timers(abi_host *h);
 

@@ -44,8 +44,15 @@ struct abi_dylink {
     uint32_t *stack_pointer;
     uint32_t *main_slot; /* per abi_main_symbols entry: appended slot or 0 */
     bool poisoned;       /* a GOT entry could not be resolved */
+    abi_dylink *retired; /* states replaced by abi_host_reset */
     char poison[256];
 };
+
+void abi_dylink_global_init(void) {
+    for (size_t i = 0; i < abi_side_module_count; i++)
+        if (abi_side_modules[i].init_module)
+            abi_side_modules[i].init_module();
+}
 
 abi_dylink *abi_dylink_new(void) {
     abi_dylink *d = calloc(1, sizeof *d);
@@ -66,9 +73,14 @@ abi_dylink *abi_dylink_new(void) {
     return d;
 }
 
+void abi_dylink_retire(abi_dylink *to, abi_dylink *old) {
+    to->retired = old;
+}
+
 void abi_dylink_free(abi_dylink *d) {
     if (!d)
         return;
+    abi_dylink_free(d->retired);
     for (size_t i = 0; i < d->nlibs; i++) {
         if (d->libs[i]->inst) {
             d->libs[i]->m->free(d->libs[i]->inst);
@@ -80,6 +92,11 @@ void abi_dylink_free(abi_dylink *d) {
     free(d->got.cells);
     free(d->main_slot);
     free(d);
+}
+
+void abi_dylink_rebind(abi_dylink *to, const abi_dylink *from) {
+    to->main = from->main;
+    to->stack_pointer = from->stack_pointer;
 }
 
 void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *sp) {

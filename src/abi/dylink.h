@@ -84,8 +84,14 @@ extern const size_t abi_got_count;
 /* Per-instance linker state lives in the abi host; these are called by the
  * imports (_dlopen_js, _dlsym_js) and by the host's lifecycle. */
 typedef struct abi_dylink abi_dylink;
+/* Once per process, before any instance (wasm2c's per-module init). */
+void abi_dylink_global_init(void);
 abi_dylink *abi_dylink_new(void);
 void abi_dylink_free(abi_dylink *d);
+/* Carry the main-module binding over to a fresh state. */
+void abi_dylink_rebind(abi_dylink *to, const abi_dylink *from);
+/* Keep `old` alive (freed with `to`). */
+void abi_dylink_retire(abi_dylink *to, abi_dylink *old);
 
 /* Bind the main module once it is instantiated (engine): its instance and
  * the cell of its __stack_pointer global, which side modules share. */

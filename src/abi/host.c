@@ -271,6 +271,21 @@ void abi_host_free(abi_host *h) {
     free(h);
 }
 
+void abi_host_reset(abi_host *h) {
+    for (int i = 0; i < 3; i++)
+        h->timer_deadline[i] = 0;
+    atomic_store_explicit(&h->timer_armed, 0, memory_order_relaxed);
+    abi_dylink *d = abi_dylink_new();
+    if (d) {
+        /* The new state keeps the main-module binding. The old one stays
+         * alive until the host goes: its table entries still point at its
+         * instances. */
+        abi_dylink_rebind(d, h->dylink);
+        abi_dylink_retire(d, h->dylink);
+        h->dylink = d;
+    }
+}
+
 void abi_host_set_memory(abi_host *h, wasm_rt_memory_t *mem) { h->mem = mem; }
 wasm_rt_memory_t *abi_host_memory(abi_host *h) { return h->mem; }
 void abi_host_set_table(abi_host *h, wasm_rt_funcref_table_t *t) { h->table = t; }

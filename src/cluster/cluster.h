@@ -46,4 +46,11 @@ engine_status cluster_run_postgres(cluster_tree *t, int argc,
  * a message (including PostgreSQL's log) in err. */
 int cluster_bootstrap(const char *data_dir, char *err, size_t errlen);
 
+/* Run the real initdb (initdb.wasm driving postgres in-process) on the
+ * existing empty directory data_dir, with PGlite's options (UTF8, C.UTF-8,
+ * libc locale provider, trust) plus extra_args (NULL-terminated, may be
+ * NULL). Returns 0, or -1 with initdb's and postgres' messages in err. */
+int cluster_initdb(const char *data_dir, const char *const *extra_args,
+                   char *err, size_t errlen);
+
 #endif

@@ -63,6 +63,7 @@ static void init_modules(void) {
     wasm_rt_init();
     Z_pglite_init_module();
     Z_initdb_init_module();
+    abi_dylink_global_init();
 }
 
 void engine_global_init(void) { pthread_once(&modules_once, init_modules); }
@@ -439,4 +440,59 @@ uint32_t engine_add_callback(engine *e, int nparams, int has_result,
         return 0;
     e->ncallbacks++;
     return idx;
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+
+struct engine_snapshot {
+    uint8_t *bytes;
+    uint32_t size;
+    uint32_t sp;
+};
+
+engine_snapshot *engine_snapshot_take(engine *e) {
+    wasm_rt_memory_t *m = engine_memory(e);
+    engine_snapshot *s = calloc(1, sizeof *s);
+    if (!s || !e->instantiated)
+        goto fail;
+    s->bytes = malloc(m->size ? m->size : 1);
+    if (!s->bytes)
+        goto fail;
+    memcpy(s->bytes, m->data, m->size);
+    s->size = m->size;
+    s->sp = e->module == ENGINE_PGLITE ? pg_sp(e->mi) : idb_sp(e->mi);
+    return s;
+fail:
+    free(s);
+    return NULL;
+}
+
+int engine_snapshot_restore(engine *e, const engine_snapshot *s) {
+    wasm_rt_memory_t *m = engine_memory(e);
+    if (e->dead || s->size > m->size)
+        return -1;
+    memcpy(m->data, s->bytes, s->size);
+    if (e->module == ENGINE_PGLITE)
+        pg_sp_restore(e->mi, s->sp);
+    else
+        idb_sp_restore(e->mi, s->sp);
+    abi_host_reset(e->host);
+    return 0;
+}
+
+void engine_snapshot_free(engine_snapshot *s) {
+    if (s) {
+        free(s->bytes);
+        free(s);
+    }
+}
+
+uint32_t engine_strdup(engine *e, const char *str) {
+    size_t n = strlen(str) + 1;
+    if (n > UINT32_MAX)
+        return 0;
+    uint32_t p = engine_malloc(e, (uint32_t)n);
+    if (p && engine_write(e, p, str, n) != 0)
+        return 0;
+    return p;
 }

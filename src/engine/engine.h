@@ -97,6 +97,19 @@ int engine_read(engine *e, uint32_t ptr, void *dst, size_t len);
 engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
                          engine_result *res);
 
+/* A copy of the instance's linear memory and stack pointer, and putting it
+ * back (what PGlite does to run postgres main several times in one
+ * instance during initdb). Restoring also disarms timers and forgets
+ * dlopen'ed libraries, whose data lived in the overwritten memory. */
+typedef struct engine_snapshot engine_snapshot;
+engine_snapshot *engine_snapshot_take(engine *e);
+int engine_snapshot_restore(engine *e, const engine_snapshot *s);
+void engine_snapshot_free(engine_snapshot *s);
+
+/* Write a NUL-terminated string into fresh guest memory (malloc); 0 on
+ * failure. */
+uint32_t engine_strdup(engine *e, const char *s);
+
 /* Stack-switching primitive (stack.c). */
 size_t engine_stack_size(void);
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Generate the side-module registry and linker glue (see src/abi/dylink.h).
 
-usage: gen-sidemodules.py OUT.c MAIN.wasm MAIN.h MANIFEST [HOSTHEADER.h ...]
+usage: gen-sidemodules.py OUT.c MAIN.wasm MAIN.h MANIFEST [HOSTHEADER.h | HOST.c ...]
 
 MANIFEST has one line per side module: `GUEST_PATH WASM HEADER CNAME`
 (CNAME is the wasm2c module name given with -n). HOSTHEADERs are the wasm2c
 headers of the modules whose imports the abi layer implements (pglite.h,
-initdb.h): an env import of that name is already defined by the host.
+initdb.h): an env import of that name is already defined by the host; so
+is any Z_envZ_<name> defined in a given host C file (src/abi/pgcompat.c).
 
 It writes, from the wasm binaries and the wasm2c headers:
   - one abi_side_module descriptor per module (dylink.0 memory info, exports
@@ -196,7 +197,11 @@ def main(argv):
     host_headers = argv[5:]
     host_defined = set()
     for hh in host_headers:
-        host_defined |= set(re.findall(r"Z_envZ_(\w+)\(struct Z_env_instance_t\*", open(hh).read()))
+        text = open(hh).read()
+        if hh.endswith(".c"):
+            host_defined |= set(re.findall(r"^\w+ Z_envZ_(\w+)\(struct Z_env_instance_t \*", text, re.M))
+        else:
+            host_defined |= set(re.findall(r"Z_envZ_(\w+)\(struct Z_env_instance_t\*", text))
     # Defined specially by src/abi/dylink.c and host.c.
     host_defined |= {"memory", "__indirect_function_table", "__stack_pointer",
                      "__memory_base", "__table_base"}
@@ -328,7 +333,7 @@ def main(argv):
         entries.append((gpath, w.mem, cname, len(exps), len(ids),
                         bool(has_relocs), bool(has_ctors)))
         for (mod, n, k, tidx) in w.imports:
-            if mod == "env" and k == "func" and n not in host_defined:
+            if mod == "env" and k == "func" and n not in host_defined and not n.startswith("invoke_"):
                 t = w.types[tidx]
                 prev = env_needed.get(n)
                 if prev and prev[0] != t:

@@ -1,0 +1,84 @@
+/* pglite-run: boot the embedded runtime on a data directory and answer one
+ * query (single-user mode). A stand-in for `make run` until pglite-proxy
+ * serves clients.
+ *
+ *   pglite-run [-D DATADIR] [SQL]
+ *
+ * A DATADIR without PG_VERSION gets a new cluster (initdb) first. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cluster/cluster.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: pglite-run [-D DATADIR] [SQL]\n"
+               "Runs SQL (default: SELECT version()) in an embedded PostgreSQL.\n");
+}
+
+int main(int argc, char **argv) {
+    const char *data = "data/pglite-run";
+    int c;
+    while ((c = getopt(argc, argv, "D:h")) != -1) {
+        switch (c) {
+        case 'D': data = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    const char *sql = optind < argc ? argv[optind] : "SELECT version();";
+    char path[4096], msg[16384];
+    snprintf(path, sizeof path, "%s/PG_VERSION", data);
+    if (access(path, F_OK) != 0) {
+        char *copy = strdup(data);
+        for (char *p = copy + 1; p && *p; p++) {
+            if (*p == '/') {
+                *p = 0;
+                mkdir(copy, 0755);
+                *p = '/';
+            }
+        }
+        free(copy);
+        if (mkdir(data, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "pglite-run: cannot create %s: %s\n", data, strerror(errno));
+            return 1;
+        }
+        fprintf(stderr, "pglite-run: creating a cluster in %s\n", data);
+        if (cluster_initdb(data, NULL, msg, sizeof msg) != 0) {
+            fprintf(stderr, "pglite-run: %s\n", msg);
+            return 1;
+        }
+    }
+    char *abs = realpath(data, NULL);
+    cluster_tree t;
+    if (!abs || cluster_tree_open(&t, abs, msg, sizeof msg) != 0) {
+        fprintf(stderr, "pglite-run: %s\n", abs ? msg : strerror(errno));
+        free(abs);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/query.sql", t.scratch);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n\n", sql) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "pglite-run: cannot write %s\n", path);
+        cluster_tree_close(&t);
+        free(abs);
+        return 1;
+    }
+    const char *args[] = {"/pglite/bin/postgres", "--single", "-O", "-j", "-D",
+                          "/pglite/data", "-c", "log_checkpoints=false", "template1"};
+    engine_result r;
+    cluster_run_postgres(&t, 9, args, path, STDOUT_FILENO, STDERR_FILENO, &r);
+    cluster_tree_close(&t);
+    free(abs);
+    if (r.status != ENGINE_EXITED || r.exit_code != 0) {
+        fprintf(stderr, "pglite-run: %s\n", r.message);
+        return 1;
+    }
+    return 0;
+}
