@@ -72,6 +72,7 @@ add_custom_command(
           "${PGLITE_DIST_DIR}/pglite.js" "${PGLITE_DIST_DIR}/pglite.data" "${PGLITE_RUNTIME_TREE}"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/unpack-extensions.py"
           "${PGLITE_DIST_DIR}" "${PGLITE_RUNTIME_TREE}"
+          "${PGLITE_NPM_DIR}/pglite-pgvector/package/dist/vector.tar.gz"
   COMMAND "${CMAKE_COMMAND}" -E touch "${_pglite_tree_stamp}"
   DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/unpack-data.py"
           "${_pglite_tools}/unpack-extensions.py"

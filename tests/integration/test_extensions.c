@@ -93,6 +93,7 @@ typedef struct {
     const char *ext;   /* extension(s) to create, comma separated */
     const char *query; /* returns one column r */
     const char *want;  /* the value of r */
+    const char *also;  /* another string stdout must contain, or NULL */
 } ext_case;
 
 static const ext_case cases[] = {
@@ -143,6 +144,17 @@ static const ext_case cases[] = {
     {"tsm_system_time", "SELECT count(*) >= 0 AS r FROM pg_class TABLESAMPLE system_time(1000)", "t"},
     {"unaccent", "SELECT unaccent('H\xc3\xb4tel') AS r", "Hotel"},
     {"uuid-ossp", "SELECT length(uuid_generate_v4()::text) AS r", "36"},
+    {"vector", "SELECT '[1,2,3]'::vector <-> '[1,2,4]' AS r", "1"},
+    /* An HNSW index used by ORDER BY ... LIMIT. */
+    {"vector",
+     "CREATE TABLE items (id int PRIMARY KEY, v vector(3));\n\n"
+     "INSERT INTO items SELECT g, ARRAY[g, g * 2, g % 7]::vector FROM generate_series(1, 2000) g;\n\n"
+     "CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops);\n\n"
+     "SET enable_seqscan = off;\n\n"
+     "SELECT string_agg(id::text, ',' ORDER BY v <-> '[100,200,2.1]') AS r FROM "
+     "(SELECT id, v FROM items ORDER BY v <-> '[100,200,2.1]' LIMIT 3) s;\n\n"
+     "EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <-> '[100,200,2.1]' LIMIT 3",
+     "100,101,99", "Index Scan using items_hnsw on items"},
 };
 
 static void test_every_extension(void **state) {
@@ -163,7 +175,8 @@ static void test_every_extension(void **state) {
         char *out = run_sql(sql, &err, &r);
         char want[512];
         snprintf(want, sizeof want, "r = \"%s\"", c->want);
-        if (!out || !strstr(out, want) || (err && strstr(err, "ERROR"))) {
+        if (!out || !strstr(out, want) || (c->also && !strstr(out, c->also)) ||
+            (err && strstr(err, "ERROR"))) {
             print_error("extension %s: want %s\nstatus %d %s\nstdout:\n%s\nstderr:\n%s\n",
                         c->ext, want, r.status, r.message, out ? out : "", err ? err : "");
             failures++;
