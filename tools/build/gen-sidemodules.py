@@ -216,6 +216,16 @@ def main(argv):
 
     mw = Wasm(main_wasm)
     mh = open(main_h).read()
+    # Names declared in each header, found once (searching a large header
+    # per export is quadratic).
+    decl_re = re.compile(r"(u32\*|\w+)\s+Z_(\w+?)Z_(\w+)\(")
+
+    def declared(text, mod):
+        funcs, globs = set(), set()
+        for ret, m, name in decl_re.findall(text):
+            if m == mod:
+                (globs if ret == "u32*" else funcs).add(name)
+        return funcs | globs, globs
     types = {}
 
     def tfunc(t):
@@ -253,17 +263,18 @@ def main(argv):
     if mw.elem_base and mw.elem_base[0] == "const":
         main_base = mw.elem_base[1]
     msyms = []
+    main_decl, main_globs = declared(mh, "pglite")
     for name, kind, idx in mw.exports:
         c = mangle(name)
         if kind == 0:
-            if not re.search(rf"\bZ_pgliteZ_{re.escape(c)}\(", mh):
+            if c not in main_decl:
                 continue
             t = mw.func_type(idx)
             elem = main_base + mw.elem[idx] if idx in mw.elem else -1
             msyms.append((name, f'{{"{name}", ABI_SYM_FUNC, (wasm_rt_function_ptr_t)Z_pgliteZ_{c}, '
                                 f'{tfunc(t)}, {elem}, NULL}}'))
         elif kind == 3:
-            if not re.search(rf"u32\* Z_pgliteZ_{re.escape(c)}\(", mh):
+            if c not in main_globs:
                 continue
             body.append(f"static uint32_t md_{c}(void *i) {{ return *Z_pgliteZ_{c}(i); }}")
             msyms.append((name, f'{{"{name}", ABI_SYM_DATA, NULL, NULL, -1, md_{c}}}'))
@@ -285,10 +296,11 @@ def main(argv):
                 raise SystemExit(f"{w.path}: element segment not at __table_base")
             base_global = gi
         exps = []
+        mod_decl, _ = declared(h, cname)
         for name, kind, idx in w.exports:
             c = mangle(name)
             if kind == 0:
-                if not re.search(rf"\bZ_{cname}Z_{re.escape(c)}\(", h):
+                if c not in mod_decl:
                     raise SystemExit(f"{w.path}: export {name} not in its header")
                 t = w.func_type(idx)
                 elem = w.elem[idx] if (base_global is not None and idx in w.elem) else -1
@@ -323,8 +335,8 @@ def main(argv):
         body.append(f"    Z_{cname}_instantiate(i{''.join(', ' + arg[o] for o in order)});")
         body.append("}")
         body.append(f"static void free_{cname}(void *i) {{ Z_{cname}_free(i); }}")
-        has_relocs = re.search(rf"\bZ_{cname}Z___wasm_apply_data_relocs\(", h)
-        has_ctors = re.search(rf"\bZ_{cname}Z___wasm_call_ctors\(", h)
+        has_relocs = "__wasm_apply_data_relocs" in mod_decl
+        has_ctors = "__wasm_call_ctors" in mod_decl
         if has_relocs:
             body.append(f"static void relocs_{cname}(void *i) {{ Z_{cname}Z___wasm_apply_data_relocs(i); }}")
         if has_ctors:
@@ -350,7 +362,7 @@ def main(argv):
         if n in ("getTempRet0", "setTempRet0"):
             target = "_emscripten_tempret_get" if n == "getTempRet0" else "_emscripten_tempret_set"
             call = f"Z_pgliteZ_{target}((Z_pglite_instance_t *)h->ex.mi{actuals})"
-        elif n in main_funcs and main_funcs[n] == t and re.search(rf"\bZ_pgliteZ_{re.escape(c)}\(", mh):
+        elif n in main_funcs and main_funcs[n] == t and c in main_decl:
             call = f"Z_pgliteZ_{c}((Z_pglite_instance_t *)h->ex.mi{actuals})"
         else:
             call = None
