@@ -149,6 +149,9 @@ int abi_host_set_stdio(abi_host *h, int guest_fd, int host_fd);
  * overwrote: armed timers and dlopen'ed libraries. The fd table stays. */
 void abi_host_reset(abi_host *h);
 
+/* Wake the guest if it is waiting in poll(); safe from any thread. */
+void abi_host_wake(abi_host *h);
+
 /* Deliver expired itimers now (called by the engine at safe points). */
 void abi_host_poll_timers(abi_host *h);
 

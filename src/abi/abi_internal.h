@@ -67,6 +67,8 @@ struct Z_env_instance_t {
      * ms, 0 when disarmed. */
     double timer_deadline[3];
     atomic_int timer_armed;
+    /* eventfd another thread writes to wake a waiting poll (cancel). */
+    int wake_fd;
 };
 
 /* Thread-local invoke chain (generated invoke_* use it). */

@@ -1239,7 +1239,7 @@ u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 tim
     uint8_t *g = nfds ? abi_mem_ptr(h->mem, fds, nfds * 8) : NULL;
     if (nfds && !g)
         return NEG(G_EFAULT);
-    struct pollfd hp[64];
+    struct pollfd hp[65];
     int map[64];
     if (nfds > 64)
         return NEG(G_EINVAL);
@@ -1286,9 +1286,23 @@ u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 tim
                 until = tn;
             wait_ms = until < 0 ? -1 : (until > now ? (int)(until - now + 0.999) : 0);
         }
-        int r = poll(hp, (nfds_t)nhost, wait_ms);
+        int nwait = nhost;
+        if (wait_ms != 0 && h->wake_fd >= 0) {
+            hp[nwait].fd = h->wake_fd;
+            hp[nwait].events = POLLIN;
+            hp[nwait].revents = 0;
+            nwait++;
+        }
+        int r = poll(hp, (nfds_t)nwait, wait_ms);
         if (r < 0 && errno != EINTR)
             return HOSTERR();
+        bool woken = false;
+        if (nwait > nhost && hp[nhost].revents) {
+            uint64_t v;
+            ssize_t rr = read(h->wake_fd, &v, sizeof v);
+            (void)rr;
+            woken = true; /* let the guest re-check its latch and flags */
+        }
         for (u32 i = 0; i < nfds && r > 0; i++) {
             if (map[i] < 0)
                 continue;
@@ -1298,7 +1312,7 @@ u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 tim
                 ready++;
         }
         abi_timers_check(h);
-        if (ready || to == 0)
+        if (ready || to == 0 || woken)
             return (u32)ready;
         if (to > 0 && abi_now_ms() >= deadline)
             return 0;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,8 +213,11 @@ abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     h->wasi.host = h;
+    h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     h->vfs = make_vfs(cfg, err, errlen);
     if (!h->vfs) {
+        if (h->wake_fd >= 0)
+            close(h->wake_fd);
         free(h);
         return NULL;
     }
@@ -263,12 +267,22 @@ void abi_host_free(abi_host *h) {
     if (!h)
         return;
     abi_fds_close_all(h);
+    if (h->wake_fd >= 0)
+        close(h->wake_fd);
     abi_dylink_free(h->dylink);
     vfs_free(h->vfs);
     for (size_t i = 0; i < h->nenv; i++)
         free(h->env[i]);
     free(h->env);
     free(h);
+}
+
+void abi_host_wake(abi_host *h) {
+    if (h->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(h->wake_fd, &one, sizeof one);
+        (void)r;
+    }
 }
 
 void abi_host_reset(abi_host *h) {

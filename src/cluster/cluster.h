@@ -40,6 +40,12 @@ engine_status cluster_run_postgres(cluster_tree *t, int argc,
                                    const char *const *argv, const char *in_path,
                                    int out_fd, int err_fd, engine_result *res);
 
+/* A pglite.wasm instance over tree t, with env (NULL: cluster_guest_env)
+ * and the given host fds as stdio (-1: /dev/null). NULL with err on
+ * failure. */
+engine *cluster_engine_new(cluster_tree *t, const char *const *env, int in_fd,
+                           int out_fd, int err_fd, char *err, size_t errlen);
+
 /* Make a bootstrap-only cluster in the existing empty directory data_dir
  * with `postgres --boot` and the runtime's postgres.bki: the catalogs and
  * built-in objects, none of initdb's later SQL steps. Returns 0, or -1 with

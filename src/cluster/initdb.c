@@ -241,7 +241,7 @@ int cluster_initdb(const char *data_dir, const char *const *extra_args,
     snprintf(out_path, sizeof out_path, "%s/initdb.out", t.scratch);
     snprintf(err_path, sizeof err_path, "%s/initdb.err", t.scratch);
     /* The two pipe files, which postgres' freopen needs to exist. */
-    char pipe_path[4096];
+    char pipe_path[4200];
     for (int i = 0; i < 2; i++) {
         snprintf(pipe_path, sizeof pipe_path, "%s/%s", tmp, i ? "pgstdout" : "pgstdin");
         int fd = open(pipe_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

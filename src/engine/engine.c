@@ -247,6 +247,7 @@ void engine_free(engine *e) {
 }
 
 abi_host *engine_host(engine *e) { return e->host; }
+void engine_wake(engine *e) { abi_host_wake(e->host); }
 wasm_rt_memory_t *engine_memory(engine *e) { return abi_host_memory(e->host); }
 
 /* ---- exports -------------------------------------------------------------- */

@@ -83,6 +83,9 @@ typedef uint32_t (*engine_cb)(void *ctx, const uint32_t *args);
 uint32_t engine_add_callback(engine *e, int nparams, int has_result,
                              engine_cb fn, void *ctx);
 
+/* Wake the guest from a wait (poll); safe from any thread. */
+void engine_wake(engine *e);
+
 /* Allocate / free guest memory with the guest's malloc. 0 on failure. */
 uint32_t engine_malloc(engine *e, uint32_t size);
 void engine_free_guest(engine *e, uint32_t ptr);

@@ -1,0 +1,363 @@
+/* The embedded backend: PGlite's wire mode over the engine. */
+#define _GNU_SOURCE
+#include "backend/backend.h"
+
+#include "cluster/cluster.h"
+#include "engine/engine.h"
+#include "wire/wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EXIT_ALIVE 99   /* main returned with the backend ready */
+#define EXIT_LONGJMP 100 /* an ERROR longjmp'd to the main loop */
+#define MAX_ARGS 96
+
+struct backend {
+    cluster_tree tree;
+    engine *pg;
+    int log_fd;          /* guest stderr while starting */
+    char log_path[4096];
+    /* current exchange */
+    const uint8_t *in;
+    size_t inlen, inpos;
+    wire_buf out;
+    wire_buf startup;
+    bool dead;
+    char dead_msg[640];
+    /* cancellation */
+    atomic_int busy;
+    uint32_t addr_cancel, addr_interrupt, addr_latch;
+    char *env[16];
+};
+
+int backend_alive(const backend *b) { return b && !b->dead; }
+
+/* read(ptr, max): the next bytes of the current input. */
+static uint32_t cb_read(void *ctx, const uint32_t *a) {
+    backend *b = ctx;
+    size_t n = b->inlen - b->inpos;
+    if (n > a[1])
+        n = a[1];
+    if (n && engine_write(b->pg, a[0], b->in + b->inpos, n) != 0)
+        return 0;
+    b->inpos += n;
+    return (uint32_t)n;
+}
+
+/* write(ptr, len): the backend's output. */
+static uint32_t cb_write(void *ctx, const uint32_t *a) {
+    backend *b = ctx;
+    wasm_rt_memory_t *m = engine_memory(b->pg);
+    if (!abi_mem_ptr(m, a[0], a[1]))
+        return 0;
+    if (wire_put(&b->out, m->data + a[0], a[1]) != 0)
+        return 0;
+    return a[1];
+}
+
+static void read_log(backend *b, char *out, size_t n) {
+    out[0] = 0;
+    int fd = open(b->log_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)n - 1 ? end - (off_t)n + 1 : 0;
+    ssize_t r = pread(fd, out, n - 1, from);
+    out[r > 0 ? r : 0] = 0;
+    close(fd);
+    /* the most useful line: the FATAL or ERROR, if any */
+    char *f = strstr(out, "FATAL:");
+    if (!f)
+        f = strstr(out, "ERROR:");
+    if (f) {
+        char *nl = strchr(f, '\n');
+        if (nl)
+            *nl = 0;
+        memmove(out, f, strlen(f) + 1);
+    }
+}
+
+static void kill_backend(backend *b, const char *why) {
+    b->dead = true;
+    snprintf(b->dead_msg, sizeof b->dead_msg, "%s", why);
+}
+
+/* Call an i32 export; on exit 100 finish the longjmp. Returns 0, or -1 if
+ * the backend is gone (message set). */
+static int pump_call(backend *b, const char *fn, const uint32_t *args, int n, uint32_t *ret) {
+    engine_result r;
+    engine_status s = engine_call(b->pg, fn, args, n, &r);
+    if (s == ENGINE_OK) {
+        if (ret)
+            *ret = r.value;
+        return 0;
+    }
+    if (s == ENGINE_EXITED && r.exit_code == EXIT_LONGJMP) {
+        s = engine_call(b->pg, "PostgresMainLongJmp", NULL, 0, &r);
+        if (s == ENGINE_OK)
+            return 0;
+    }
+    char msg[600];
+    if (s == ENGINE_EXITED) {
+        /* FATAL or a deliberate exit: the session is over */
+        snprintf(msg, sizeof msg, "the backend exited (%s)", r.message);
+    } else {
+        snprintf(msg, sizeof msg, "the backend failed: %s", r.message);
+    }
+    kill_backend(b, msg);
+    return -1;
+}
+
+static int run_cycle(backend *b) {
+    for (;;) {
+        uint32_t remaining = 0;
+        if (b->inpos >= b->inlen) {
+            if (pump_call(b, "pq_buffer_remaining_data", NULL, 0, &remaining) != 0)
+                return -1;
+            if (!remaining)
+                break;
+        }
+        if (pump_call(b, "PostgresMainLoopOnce", NULL, 0, NULL) != 0)
+            return -1;
+    }
+    if (pump_call(b, "PostgresSendReadyForQueryIfNecessary", NULL, 0, NULL) != 0)
+        return -1;
+    return pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
+}
+
+int backend_start(const backend_options *o, backend **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!o || !o->data_dir) {
+        snprintf(err, errlen, "no data directory");
+        return -1;
+    }
+    backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    wire_buf_init(&b->out);
+    wire_buf_init(&b->startup);
+    b->log_fd = -1;
+    if (cluster_tree_open(&b->tree, o->data_dir, err, errlen) != 0) {
+        free(b);
+        return -1;
+    }
+    const char *user = o->user && *o->user ? o->user : "postgres";
+    const char *db = o->database && *o->database ? o->database : "postgres";
+    /* The environment PGlite gives the backend. */
+    const char *const *base = cluster_guest_env();
+    size_t ne = 0;
+    for (size_t i = 0; base[i] && ne < 13; i++) {
+        if (strncmp(base[i], "PGUSER=", 7) == 0 || strncmp(base[i], "PGDATABASE=", 11) == 0)
+            continue;
+        b->env[ne++] = strdup(base[i]);
+    }
+    if (asprintf(&b->env[ne++], "PGUSER=%s", user) < 0 ||
+        asprintf(&b->env[ne++], "PGDATABASE=%s", db) < 0) {
+        snprintf(err, errlen, "out of memory");
+        backend_close(b);
+        return -1;
+    }
+    snprintf(b->log_path, sizeof b->log_path, "%s/postgres.log", b->tree.scratch);
+    b->log_fd = open(b->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char msg[256];
+    b->pg = cluster_engine_new(&b->tree, (const char *const *)b->env, -1,
+                               o->debug > 0 ? STDERR_FILENO : -1, b->log_fd, msg, sizeof msg);
+    if (!b->pg) {
+        snprintf(err, errlen, "%s", msg);
+        backend_close(b);
+        return -1;
+    }
+    uint32_t rcb = engine_add_callback(b->pg, 2, 1, cb_read, b);
+    uint32_t wcb = engine_add_callback(b->pg, 2, 1, cb_write, b);
+    uint32_t cbs[2] = {rcb, wcb};
+    uint32_t one = 1;
+    engine_result r;
+    if (!rcb || !wcb || engine_call(b->pg, "pgl_set_rw_cbs", cbs, 2, &r) != ENGINE_OK ||
+        engine_call(b->pg, "pgl_setPGliteActive", &one, 1, &r) != ENGINE_OK) {
+        snprintf(err, errlen, "cannot set up the backend: %s", r.message);
+        backend_close(b);
+        return -1;
+    }
+    /* argv: PGlite's start parameters, but durable by default (no -F). */
+    const char *argv[MAX_ARGS];
+    char *owned[MAX_ARGS];
+    int argc = 0, nowned = 0;
+    static const char *const start[] = {
+        "/pglite/bin/postgres", "--single", "-O", "-j",
+        "-c", "exit_on_error=false", "-c", "log_checkpoints=false",
+        "-c", "max_worker_processes=0", "-c", "max_parallel_workers=0",
+        "-c", "max_parallel_workers_per_gather=0", "-c", "io_method=sync",
+        "-c", "max_parallel_maintenance_workers=0", NULL};
+    for (int i = 0; start[i]; i++)
+        argv[argc++] = start[i];
+    if (o->relaxed_durability) {
+        argv[argc++] = "-c";
+        argv[argc++] = "fsync=off";
+        argv[argc++] = "-c";
+        argv[argc++] = "synchronous_commit=off";
+    }
+    for (size_t i = 0; o->gucs && o->gucs[i] && argc < MAX_ARGS - 8; i++) {
+        if (!strchr(o->gucs[i], '=')) {
+            snprintf(err, errlen, "invalid setting \"%s\": expected name=value", o->gucs[i]);
+            backend_close(b);
+            return -1;
+        }
+        argv[argc++] = "-c";
+        argv[argc++] = o->gucs[i];
+    }
+    if (o->debug > 0) {
+        if (asprintf(&owned[nowned], "%d", o->debug > 5 ? 5 : o->debug) > 0) {
+            argv[argc++] = "-d";
+            argv[argc++] = owned[nowned++];
+        }
+    }
+    argv[argc++] = "-D";
+    argv[argc++] = "/pglite/data";
+    argv[argc++] = db;
+    engine_main(b->pg, argc, argv, &r);
+    for (int i = 0; i < nowned; i++)
+        free(owned[i]);
+    if (r.status != ENGINE_EXITED || r.exit_code != EXIT_ALIVE) {
+        char log[1024];
+        read_log(b, log, sizeof log);
+        snprintf(err, errlen, "PostgreSQL did not start (%s): %s", r.message,
+                 log[0] ? log : "no message");
+        backend_close(b);
+        return -1;
+    }
+    if (engine_call(b->pg, "pgl_startPGlite", NULL, 0, &r) != ENGINE_OK) {
+        snprintf(err, errlen, "PostgreSQL did not start: %s", r.message);
+        backend_close(b);
+        return -1;
+    }
+    engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
+    engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
+    engine_global(b->pg, "MyLatch", &b->addr_latch);
+
+    /* The startup packet, as a client would send it. */
+    wire_buf pkt;
+    wire_buf_init(&pkt);
+    const char *params[] = {"user", user, "database", db, NULL};
+    wire_startup(&pkt, params);
+    b->in = pkt.data;
+    b->inlen = pkt.len;
+    b->inpos = 0;
+    wire_buf_reset(&b->out);
+    uint32_t port = 0, rc = 1;
+    int fail = pump_call(b, "pgl_getMyProcPort", NULL, 0, &port);
+    uint32_t args[3] = {port, 1, 1};
+    if (!fail)
+        fail = pump_call(b, "ProcessStartupPacket", args, 3, &rc);
+    if (!fail && rc == 0) {
+        fail = pump_call(b, "pgl_sendConnData", NULL, 0, NULL);
+        if (!fail)
+            fail = pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
+    }
+    wire_buf_free(&pkt);
+    b->in = NULL;
+    b->inlen = b->inpos = 0;
+    if (fail || rc != 0) {
+        char log[1024];
+        read_log(b, log, sizeof log);
+        snprintf(err, errlen, "the startup packet was refused: %s",
+                 log[0] ? log : b->dead_msg);
+        backend_close(b);
+        return -1;
+    }
+    wire_put(&b->startup, b->out.data, b->out.len);
+    wire_buf_reset(&b->out);
+    /* From now on the log is PostgreSQL's business only when debugging. */
+    if (o->debug <= 0)
+        abi_host_set_stdio(engine_host(b->pg), 2, -1);
+    *out = b;
+    return 0;
+}
+
+const uint8_t *backend_startup_reply(backend *b, size_t *len) {
+    *len = b->startup.len;
+    return b->startup.data;
+}
+
+int backend_exchange(backend *b, const uint8_t *in, size_t len,
+                     const uint8_t **out, size_t *outlen, char *err, size_t errlen) {
+    *out = NULL;
+    *outlen = 0;
+    if (b->dead) {
+        snprintf(err, errlen, "%s", b->dead_msg);
+        return -1;
+    }
+    wire_buf_reset(&b->out);
+    if (len == 0 || (len >= 5 && in[0] == 'X' && (size_t)wire_frame_len(in, len) == len)) {
+        *out = b->out.data;
+        return 0; /* nothing to do; Terminate does not end the embedded backend */
+    }
+    b->in = in;
+    b->inlen = len;
+    b->inpos = 0;
+    atomic_store(&b->busy, 1);
+    int rc = run_cycle(b);
+    atomic_store(&b->busy, 0);
+    b->in = NULL;
+    if (b->out.oom) {
+        kill_backend(b, "out of memory for the reply");
+        rc = -1;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", b->dead_msg);
+        return -1;
+    }
+    *out = b->out.data;
+    *outlen = b->out.len;
+    return 0;
+}
+
+static void poke_i32(wasm_rt_memory_t *m, uint32_t addr, int32_t v) {
+    if (addr && abi_mem_ptr(m, addr, 4))
+        __atomic_store_n((int32_t *)(m->data + addr), v, __ATOMIC_RELEASE);
+}
+
+void backend_cancel(backend *b) {
+    if (!b || b->dead || !atomic_load(&b->busy))
+        return;
+    /* What PostgreSQL's SIGINT handler does: flag the interrupt and set the
+     * latch, then wake a waiting poll so the latch is seen. */
+    wasm_rt_memory_t *m = engine_memory(b->pg);
+    poke_i32(m, b->addr_cancel, 1);
+    poke_i32(m, b->addr_interrupt, 1);
+    if (b->addr_latch && abi_mem_ptr(m, b->addr_latch, 4)) {
+        uint32_t latch = __atomic_load_n((uint32_t *)(m->data + b->addr_latch), __ATOMIC_ACQUIRE);
+        poke_i32(m, latch, 1); /* Latch.is_set */
+    }
+    engine_wake(b->pg);
+}
+
+void backend_close(backend *b) {
+    if (!b)
+        return;
+    if (b->pg && !b->dead) {
+        uint32_t zero = 0;
+        engine_result r;
+        engine_call(b->pg, "pgl_setPGliteActive", &zero, 1, &r);
+        /* PostgreSQL's exit handlers: end of session, shutdown checkpoint. */
+        engine_call(b->pg, "pgl_run_atexit_funcs", NULL, 0, &r);
+    }
+    engine_free(b->pg);
+    if (b->log_fd >= 0)
+        close(b->log_fd);
+    cluster_tree_close(&b->tree);
+    wire_buf_free(&b->out);
+    wire_buf_free(&b->startup);
+    for (size_t i = 0; i < sizeof b->env / sizeof b->env[0]; i++)
+        free(b->env[i]);
+    free(b);
+}

@@ -1,0 +1,60 @@
+/*
+ * backend: one embedded PostgreSQL backend speaking the v3 wire protocol.
+ *
+ * PGlite's embedded mode: postgres main runs in single-user mode with
+ * PGlite active, returns (exit 99) with the backend initialised, and from
+ * then on every batch of protocol messages is fed through the read/write
+ * callbacks and pumped with PostgresMainLoopOnce, an ERROR's longjmp to the
+ * main loop (exit 100) being finished by PostgresMainLongJmp. The client
+ * API and the socket server both use backend_exchange: raw protocol bytes
+ * in, the backend's raw reply bytes out.
+ *
+ * A backend is used by one thread at a time, except backend_cancel, which
+ * any thread may call while another is inside backend_exchange.
+ */
+#ifndef PGLITE_BACKEND_H
+#define PGLITE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct backend backend;
+
+typedef struct backend_options {
+    const char *data_dir;        /* host data directory, prepared and locked */
+    const char *user;            /* default "postgres" */
+    const char *database;        /* default "postgres" */
+    const char *const *gucs;     /* NULL-terminated "name=value" list */
+    int debug;                   /* postgres -d level, 0 for none */
+    int relaxed_durability;      /* fsync and synchronous_commit off */
+} backend_options;
+
+/* Start a backend on an existing cluster. Returns 0, or -1 with a message
+ * (PostgreSQL's own FATAL when there is one) in err. */
+int backend_start(const backend_options *o, backend **out, char *err, size_t errlen);
+
+/* The reply to the startup packet: AuthenticationOk, ParameterStatus...,
+ * BackendKeyData, ReadyForQuery (what a server sends a new client). */
+const uint8_t *backend_startup_reply(backend *b, size_t *len);
+
+/* Feed complete frontend messages (typed, after the startup packet) and get
+ * the backend's reply, ending with ReadyForQuery when the input ends a
+ * cycle (Query, Sync). The reply is owned by the backend until the next
+ * call. A Terminate message is not passed on (the backend stays up).
+ * Returns 0, or -1 if the backend died (then every later call fails too;
+ * the message is in err). */
+int backend_exchange(backend *b, const uint8_t *in, size_t len,
+                     const uint8_t **out, size_t *outlen, char *err, size_t errlen);
+
+/* Ask the running statement to stop, as a CancelRequest or SIGINT would
+ * (ERROR 57014). Safe from any thread; a no-op when nothing runs. */
+void backend_cancel(backend *b);
+
+/* Is the backend alive (no trap, no FATAL)? */
+int backend_alive(const backend *b);
+
+/* Shut down cleanly: end the session and run PostgreSQL's exit handlers
+ * (the shutdown checkpoint). Frees b. */
+void backend_close(backend *b);
+
+#endif
