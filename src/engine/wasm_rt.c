@@ -149,6 +149,12 @@ int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
+    /* PostgreSQL zeroes its shared memory (shared_buffers and friends) at
+     * start-up: with 2 MB pages that is a few hundred page faults instead
+     * of tens of thousands. Best effort. */
+#ifdef MADV_HUGEPAGE
+    madvise(p, RESERVE, MADV_HUGEPAGE);
+#endif
     size_t len = (size_t)initial * WASM_PAGE;
     if (len && mprotect(p, len, PROT_READ | PROT_WRITE) != 0) {
         munmap(p, RESERVE);
