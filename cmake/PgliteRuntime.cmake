@@ -97,6 +97,16 @@ set(_pglite_prev_module_target "")
 function(pglite_wasm_module name wasm)
   set(lib "${PGLITE_WASM_DIR}/lib${name}_wasm.a")
   set(hdr "${PGLITE_WASM_DIR}/${name}.h")
+  # What is linked: the cached archive with the guest's memset routed to
+  # the engine's pgl_guest_memset (large zero fills become madvise), made
+  # beside it so the cache entry itself is never modified.
+  set(linked "${PGLITE_WASM_DIR}/lib${name}_wasm_linked.a")
+  add_custom_command(
+    OUTPUT "${linked}"
+    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset "${lib}" "${linked}"
+    DEPENDS "${lib}"
+    COMMENT "Routing ${name}'s memset to the engine"
+    VERBATIM)
   add_custom_command(
     OUTPUT "${lib}" "${hdr}"
     COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
@@ -108,7 +118,7 @@ function(pglite_wasm_module name wasm)
     DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/build-module.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
     VERBATIM)
-  add_custom_target(${name}_wasm_build DEPENDS "${lib}" "${hdr}")
+  add_custom_target(${name}_wasm_build DEPENDS "${lib}" "${hdr}" "${linked}")
   add_dependencies(${name}_wasm_build pglite_npm)
   # One module at a time: each already uses PGLITE_WASM_JOBS compilers.
   if(_pglite_prev_module_target)
@@ -118,7 +128,7 @@ function(pglite_wasm_module name wasm)
 
   add_library(${name}_wasm STATIC IMPORTED GLOBAL)
   set_target_properties(${name}_wasm PROPERTIES
-    IMPORTED_LOCATION "${lib}"
+    IMPORTED_LOCATION "${linked}"
     INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_RUNTIME_DIR}")
   add_dependencies(${name}_wasm ${name}_wasm_build)
 endfunction()

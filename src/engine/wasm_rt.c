@@ -144,6 +144,25 @@ static bool in_region(uintptr_t a) {
     return false;
 }
 
+/* The guest's memory.fill (and every other memset of the compiled
+ * modules; the build renames their memset to this). PostgreSQL zeroes its
+ * whole shared memory at start-up, most of which it never touches again: a
+ * large zero fill inside a linear memory drops the pages instead (they
+ * read back as zeros and cost nothing until used). */
+void *pgl_guest_memset(void *dst, int c, size_t n) {
+    if (c == 0 && n >= ((size_t)1 << 20) && in_region((uintptr_t)dst) &&
+        in_region((uintptr_t)dst + n - 1)) {
+        uintptr_t a = (uintptr_t)dst, e = a + n;
+        uintptr_t pa = (a + 4095) & ~(uintptr_t)4095, pe = e & ~(uintptr_t)4095;
+        if (pe > pa && madvise((void *)pa, pe - pa, MADV_DONTNEED) == 0) {
+            memset(dst, 0, pa - a);
+            memset((void *)pe, 0, e - pe);
+            return dst;
+        }
+    }
+    return memset(dst, c, n);
+}
+
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
     void *p = mmap(NULL, RESERVE, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
