@@ -34,6 +34,9 @@ struct backend {
     char dead_msg[640];
     /* cancellation */
     atomic_int busy;
+    /* more input mid-exchange (COPY FROM STDIN) */
+    backend_input_fn more;
+    void *more_ctx;
     uint32_t addr_cancel, addr_interrupt, addr_latch;
     char *env[16];
 };
@@ -43,6 +46,19 @@ int backend_alive(const backend *b) { return b && !b->dead; }
 /* read(ptr, max): the next bytes of the current input. */
 static uint32_t cb_read(void *ctx, const uint32_t *a) {
     backend *b = ctx;
+    if (b->inpos >= b->inlen && b->more) {
+        /* The backend waits for input we were not given (COPY FROM STDIN):
+         * hand over the reply so far (CopyInResponse) and ask for more. */
+        const uint8_t *in = NULL;
+        size_t inlen = 0;
+        int rc = b->more(b->more_ctx, b->out.data, b->out.len, &in, &inlen);
+        wire_buf_reset(&b->out);
+        if (rc == 0 && in && inlen) {
+            b->in = in;
+            b->inlen = inlen;
+            b->inpos = 0;
+        }
+    }
     size_t n = b->inlen - b->inpos;
     if (n > a[1])
         n = a[1];
@@ -281,6 +297,11 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         abi_host_set_stdio(engine_host(b->pg), 2, -1);
     *out = b;
     return 0;
+}
+
+void backend_set_input(backend *b, backend_input_fn fn, void *ctx) {
+    b->more = fn;
+    b->more_ctx = ctx;
 }
 
 const uint8_t *backend_startup_reply(backend *b, size_t *len) {

@@ -46,6 +46,19 @@ const uint8_t *backend_startup_reply(backend *b, size_t *len);
 int backend_exchange(backend *b, const uint8_t *in, size_t len,
                      const uint8_t **out, size_t *outlen, char *err, size_t errlen);
 
+/* More input for an exchange in progress, when the backend needs bytes
+ * beyond those given to backend_exchange (COPY FROM STDIN waiting for
+ * CopyData). out/outlen is the reply so far, which the caller must deliver
+ * first (it ends with CopyInResponse; it is dropped from the final reply).
+ * Set *in and *inlen to further complete frontend messages (kept valid until
+ * the next call or the end of the exchange) and return 0; returning -1 or
+ * no bytes means end of input, which ends the backend's session (FATAL). */
+typedef int (*backend_input_fn)(void *ctx, const uint8_t *out, size_t outlen,
+                                const uint8_t **in, size_t *inlen);
+
+/* Set (fn NULL: clear) the input function used by backend_exchange. */
+void backend_set_input(backend *b, backend_input_fn fn, void *ctx);
+
 /* Ask the running statement to stop, as a CancelRequest or SIGINT would
  * (ERROR 57014). Safe from any thread; a no-op when nothing runs. */
 void backend_cancel(backend *b);
