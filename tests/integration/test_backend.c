@@ -205,6 +205,17 @@ static void test_persistence(void **state) {
     int status;
     waitpid(pid, &status, 0);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Closing shut PostgreSQL down cleanly: pg_control says "shut down"
+     * (DBState 1 at offset 16), so the next open needs no recovery. */
+    char ctl[4096];
+    snprintf(ctl, sizeof ctl, "%s/global/pg_control", dir);
+    FILE *f = fopen(ctl, "rb");
+    assert_non_null(f);
+    uint32_t dbstate = 0;
+    assert_int_equal(fseek(f, 16, SEEK_SET), 0);
+    assert_int_equal(fread(&dbstate, 4, 1, f), 1);
+    fclose(f);
+    assert_int_equal(dbstate, 1);
     backend *b = start(dir, NULL);
     assert_non_null(b);
     char v[64], st[8];
