@@ -145,6 +145,11 @@ struct Z_wasi_snapshot_preview1_instance_t *abi_host_wasi(abi_host *h);
 /* Replace guest stdio at run time (e.g. between initdb steps). */
 int abi_host_set_stdio(abi_host *h, int guest_fd, int host_fd);
 
+/* Replace the /dev/blob callbacks (abi_config.blob_*) at run time. */
+void abi_host_set_blob(abi_host *h, void *ctx,
+                       long (*read)(void *ctx, void *buf, size_t len),
+                       long (*write)(void *ctx, const void *buf, size_t len));
+
 /* Forget per-run state that lived in guest memory the engine just
  * overwrote: armed timers and dlopen'ed libraries. The fd table stays. */
 void abi_host_reset(abi_host *h);

@@ -118,6 +118,10 @@ int abi_gstr(abi_host *h, uint32_t ptr, char *buf, size_t size);
 /* Write a NUL-terminated string of at most size bytes (truncating). */
 void abi_put_str(abi_host *h, uint32_t ptr, uint32_t size, const char *s);
 
+/* A copy of msg in fresh guest heap with every '%' doubled, for guest
+ * functions that take a printf format (0 on failure). */
+uint32_t abi_guest_format(abi_host *h, const char *msg);
+
 /* Guest heap allocation through the module's exports (0 on failure). */
 uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size);
 

@@ -218,24 +218,16 @@ static bool resolve_global(abi_host *h, const char *name, uint32_t *out) {
 
 /* Tell the guest's dlerror() what went wrong: __dl_seterr(fmt, 0). */
 static void set_error(abi_host *h, const char *fmt, ...) {
-    char msg[1024], esc[2048];
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t j = 0;
-    for (size_t i = 0; msg[i] && j + 2 < sizeof esc; i++) {
-        if (msg[i] == '%')
-            esc[j++] = '%';
-        esc[j++] = msg[i];
-    }
-    esc[j] = 0;
     if (!h->have_ex || !h->ex.dl_seterr)
         return;
-    uint32_t p = abi_guest_alloc(h, 8, (uint32_t)j + 1);
+    uint32_t p = abi_guest_format(h, msg);
     if (!p)
         return;
-    memcpy(abi_gptr(h, p, (uint32_t)j + 1), esc, j + 1);
     h->ex.dl_seterr(h->ex.mi, p, 0);
     if (h->ex.free)
         h->ex.free(h->ex.mi, p);

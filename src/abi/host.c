@@ -166,6 +166,21 @@ void abi_put_str(abi_host *h, uint32_t ptr, uint32_t size, const char *s) {
     d[n] = 0;
 }
 
+uint32_t abi_guest_format(abi_host *h, const char *msg) {
+    char esc[2048];
+    size_t j = 0;
+    for (size_t i = 0; msg[i] && j + 2 < sizeof esc; i++) {
+        if (msg[i] == '%')
+            esc[j++] = '%';
+        esc[j++] = msg[i];
+    }
+    esc[j] = 0;
+    uint32_t p = abi_guest_alloc(h, 8, (uint32_t)j + 1);
+    if (p)
+        memcpy(abi_gptr(h, p, (uint32_t)j + 1), esc, j + 1);
+    return p;
+}
+
 uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size) {
     if (!h->have_ex || !h->ex.memalign)
         return 0;
@@ -261,6 +276,14 @@ abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen) {
         }
     }
     return h;
+}
+
+void abi_host_set_blob(abi_host *h, void *ctx,
+                       long (*read)(void *ctx, void *buf, size_t len),
+                       long (*write)(void *ctx, const void *buf, size_t len)) {
+    h->blob_ctx = ctx;
+    h->blob_read = read;
+    h->blob_write = write;
 }
 
 void abi_host_free(abi_host *h) {

@@ -52,20 +52,11 @@ static _Noreturn void raise_error(abi_host *h, int code, const char *msg) {
         abi_unwind(ABI_UNWIND_ABORT, 0);
     }
     void *mi = h->ex.mi;
-    char esc[1024];
-    size_t j = 0;
-    for (size_t i = 0; msg[i] && j + 2 < sizeof esc; i++) {
-        if (msg[i] == '%')
-            esc[j++] = '%';
-        esc[j++] = msg[i];
-    }
-    esc[j] = 0;
-    uint32_t fmt = abi_guest_alloc(h, 8, (uint32_t)j + 1);
+    uint32_t fmt = abi_guest_format(h, msg);
     if (!fmt) {
         abi_set_abort_message("%s", msg);
         abi_unwind(ABI_UNWIND_ABORT, 0);
     }
-    memcpy(abi_gptr(h, fmt, (uint32_t)j + 1), esc, j + 1);
     ((u32(*)(void *, u32, u32))start->func)(mi, PG_ERROR, 0);
     ((u32(*)(void *, u32))ecode->func)(mi, (u32)code);
     ((u32(*)(void *, u32, u32))emsg->func)(mi, fmt, 0);
