@@ -158,3 +158,337 @@ int wire_error_field(const wire_msg *m, char code, char *out, size_t n) {
     }
     return -1;
 }
+
+/* ---- extended query protocol and COPY ------------------------------------ */
+
+/* Mark b as failed (so wire_end reports it) and fail. */
+static int wire_fail(wire_buf *b) {
+    b->oom = 1;
+    return -1;
+}
+
+int wire_parse(wire_buf *b, const char *name, const char *sql, int nparams,
+               const uint32_t *types) {
+    if (!name || !sql || nparams < 0 || nparams > 65535)
+        return -1;
+    size_t off = wire_begin(b, 'P');
+    wire_put_str(b, name);
+    wire_put_str(b, sql);
+    wire_put_u16(b, (uint16_t)nparams);
+    for (int i = 0; i < nparams; i++)
+        wire_put_u32(b, types ? types[i] : 0);
+    return wire_end(b, off);
+}
+
+int wire_bind(wire_buf *b, const char *portal, const char *stmt, int nparams,
+              const char *const *values, const int *lengths, const int *formats,
+              int result_format) {
+    if (!portal || !stmt || nparams < 0 || nparams > 65535 || (nparams && !values))
+        return -1;
+    for (int i = 0; i < nparams; i++)
+        if (formats && formats[i] && values[i] && (!lengths || lengths[i] < 0))
+            return -1; /* a binary value needs its length */
+    size_t off = wire_begin(b, 'B');
+    wire_put_str(b, portal);
+    wire_put_str(b, stmt);
+    if (formats) {
+        wire_put_u16(b, (uint16_t)nparams);
+        for (int i = 0; i < nparams; i++)
+            wire_put_u16(b, formats[i] ? 1 : 0);
+    } else {
+        wire_put_u16(b, 0); /* all text */
+    }
+    wire_put_u16(b, (uint16_t)nparams);
+    for (int i = 0; i < nparams; i++) {
+        if (!values[i]) {
+            wire_put_u32(b, 0xffffffffu);
+            continue;
+        }
+        size_t n = formats && formats[i] ? (size_t)lengths[i] : strlen(values[i]);
+        if (n > WIRE_MAX_MESSAGE)
+            return wire_fail(b);
+        wire_put_u32(b, (uint32_t)n);
+        wire_put(b, values[i], n);
+    }
+    wire_put_u16(b, 1);
+    wire_put_u16(b, result_format ? 1 : 0);
+    return wire_end(b, off);
+}
+
+static int kind_name(wire_buf *b, char type, char kind, const char *name) {
+    if (!name || (kind != 'S' && kind != 'P'))
+        return -1;
+    size_t off = wire_begin(b, type);
+    wire_put_u8(b, (uint8_t)kind);
+    wire_put_str(b, name);
+    return wire_end(b, off);
+}
+
+int wire_describe(wire_buf *b, char kind, const char *name) {
+    return kind_name(b, 'D', kind, name);
+}
+
+int wire_close(wire_buf *b, char kind, const char *name) {
+    return kind_name(b, 'C', kind, name);
+}
+
+int wire_execute(wire_buf *b, const char *portal, uint32_t max_rows) {
+    if (!portal)
+        return -1;
+    size_t off = wire_begin(b, 'E');
+    wire_put_str(b, portal);
+    wire_put_u32(b, max_rows);
+    return wire_end(b, off);
+}
+
+int wire_flush(wire_buf *b) { return wire_end(b, wire_begin(b, 'H')); }
+
+int wire_copy_data(wire_buf *b, const void *data, size_t len) {
+    if (!data && len)
+        return -1;
+    if (len > WIRE_MAX_MESSAGE - 4)
+        return -1;
+    size_t off = wire_begin(b, 'd');
+    wire_put(b, data, len);
+    return wire_end(b, off);
+}
+
+int wire_copy_done(wire_buf *b) { return wire_end(b, wire_begin(b, 'c')); }
+
+int wire_copy_fail(wire_buf *b, const char *reason) {
+    if (!reason)
+        return -1;
+    size_t off = wire_begin(b, 'f');
+    wire_put_str(b, reason);
+    return wire_end(b, off);
+}
+
+/* ---- decoding --------------------------------------------------------------- */
+
+void wire_cur_init(wire_cur *c, const wire_msg *m) {
+    c->p = m ? m->body : NULL;
+    c->len = m && m->body ? m->len : 0;
+    c->pos = 0;
+    c->bad = 0;
+}
+
+size_t wire_cur_left(const wire_cur *c) { return c->bad ? 0 : c->len - c->pos; }
+
+const uint8_t *wire_get_bytes(wire_cur *c, size_t n) {
+    if (c->bad || n > c->len - c->pos) {
+        c->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = c->p + c->pos;
+    c->pos += n;
+    return p;
+}
+
+uint8_t wire_get_u8(wire_cur *c) {
+    const uint8_t *p = wire_get_bytes(c, 1);
+    return p ? p[0] : 0;
+}
+
+uint16_t wire_get_u16(wire_cur *c) {
+    const uint8_t *p = wire_get_bytes(c, 2);
+    return p ? (uint16_t)(p[0] << 8 | p[1]) : 0;
+}
+
+uint32_t wire_get_u32(wire_cur *c) {
+    const uint8_t *p = wire_get_bytes(c, 4);
+    return p ? be32(p) : 0;
+}
+
+const char *wire_get_str(wire_cur *c) {
+    if (c->bad)
+        return NULL;
+    const uint8_t *nul = memchr(c->p + c->pos, 0, c->len - c->pos);
+    if (!nul) {
+        c->bad = 1;
+        return NULL;
+    }
+    const char *s = (const char *)(c->p + c->pos);
+    c->pos = (size_t)(nul - c->p) + 1;
+    return s;
+}
+
+/* The whole body read, nothing left over. */
+static int cur_done(const wire_cur *c) { return !c->bad && c->pos == c->len; }
+
+long wire_row_description(const wire_msg *m, wire_field *out, size_t max) {
+    if (!m || m->type != 'T')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    uint16_t n = wire_get_u16(&c);
+    for (uint16_t i = 0; i < n; i++) {
+        wire_field f;
+        f.name = wire_get_str(&c);
+        f.table_oid = wire_get_u32(&c);
+        f.column = (int16_t)wire_get_u16(&c);
+        f.type_oid = wire_get_u32(&c);
+        f.typlen = (int16_t)wire_get_u16(&c);
+        f.typmod = (int32_t)wire_get_u32(&c);
+        f.format = (int16_t)wire_get_u16(&c);
+        if (c.bad || (f.format != 0 && f.format != 1))
+            return -1;
+        if (out && i < max)
+            out[i] = f;
+    }
+    return cur_done(&c) ? (long)n : -1;
+}
+
+long wire_data_row(const wire_msg *m, wire_value *out, size_t max) {
+    if (!m || m->type != 'D')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    uint16_t n = wire_get_u16(&c);
+    for (uint16_t i = 0; i < n; i++) {
+        int32_t l = (int32_t)wire_get_u32(&c);
+        const uint8_t *d = NULL;
+        if (l < -1)
+            return -1;
+        if (l >= 0 && !(d = wire_get_bytes(&c, (size_t)l)))
+            return -1;
+        if (c.bad)
+            return -1;
+        if (out && i < max)
+            out[i] = (wire_value){d, l};
+    }
+    return cur_done(&c) ? (long)n : -1;
+}
+
+long wire_parameter_description(const wire_msg *m, uint32_t *out, size_t max) {
+    if (!m || m->type != 't')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    uint16_t n = wire_get_u16(&c);
+    for (uint16_t i = 0; i < n; i++) {
+        uint32_t t = wire_get_u32(&c);
+        if (out && i < max)
+            out[i] = t;
+    }
+    return cur_done(&c) ? (long)n : -1;
+}
+
+long wire_copy_response(const wire_msg *m, int *format, int16_t *out, size_t max) {
+    if (!m || (m->type != 'G' && m->type != 'H' && m->type != 'W'))
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    uint8_t f = wire_get_u8(&c);
+    uint16_t n = wire_get_u16(&c);
+    for (uint16_t i = 0; i < n; i++) {
+        int16_t v = (int16_t)wire_get_u16(&c);
+        if (v != 0 && v != 1)
+            return -1;
+        if (out && i < max)
+            out[i] = v;
+    }
+    if (!cur_done(&c) || f > 1)
+        return -1;
+    if (format)
+        *format = f;
+    return (long)n;
+}
+
+int wire_command_complete(const wire_msg *m, const char **tag) {
+    if (!m || m->type != 'C')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    const char *t = wire_get_str(&c);
+    if (!cur_done(&c))
+        return -1;
+    if (tag)
+        *tag = t;
+    return 0;
+}
+
+int wire_ready_for_query(const wire_msg *m, char *status) {
+    if (!m || m->type != 'Z' || m->len != 1)
+        return -1;
+    char s = (char)m->body[0];
+    if (s != 'I' && s != 'T' && s != 'E')
+        return -1;
+    if (status)
+        *status = s;
+    return 0;
+}
+
+int wire_notification(const wire_msg *m, int32_t *pid, const char **channel,
+                      const char **payload) {
+    if (!m || m->type != 'A')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    int32_t p = (int32_t)wire_get_u32(&c);
+    const char *ch = wire_get_str(&c);
+    const char *pl = wire_get_str(&c);
+    if (!cur_done(&c))
+        return -1;
+    if (pid)
+        *pid = p;
+    if (channel)
+        *channel = ch;
+    if (payload)
+        *payload = pl;
+    return 0;
+}
+
+int wire_parameter_status(const wire_msg *m, const char **name, const char **value) {
+    if (!m || m->type != 'S')
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    const char *n = wire_get_str(&c);
+    const char *v = wire_get_str(&c);
+    if (!cur_done(&c))
+        return -1;
+    if (name)
+        *name = n;
+    if (value)
+        *value = v;
+    return 0;
+}
+
+int wire_backend_key(const wire_msg *m, int32_t *pid, uint32_t *key) {
+    if (!m || m->type != 'K' || m->len < 8 || m->len > 4 + 256)
+        return -1;
+    wire_cur c;
+    wire_cur_init(&c, m);
+    int32_t p = (int32_t)wire_get_u32(&c);
+    uint32_t k = wire_get_u32(&c);
+    if (pid)
+        *pid = p;
+    if (key)
+        *key = k;
+    return 0;
+}
+
+int wire_error_next(wire_cur *c, char *code, const char **value) {
+    uint8_t t = wire_get_u8(c);
+    if (c->bad)
+        return -1;
+    if (t == 0)
+        return 0;
+    const char *v = wire_get_str(c);
+    if (!v)
+        return -1;
+    if (code)
+        *code = (char)t;
+    if (value)
+        *value = v;
+    return 1;
+}
+
+int wire_query_len(wire_buf *b, const char *sql, size_t len) {
+    if ((!sql && len) || len > WIRE_MAX_MESSAGE - 5 || (len && memchr(sql, 0, len)))
+        return -1;
+    size_t off = wire_begin(b, 'Q');
+    wire_put(b, sql, len);
+    wire_put_u8(b, 0);
+    return wire_end(b, off);
+}
