@@ -193,6 +193,7 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         backend_close(b);
         return -1;
     }
+    abi_host_set_blob(engine_host(b->pg), o->blob_ctx, o->blob_read, o->blob_write);
     uint32_t rcb = engine_add_callback(b->pg, 2, 1, cb_read, b);
     uint32_t wcb = engine_add_callback(b->pg, 2, 1, cb_write, b);
     uint32_t cbs[2] = {rcb, wcb};

@@ -27,6 +27,13 @@ typedef struct backend_options {
     const char *const *gucs;     /* NULL-terminated "name=value" list */
     int debug;                   /* postgres -d level, 0 for none */
     int relaxed_durability;      /* fsync and synchronous_commit off */
+    /* /dev/blob, the COPY channel (COPY ... FROM/TO '/dev/blob'): called
+     * from inside backend_exchange when the backend reads or writes it.
+     * read returns up to len bytes (0 at the end), write the count taken;
+     * either may be NULL (reads give EOF, writes are discarded). */
+    void *blob_ctx;
+    long (*blob_read)(void *ctx, void *buf, size_t len);
+    long (*blob_write)(void *ctx, const void *buf, size_t len);
 } backend_options;
 
 /* Start a backend on an existing cluster. Returns 0, or -1 with a message
