@@ -1,0 +1,879 @@
+/* The session thread: takes queued clients one at a time, sets up their
+ * session on the backend (database, role, startup parameters), pumps
+ * their messages, and resets the backend after them. */
+#define _GNU_SOURCE
+#include "server/server_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Input held for one session beyond this is refused (a client streaming
+ * messages without ever ending a batch). */
+#define MAX_PENDING ((size_t)PQ_LARGE_MESSAGE_LIMIT + (16u << 20))
+
+typedef struct sess {
+    server *s;
+    conn *c;
+    uint8_t *buf; /* client bytes; [rpos, len) not yet handed to the backend */
+    size_t len, cap, rpos;
+    int gone;        /* the client is gone or has been sent its FATAL */
+    int copyfail;    /* a CopyFail was made up for the backend */
+    int stop_seen;
+} sess;
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- ParameterStatus as the backend has it ---------------------------------- */
+
+static void param_set(server *s, const char *name, const char *value) {
+    for (int i = 0; i < s->nparams; i++) {
+        if (strcmp(s->params[i].name, name) == 0) {
+            char *v = strdup(value);
+            if (v) {
+                free(s->params[i].value);
+                s->params[i].value = v;
+            }
+            return;
+        }
+    }
+    if (s->nparams >= MAX_PARAMS)
+        return;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return;
+    }
+    s->params[s->nparams++] = (param){n, v};
+}
+
+static const char *param_get(server *s, const char *name) {
+    for (int i = 0; i < s->nparams; i++)
+        if (strcmp(s->params[i].name, name) == 0)
+            return s->params[i].value;
+    return NULL;
+}
+
+static void params_clear(server *s) {
+    for (int i = 0; i < s->nparams; i++) {
+        free(s->params[i].name);
+        free(s->params[i].value);
+    }
+    s->nparams = 0;
+}
+
+/* ---- internal queries ------------------------------------------------------- */
+
+typedef struct qres {
+    char status;            /* the last ReadyForQuery's, 0 if none */
+    int error;              /* an ErrorResponse came (the first is kept) */
+    char code[6], msg[512], detail[512], hint[256];
+    int rows;
+    int isnull;
+    char val[256];          /* first column of the first row */
+    char tag[64];           /* the last CommandComplete */
+    int32_t key_pid;        /* BackendKeyData */
+} qres;
+
+static void field(const wire_msg *m, char code, char *out, size_t n) {
+    if (wire_error_field(m, code, out, n) < 0)
+        out[0] = 0;
+}
+
+/* Read a reply: ParameterStatus into s->params, the rest into r. */
+static void read_reply(server *s, const uint8_t *out, size_t n, qres *r) {
+    memset(r, 0, sizeof *r);
+    wire_reader rd;
+    wire_msg m;
+    wire_reader_init(&rd, out, n);
+    while (wire_next(&rd, &m) == 1) {
+        switch (m.type) {
+        case 'S': {
+            const char *name = (const char *)m.body;
+            size_t nl = strnlen(name, m.len);
+            if (nl + 1 < m.len && memchr(m.body + nl + 1, 0, m.len - nl - 1))
+                param_set(s, name, name + nl + 1);
+            break;
+        }
+        case 'E':
+            if (!r->error) {
+                r->error = 1;
+                field(&m, 'C', r->code, sizeof r->code);
+                field(&m, 'M', r->msg, sizeof r->msg);
+                field(&m, 'D', r->detail, sizeof r->detail);
+                field(&m, 'H', r->hint, sizeof r->hint);
+            }
+            break;
+        case 'D':
+            if (r->rows++ == 0 && m.len >= 6 && (m.body[0] << 8 | m.body[1]) >= 1) {
+                int32_t l = (int32_t)be32(m.body + 2);
+                if (l < 0)
+                    r->isnull = 1;
+                else if ((size_t)l + 6 <= m.len) {
+                    size_t k = (size_t)l < sizeof r->val - 1 ? (size_t)l : sizeof r->val - 1;
+                    memcpy(r->val, m.body + 6, k);
+                    r->val[k] = 0;
+                }
+            }
+            break;
+        case 'C':
+            snprintf(r->tag, sizeof r->tag, "%.*s", (int)strnlen((const char *)m.body, m.len),
+                     (const char *)m.body);
+            break;
+        case 'Z':
+            if (m.len == 1)
+                r->status = (char)m.body[0];
+            break;
+        case 'K':
+            if (m.len >= 8)
+                r->key_pid = (int32_t)be32(m.body);
+            break;
+        }
+    }
+}
+
+/* Exchange w with the backend and read the reply. 0, or -1 if the backend
+ * died (message in err). */
+static int exchange_read(server *s, wire_buf *w, qres *r, char *err, size_t errlen) {
+    const uint8_t *out;
+    size_t outlen;
+    if (w->oom) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!s->be || backend_exchange(s->be, w->data, w->len, &out, &outlen, err, errlen) != 0)
+        return -1;
+    read_reply(s, out, outlen, r);
+    return 0;
+}
+
+/* One statement with text parameters, extended protocol. */
+static int bq(server *s, const char *sql, int np, const char *const *pv, qres *r, char *err,
+              size_t errlen) {
+    wire_buf w;
+    wire_buf_init(&w);
+    size_t off = wire_begin(&w, 'P');
+    wire_put_str(&w, "");
+    wire_put_str(&w, sql);
+    wire_put_u16(&w, 0);
+    wire_end(&w, off);
+    off = wire_begin(&w, 'B');
+    wire_put_str(&w, "");
+    wire_put_str(&w, "");
+    wire_put_u16(&w, 0);
+    wire_put_u16(&w, (uint16_t)np);
+    for (int i = 0; i < np; i++) {
+        wire_put_u32(&w, (uint32_t)strlen(pv[i]));
+        wire_put(&w, pv[i], strlen(pv[i]));
+    }
+    wire_put_u16(&w, 0);
+    wire_end(&w, off);
+    off = wire_begin(&w, 'E');
+    wire_put_str(&w, "");
+    wire_put_u32(&w, 0);
+    wire_end(&w, off);
+    wire_sync(&w);
+    int rc = exchange_read(s, &w, r, err, errlen);
+    wire_buf_free(&w);
+    return rc;
+}
+
+/* Simple-protocol statements, each its own Query message. */
+static int sq(server *s, const char *const *sql, qres *r, char *err, size_t errlen) {
+    wire_buf w;
+    wire_buf_init(&w);
+    for (int i = 0; sql[i]; i++)
+        wire_query(&w, sql[i]);
+    int rc = exchange_read(s, &w, r, err, errlen);
+    wire_buf_free(&w);
+    return rc;
+}
+
+/* "name" with embedded quotes doubled. */
+static void quote_ident(const char *in, char *out, size_t n) {
+    size_t k = 0;
+    if (n < 3) {
+        out[0] = 0;
+        return;
+    }
+    out[k++] = '"';
+    for (; *in && k + 3 < n; in++) {
+        if (*in == '"')
+            out[k++] = '"';
+        out[k++] = *in;
+    }
+    out[k++] = '"';
+    out[k] = 0;
+}
+
+/* ---- the backend ------------------------------------------------------------ */
+
+void session_stop_backend(server *s) {
+    pthread_mutex_lock(&s->mu);
+    backend *b = s->be;
+    s->be = NULL;
+    s->cancel_active = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (b)
+        backend_close(b);
+}
+
+static int start_as(server *s, const char *user, const char *db, char *err, size_t errlen) {
+    session_stop_backend(s);
+    backend_options bo = {
+        .data_dir = s->data_dir,
+        .user = user,
+        .database = db,
+        .gucs = (const char *const *)s->gucs,
+        .debug = s->debug,
+        .relaxed_durability = s->relaxed_durability,
+    };
+    backend *b = NULL;
+    if (backend_start(&bo, &b, err, errlen) != 0)
+        return -1;
+    char *name = strdup(db);
+    if (!name) {
+        backend_close(b);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(s->be_db);
+    s->be_db = name;
+    params_clear(s);
+    size_t n;
+    const uint8_t *hello = backend_startup_reply(b, &n);
+    qres r;
+    read_reply(s, hello, n, &r);
+    s->be_pid = r.key_pid;
+    const char *sa = param_get(s, "session_authorization");
+    if (!sa || !*sa)
+        param_set(s, "session_authorization", user); /* single-user mode leaves it empty */
+    pthread_mutex_lock(&s->mu);
+    s->be = b;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+int session_start_backend(server *s, const char *db, char *err, size_t errlen) {
+    return start_as(s, s->user, db, err, errlen);
+}
+
+int session_bootstrap(server *s, char *err, size_t errlen) {
+    if (start_as(s, s->user, s->database, err, errlen) == 0)
+        return 0;
+    /* The role or the database may be missing: make them as the bootstrap
+     * superuser, as a container image's POSTGRES_USER/POSTGRES_DB would. */
+    char e2[1024];
+    if (!strcmp(s->user, "postgres") && !strcmp(s->database, "postgres"))
+        return -1;
+    if (start_as(s, "postgres", "postgres", e2, sizeof e2) != 0)
+        return -1;
+    qres r;
+    char q[400], id[160];
+    int made = 0;
+    const char *pv[1] = {s->user};
+    quote_ident(s->user, id, sizeof id);
+    if (bq(s, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", 1, pv, &r, e2, sizeof e2) == 0 &&
+        !r.error && r.rows == 0) {
+        snprintf(q, sizeof q, "CREATE ROLE %s SUPERUSER LOGIN", id);
+        const char *sql[] = {q, NULL};
+        if (sq(s, sql, &r, e2, sizeof e2) == 0 && !r.error) {
+            srv_log(s, SERVER_LOG_INFO, "created role %s", s->user);
+            made = 1;
+        }
+    }
+    pv[0] = s->database;
+    if (bq(s, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, pv, &r, e2,
+           sizeof e2) == 0 &&
+        !r.error && r.rows == 0) {
+        char dbid[160];
+        quote_ident(s->database, dbid, sizeof dbid);
+        snprintf(q, sizeof q, "CREATE DATABASE %s OWNER %s", dbid, id);
+        const char *sql[] = {q, NULL};
+        if (sq(s, sql, &r, e2, sizeof e2) == 0 && !r.error) {
+            srv_log(s, SERVER_LOG_INFO, "created database %s", s->database);
+            made = 1;
+        } else if (r.error) {
+            snprintf(err, errlen, "cannot create database \"%s\": %s", s->database, r.msg);
+        }
+    }
+    session_stop_backend(s);
+    if (!made)
+        return -1;
+    return start_as(s, s->user, s->database, err, errlen);
+}
+
+/* Make sure there is a live backend (after a crash). */
+static int ensure_backend(server *s, char *err, size_t errlen) {
+    if (s->be && backend_alive(s->be))
+        return 0;
+    const char *db = s->be_db ? s->be_db : s->database;
+    char *keep = strdup(db);
+    if (!keep) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv_log(s, SERVER_LOG_WARNING, "restarting the backend on database %s", keep);
+    int rc = session_start_backend(s, keep, err, errlen);
+    if (rc != 0 && strcmp(keep, s->database) != 0)
+        rc = session_start_backend(s, s->database, err, errlen);
+    free(keep);
+    return rc;
+}
+
+/* ---- talking to the client -------------------------------------------------- */
+
+static void client_fatal(sess *ss, const char *code, const char *msg, const char *detail,
+                         const char *hint) {
+    if (ss->gone)
+        return;
+    wire_buf w;
+    wire_buf_init(&w);
+    srv_put_error(&w, "FATAL", code, msg, detail, hint);
+    if (!w.oom)
+        srv_send_all(ss->s, ss->c->fd, w.data, w.len);
+    wire_buf_free(&w);
+    ss->gone = 1;
+    srv_log(ss->s, SERVER_LOG_INFO, "session of %s ended: %s (%s)", ss->c->peer, msg, code);
+}
+
+static void client_fatal_r(sess *ss, const qres *r) {
+    client_fatal(ss, r->code[0] ? r->code : "XX000", r->msg, r->detail, r->hint);
+}
+
+/* Wait until the client socket is readable (1), or the server stops (0). */
+static int wait_input(sess *ss) {
+    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = POLLIN},
+                           {.fd = ss->s->stop_pipe[0], .events = POLLIN}};
+    for (;;) {
+        int k = poll(pf, 2, -1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return 1; /* let recv report it */
+        if (pf[1].revents) {
+            ss->stop_seen = 1;
+            return 0;
+        }
+        if (pf[0].revents)
+            return 1;
+    }
+}
+
+/* Read what the client sent. 1 bytes came, 0 EOF or error (gone), -1
+ * over the limit (FATAL sent). */
+static int read_more(sess *ss) {
+    if (ss->rpos && ss->rpos == ss->len)
+        ss->rpos = ss->len = 0;
+    if (ss->len == ss->cap) {
+        if (ss->rpos) { /* make room at the front first */
+            memmove(ss->buf, ss->buf + ss->rpos, ss->len - ss->rpos);
+            ss->len -= ss->rpos;
+            ss->rpos = 0;
+        }
+    }
+    if (ss->len == ss->cap) {
+        if (ss->cap >= MAX_PENDING) {
+            client_fatal(ss, "08P01", "too much input without a Sync", NULL, NULL);
+            return -1;
+        }
+        size_t cap = ss->cap ? ss->cap * 2 : 65536;
+        if (cap > MAX_PENDING)
+            cap = MAX_PENDING;
+        uint8_t *b = realloc(ss->buf, cap);
+        if (!b) {
+            client_fatal(ss, "53200", "out of memory", NULL, NULL);
+            return -1;
+        }
+        ss->buf = b;
+        ss->cap = cap;
+    }
+    for (;;) {
+        ssize_t r = recv(ss->c->fd, ss->buf + ss->len, ss->cap - ss->len, MSG_DONTWAIT);
+        if (r > 0) {
+            ss->len += (size_t)r;
+            return 1;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_input(ss)) {
+                client_fatal(ss, "57P01", "terminating connection due to administrator command",
+                             NULL, NULL);
+                return -1;
+            }
+            continue;
+        }
+        ss->gone = 1;
+        return 0;
+    }
+}
+
+/* Check the frame header at p (avail bytes). Returns its total size, 0 if
+ * incomplete, -1 if invalid (FATAL sent). copy: inside COPY FROM STDIN. */
+static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
+    if (avail < 5)
+        return 0;
+    uint8_t t = p[0];
+    uint32_t limit = 0;
+    switch (t) {
+    case 'd': /* CopyData */
+        limit = PQ_LARGE_MESSAGE_LIMIT;
+        break;
+    case 'c': case 'f': case 'H': case 'S': /* CopyDone CopyFail Flush Sync */
+        limit = PQ_SMALL_MESSAGE_LIMIT;
+        break;
+    case 'Q': case 'F': case 'B': case 'P': /* Query FunctionCall Bind Parse */
+        limit = copy ? 0 : PQ_LARGE_MESSAGE_LIMIT;
+        break;
+    case 'C': case 'D': case 'E': case 'X': /* Close Describe Execute Terminate */
+        limit = copy ? 0 : PQ_SMALL_MESSAGE_LIMIT;
+        break;
+    }
+    char m[128];
+    if (!limit) {
+        if (copy)
+            snprintf(m, sizeof m, "unexpected message type 0x%02X during COPY from stdin", t);
+        else
+            snprintf(m, sizeof m, "invalid frontend message type %d", t);
+        client_fatal(ss, "08P01", m, NULL, NULL);
+        return -1;
+    }
+    uint32_t len = be32(p + 1);
+    if (len < 4 || len > limit) {
+        snprintf(m, sizeof m, "invalid message length %u for message type %d", len, t);
+        client_fatal(ss, "08P01", m, NULL, NULL);
+        return -1;
+    }
+    if (avail < (size_t)len + 1)
+        return 0;
+    return (long)len + 1;
+}
+
+/* The backend asks for more input mid-exchange: COPY FROM STDIN. Deliver
+ * what it said so far, then hand it the client's next COPY messages, up to
+ * and including CopyDone or CopyFail. If the client is gone, misbehaves
+ * or the server stops, the COPY is failed instead. */
+static int supply(void *ctx, const uint8_t *out, size_t outlen, const uint8_t **in,
+                  size_t *inlen) {
+    sess *ss = ctx;
+    static const uint8_t fail[] = {'f', 0, 0, 0, 4 + 16, 'c', 'l', 'i', 'e', 'n', 't', ' ',
+                                   'i', 's', ' ', 'g', 'o', 'n', 'e', '.', 0,
+                                   'S', 0, 0, 0, 4};
+    if (!ss->gone && outlen && srv_send_all(ss->s, ss->c->fd, out, outlen) != 0)
+        ss->gone = 1;
+    while (!ss->gone) {
+        size_t p = ss->rpos;
+        int end = 0;
+        long n;
+        while (!end && (n = check_frame(ss, ss->buf + p, ss->len - p, 1)) > 0) {
+            uint8_t t = ss->buf[p];
+            p += (size_t)n;
+            end = t == 'c' || t == 'f';
+        }
+        if (n < 0)
+            break;
+        if (p > ss->rpos) {
+            *in = ss->buf + ss->rpos;
+            *inlen = p - ss->rpos;
+            ss->rpos = p;
+            return 0;
+        }
+        if (read_more(ss) <= 0)
+            break;
+    }
+    if (ss->copyfail)
+        return -1; /* asked again after the CopyFail: should not happen */
+    ss->copyfail = 1;
+    *in = fail;
+    *inlen = sizeof fail;
+    return 0;
+}
+
+/* Run one batch through the backend and send the reply. 0, or -1 when the
+ * session is over (client gone, backend died). */
+static int run_batch(sess *ss, const uint8_t *in, size_t n) {
+    server *s = ss->s;
+    const uint8_t *out;
+    size_t outlen;
+    char err[640];
+    backend_set_input(s->be, supply, ss);
+    int rc = backend_exchange(s->be, in, n, &out, &outlen, err, sizeof err);
+    backend_set_input(s->be, NULL, NULL);
+    if (rc != 0) {
+        srv_log(s, SERVER_LOG_ERROR, "the backend stopped during the session of %s: %s",
+                ss->c->peer, err);
+        client_fatal(ss, "57P01", "terminating connection because the database backend stopped",
+                     err, NULL);
+        return -1;
+    }
+    if (ss->gone)
+        return -1;
+    if (outlen && srv_send_all(s, ss->c->fd, out, outlen) != 0) {
+        ss->gone = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* The message pump. Returns when the session is over. */
+static void pump(sess *ss) {
+    for (;;) {
+        /* Complete frames from rpos; a batch ends with a message the
+         * backend answers with ReadyForQuery or a flush. */
+        size_t start = ss->rpos, p = start;
+        long n;
+        while ((n = check_frame(ss, ss->buf + p, ss->len - p, 0)) > 0) {
+            uint8_t t = ss->buf[p];
+            if (t == 'X') { /* Terminate: what came before it, then the end */
+                if (p > start)
+                    run_batch(ss, ss->buf + start, p - start);
+                ss->gone = 1;
+                return;
+            }
+            p += (size_t)n;
+            if (t == 'Q' || t == 'S' || t == 'H' || t == 'F') {
+                ss->rpos = p; /* supply() reads on from here */
+                if (run_batch(ss, ss->buf + start, p - start) != 0)
+                    return;
+                start = p = ss->rpos;
+                if (ss->stop_seen || ss->s->stopping) {
+                    pthread_mutex_lock(&ss->s->mu);
+                    int stopping = ss->s->stopping;
+                    pthread_mutex_unlock(&ss->s->mu);
+                    if (stopping) {
+                        client_fatal(ss, "57P01",
+                                     "terminating connection due to administrator command",
+                                     NULL, NULL);
+                        return;
+                    }
+                }
+            }
+        }
+        if (n < 0)
+            return;
+        ss->rpos = start; /* the unfinished batch stays buffered */
+        if (read_more(ss) <= 0)
+            return;
+    }
+}
+
+/* ---- session setup ------------------------------------------------------------ */
+
+/* set_config(name, value) as a startup parameter. 0, or -1 (FATAL sent). */
+static int apply_setting(sess *ss, const char *name, const char *value) {
+    qres r;
+    char err[640];
+    const char *pv[2] = {name, value};
+    if (bq(ss->s, "SELECT pg_catalog.set_config($1, $2, false)", 2, pv, &r, err, sizeof err) != 0) {
+        client_fatal(ss, "57P01", "terminating connection because the database backend stopped",
+                     err, NULL);
+        return -1;
+    }
+    if (r.error) {
+        client_fatal_r(ss, &r);
+        return -1;
+    }
+    return 0;
+}
+
+/* The "options" startup parameter: command-line switches, split at white
+ * space with backslash escapes (pg_split_opts); -c name=value and
+ * --name=value are settings. */
+static int apply_options(sess *ss, const char *opts) {
+    size_t n = strlen(opts);
+    char *arg = malloc(n + 1), *next = NULL;
+    if (!arg) {
+        client_fatal(ss, "53200", "out of memory", NULL, NULL);
+        return -1;
+    }
+    const char *p = opts;
+    int want_value = 0, rc = 0;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        size_t k = 0;
+        while (*p && !isspace((unsigned char)*p)) {
+            if (*p == '\\' && p[1])
+                p++;
+            arg[k++] = *p++;
+        }
+        arg[k] = 0;
+        const char *opt = NULL;
+        char flag = 'c';
+        if (want_value) {
+            opt = arg;
+            want_value = 0;
+        } else if (!strcmp(arg, "-c")) {
+            want_value = 1;
+            continue;
+        } else if (!strncmp(arg, "-c", 2)) {
+            opt = arg + 2;
+        } else if (!strncmp(arg, "--", 2) && arg[2]) {
+            opt = arg + 2;
+            flag = '-';
+        } else {
+            char m[300];
+            snprintf(m, sizeof m, "invalid command-line argument for server process: %s", arg);
+            client_fatal(ss, "42601", m, NULL, "Try \"postgres --help\" for more information.");
+            rc = -1;
+            break;
+        }
+        /* ParseLongOption: name=value, dashes in the name are underscores */
+        next = strdup(opt);
+        if (!next) {
+            client_fatal(ss, "53200", "out of memory", NULL, NULL);
+            rc = -1;
+            break;
+        }
+        char *eq = strchr(next, '=');
+        if (!eq) {
+            char m[300];
+            snprintf(m, sizeof m, flag == '-' ? "--%s requires a value" : "-c %s requires a value",
+                     next);
+            client_fatal(ss, "42601", m, NULL, NULL);
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        for (char *q = next; *q; q++)
+            if (*q == '-')
+                *q = '_';
+        if (apply_setting(ss, next, eq + 1) != 0) {
+            rc = -1;
+            break;
+        }
+        free(next);
+        next = NULL;
+    }
+    if (rc == 0 && want_value) {
+        client_fatal(ss, "42601", "invalid command-line arguments for server process", NULL,
+                     "Try \"postgres --help\" for more information.");
+        rc = -1;
+    }
+    free(next);
+    free(arg);
+    return rc;
+}
+
+/* Database, role, settings. 0, or -1 (FATAL sent). */
+static int setup(sess *ss) {
+    server *s = ss->s;
+    conn *c = ss->c;
+    char err[640], m[300];
+    qres r;
+    if (ensure_backend(s, err, sizeof err) != 0) {
+        srv_log(s, SERVER_LOG_ERROR, "no backend: %s", err);
+        client_fatal(ss, "57P03", "the database system is not available", err, NULL);
+        return -1;
+    }
+    if (strcmp(c->user, s->user) != 0) {
+        const char *pv[1] = {c->user};
+        if (bq(s, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", 1, pv, &r, err,
+               sizeof err) != 0 || r.error) {
+            client_fatal(ss, "XX000", "cannot look up the role", r.error ? r.msg : err, NULL);
+            return -1;
+        }
+        if (r.rows == 0) {
+            snprintf(m, sizeof m, "role \"%s\" does not exist", c->user);
+            client_fatal(ss, "28000", m, NULL, NULL);
+            return -1;
+        }
+        if (strcmp(r.val, "t") != 0) {
+            snprintf(m, sizeof m, "role \"%s\" is not permitted to log in", c->user);
+            client_fatal(ss, "28000", m, NULL, NULL);
+            return -1;
+        }
+    }
+    if (strcmp(c->database, s->be_db) != 0) {
+        const char *pv[1] = {c->database};
+        if (bq(s, "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1", 1, pv, &r,
+               err, sizeof err) != 0 || r.error) {
+            client_fatal(ss, "XX000", "cannot look up the database", r.error ? r.msg : err, NULL);
+            return -1;
+        }
+        if (r.rows == 0) {
+            snprintf(m, sizeof m, "database \"%s\" does not exist", c->database);
+            client_fatal(ss, "3D000", m, NULL, NULL);
+            return -1;
+        }
+        if (strcmp(r.val, "t") != 0) {
+            snprintf(m, sizeof m, "database \"%s\" is not currently accepting connections",
+                     c->database);
+            client_fatal(ss, "55000", m, NULL, NULL);
+            return -1;
+        }
+        /* One backend serves one database: switch, as PostgreSQL would
+         * start this connection's backend in it. */
+        srv_log(s, SERVER_LOG_INFO, "switching the backend to database %s", c->database);
+        if (session_start_backend(s, c->database, err, sizeof err) != 0) {
+            srv_log(s, SERVER_LOG_ERROR, "cannot open database %s: %s", c->database, err);
+            client_fatal(ss, "XX000", err, NULL, NULL);
+            char e2[640];
+            session_start_backend(s, s->database, e2, sizeof e2);
+            return -1;
+        }
+    }
+    if (strcmp(c->user, s->user) != 0) {
+        char q[200], id[160];
+        quote_ident(c->user, id, sizeof id);
+        snprintf(q, sizeof q, "SET SESSION AUTHORIZATION %s", id);
+        const char *sql[] = {q, NULL};
+        if (sq(s, sql, &r, err, sizeof err) != 0 || r.error) {
+            client_fatal(ss, r.error ? r.code : "XX000", r.error ? r.msg : err, NULL, NULL);
+            return -1;
+        }
+    }
+    /* As PostgreSQL: the switches in options first, then the packet's
+     * other parameters in order. */
+    if (c->options && apply_options(ss, c->options) != 0)
+        return -1;
+    for (size_t i = 0; i < c->ngucs; i++)
+        if (apply_setting(ss, c->gucs[2 * i], c->gucs[2 * i + 1]) != 0)
+            return -1;
+    return 0;
+}
+
+/* AuthenticationOk, ParameterStatus..., BackendKeyData, ReadyForQuery. */
+static int hello(sess *ss) {
+    server *s = ss->s;
+    uint8_t key[32];
+    size_t keylen = ss->c->minor >= 2 ? 32 : 4;
+    if (auth_random(key, keylen) != 0) {
+        client_fatal(ss, "XX000", "could not generate a cancel key", NULL, NULL);
+        return -1;
+    }
+    wire_buf w;
+    wire_buf_init(&w);
+    size_t off = wire_begin(&w, 'R');
+    wire_put_u32(&w, 0);
+    wire_end(&w, off);
+    for (int i = 0; i < s->nparams; i++) {
+        off = wire_begin(&w, 'S');
+        wire_put_str(&w, s->params[i].name);
+        wire_put_str(&w, s->params[i].value);
+        wire_end(&w, off);
+    }
+    off = wire_begin(&w, 'K');
+    wire_put_u32(&w, (uint32_t)s->be_pid);
+    wire_put(&w, key, keylen);
+    wire_end(&w, off);
+    off = wire_begin(&w, 'Z');
+    wire_put_u8(&w, 'I');
+    wire_end(&w, off);
+    pthread_mutex_lock(&s->mu);
+    s->cancel_active = 1;
+    s->cancel_pid = s->be_pid;
+    memcpy(s->cancel_key, key, keylen);
+    s->cancel_keylen = keylen;
+    pthread_mutex_unlock(&s->mu);
+    int rc = w.oom ? -1 : srv_send_all(s, ss->c->fd, w.data, w.len);
+    wire_buf_free(&w);
+    if (rc != 0)
+        ss->gone = 1;
+    return rc;
+}
+
+/* Undo whatever the session left: an open (or failed, or extended-protocol
+ * implicit) transaction, then every session state DISCARD ALL resets. A
+ * backend that cannot be reset is restarted. */
+static void reset(server *s) {
+    if (!s->be || !backend_alive(s->be)) {
+        char err[640];
+        if (ensure_backend(s, err, sizeof err) != 0)
+            srv_log(s, SERVER_LOG_ERROR, "cannot restart the backend: %s", err);
+        return;
+    }
+    /* ROLLBACK aborts an open transaction (also an extended-protocol one
+     * awaiting Sync); Sync ends a skip-till-Sync after an extended-protocol
+     * error, which ignores the first ROLLBACK, hence the second. */
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, "ROLLBACK");
+    wire_sync(&w);
+    wire_query(&w, "ROLLBACK");
+    wire_query(&w, "SET statement_timeout = 0");
+    wire_query(&w, "DISCARD ALL");
+    qres r;
+    char err[640];
+    int rc = exchange_read(s, &w, &r, err, sizeof err);
+    wire_buf_free(&w);
+    if (rc == 0 && r.status == 'I' && !strcmp(r.tag, "DISCARD ALL")) {
+        /* A setting made in postgresql.auto.conf... stays; DISCARD ALL
+         * resets what the session changed, and the reply reported it. */
+        return;
+    }
+    srv_log(s, SERVER_LOG_WARNING, "could not reset the session (%s): restarting the backend",
+            rc != 0 ? err : r.error ? r.msg : "unexpected reply");
+    char *db = strdup(s->be_db ? s->be_db : s->database);
+    session_stop_backend(s);
+    if (!db || session_start_backend(s, db, err, sizeof err) != 0) {
+        srv_log(s, SERVER_LOG_ERROR, "cannot restart the backend: %s", err);
+        session_start_backend(s, s->database, err, sizeof err);
+    }
+    free(db);
+}
+
+static void run_session(server *s, conn *c) {
+    sess ss = {.s = s, .c = c};
+    /* bytes the client sent after its startup packet are its first input */
+    ss.buf = c->buf;
+    ss.len = c->len;
+    ss.cap = c->cap;
+    c->buf = NULL;
+    c->len = c->cap = 0;
+    int64_t t0 = srv_now_ms();
+    uint64_t id = ++s->sessions;
+    const char *app = NULL;
+    for (size_t i = 0; i < c->ngucs; i++)
+        if (!strcmp(c->gucs[2 * i], "application_name"))
+            app = c->gucs[2 * i + 1];
+    srv_log(s, SERVER_LOG_INFO, "session %llu: %s connected as user %s to database %s%s%s",
+            (unsigned long long)id, c->peer, c->user, c->database,
+            app ? ", application " : "", app ? app : "");
+    if (setup(&ss) == 0 && hello(&ss) == 0)
+        pump(&ss);
+    pthread_mutex_lock(&s->mu);
+    s->cancel_active = 0;
+    pthread_mutex_unlock(&s->mu);
+    srv_log(s, SERVER_LOG_INFO, "session %llu: %s disconnected after %.3f s", (unsigned long long)id,
+            c->peer, (double)(srv_now_ms() - t0) / 1000.0);
+    free(ss.buf);
+    srv_conn_free(c); /* closes the socket */
+    reset(s);
+}
+
+void *session_main(void *arg) {
+    server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && !s->qhead)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        conn *c = s->qhead;
+        s->qhead = c->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        s->nqueued--;
+        c->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        /* the listener stops polling it (and holding its file open) */
+        ssize_t w = write(s->wake_pipe[1], "w", 1);
+        (void)w;
+        run_session(s, c);
+    }
+    return NULL;
+}
