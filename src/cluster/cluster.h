@@ -59,4 +59,74 @@ int cluster_bootstrap(const char *data_dir, char *err, size_t errlen);
 int cluster_initdb(const char *data_dir, const char *const *extra_args,
                    char *err, size_t errlen);
 
+/* ---- data directories (datadir.c) ---------------------------------------
+ *
+ * Errors: every function returning int returns 0, or -1 with a message in
+ * err (errlen bytes); nothing aborts on bad input. */
+
+/* The prepared template data directory: made once by cluster_initdb and
+ * kept in the cache ($PGLITE_CACHE_DIR, else $XDG_CACHE_HOME/pglite, else
+ * $HOME/.cache/pglite) as template-<key>, key = SHA-256 of the template
+ * format and the runtime (PGLITE_RUNTIME_KEY if defined at compile time,
+ * else postgres.bki and bin/postgres). Made atomically (initdb in
+ * template-<key>.tmp-<pid>, then rename) and trusted only if complete
+ * (PG_VERSION 18, an 8192-byte global/pg_control, the marker written
+ * last); a damaged one is removed with a warning on stderr and rebuilt.
+ * With an unwritable cache, a process-local template under $TMPDIR is used.
+ * Writes the path into out (n bytes). Thread-safe. */
+int cluster_template_path(char *out, size_t n, char *err, size_t errlen);
+
+/* Copy the data directory from into to, which must not exist (it is made,
+ * with missing parents) or be an empty directory. Files by reflink or
+ * copy_file_range when the filesystem can, else read/write; directories and
+ * files keep their modes; symbolic links are copied as links, never
+ * followed; sockets, fifos and devices are skipped, as are the top-level
+ * postmaster.pid, pglite.lock and the template marker. On failure to is
+ * left as it was (gone or empty). */
+int cluster_copy_tree(const char *from, const char *to, char *err, size_t errlen);
+
+/* An opened data directory, locked for this handle until cluster_close. */
+typedef struct cluster cluster;
+
+typedef struct cluster_options {
+    const char *path;      /* data directory; NULL = temporary database */
+    int fresh;             /* create by running initdb instead of copying the template */
+    int no_template_cache; /* don't use/make the cached template (always initdb) */
+} cluster_options;
+
+/* Open (or create) a data directory; o may be NULL (a temporary database).
+ * - path missing or an empty directory: created (mkdir -p, 0700) as a copy
+ *   of the template, or by initdb when fresh or no_template_cache. The
+ *   cluster is built in path/.pglite-new and moved into place with
+ *   PG_VERSION last; an interrupted creation (path/.pglite-incomplete) is
+ *   redone by the next open.
+ * - path holds a cluster (PG_VERSION): opened as it is, never rewritten.
+ *   It must be PostgreSQL 18, with an 8192-byte global/pg_control, the
+ *   subdirectories base, global, pg_wal, pg_xact and pg_multixact, and a
+ *   mode giving the owner rwx; otherwise the error names the path and the
+ *   problem, and nothing in the directory is changed.
+ * - path non-empty without PG_VERSION, or not a directory: an error,
+ *   nothing touched.
+ * The directory is locked with an open-file-description lock on
+ * path/pglite.lock (holding the pid): a second open, from this process or
+ * another, fails at once with "data directory X is in use by process PID".
+ * A lock of a dead process is gone with it; its stale postmaster.pid is
+ * then removed (one naming this directory for a live native PostgreSQL
+ * server is an error instead).
+ * Temporary (path NULL): a private copy under
+ * $TMPDIR/pglite-tmp-<pid>-<random>/db-N of this process's copy of the
+ * template, removed by cluster_close; leftovers of dead processes are
+ * removed at the first temporary open. Thread-safe. */
+int cluster_open(const cluster_options *o, cluster **out, char *err, size_t errlen);
+
+/* The host data directory of c (valid until cluster_close). */
+const char *cluster_data_dir(const cluster *c);
+
+/* 1 if c is a temporary database (removed on close), else 0. */
+int cluster_is_temporary(const cluster *c);
+
+/* Release the lock and, for a temporary database, remove its directory.
+ * NULL is a no-op. */
+void cluster_close(cluster *c);
+
 #endif
