@@ -1,0 +1,209 @@
+/*
+ * client: the public API (include/pglite.h) over one embedded backend.
+ *
+ * handle.c   registry of open handles, open/close, locking, last error
+ * error.c    pglite_error objects (from ErrorResponse or made by the library)
+ * result.c   results: building from backend replies, accessors, typed getters
+ * query.c    exec (script split), query, prepare, describe, transactions
+ * split.c    splitting a script into statements, as psql does
+ * events.c   notices and notifications: queued during a call, delivered after
+ * copy.c     /dev/blob for COPY FROM/TO
+ * store.c    data directories: temporary, persistent, archives
+ *
+ * Every public call on a handle runs between client_enter and client_leave:
+ * a reference in the registry (so a closed or unknown pointer is refused
+ * without being dereferenced), the handle's recursive mutex, and at the
+ * outermost level the delivery of queued callbacks.
+ */
+#ifndef PGLITE_CLIENT_H
+#define PGLITE_CLIENT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pglite.h"
+#include "backend/backend.h"
+#include "wire/wire.h"
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+typedef struct errobj {
+    pglite_error e; /* first: a pglite_error * is an errobj * */
+    uint8_t *body;  /* ErrorResponse-style fields: code, string, NUL..., 0 */
+    size_t len;
+    int is_static;  /* the out-of-memory fallback: never freed */
+} errobj;
+
+/* From an ErrorResponse/NoticeResponse; NULL if malformed (*malformed set)
+ * or out of memory. */
+errobj *errobj_from_wire(const wire_msg *m, int *malformed);
+/* A library error with code (PGLITE_*), its SQLSTATE (NULL: the code's),
+ * and a printf message. Never NULL (falls back to a static out-of-memory
+ * error). */
+errobj *errobj_lib(int code, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+errobj *errobj_libv(int code, const char *sqlstate, const char *fmt, va_list ap);
+errobj *errobj_copy(const errobj *o); /* NULL on OOM */
+void errobj_free(errobj *o);
+/* The static out-of-memory error. */
+errobj *errobj_nomem(void);
+
+/* ---- results (result.c) -------------------------------------------------- */
+
+typedef struct rfield {
+    char *name;
+    uint32_t type, table;
+    int16_t column, typlen, format;
+    int32_t typmod;
+} rfield;
+
+typedef struct rcell {
+    size_t off; /* into data */
+    int32_t len; /* -1 NULL */
+} rcell;
+
+struct pglite_result {
+    int status;
+    int has_rowdesc;
+    char *tag;
+    int nfields;
+    rfield *fields;
+    int nparams;
+    uint32_t *ptypes;
+    int ntuples;
+    size_t rows_cap; /* rows allocated in cells */
+    rcell *cells;
+    wire_buf data;
+    errobj *err;
+};
+
+pglite_result *result_new(int status);
+/* An error result holding err (taken over); NULL only without memory (err
+ * is then freed). */
+pglite_result *result_error(errobj *err);
+/* Fill from messages; 0, or -1 (no memory, or malformed: *malformed). */
+int result_set_fields(pglite_result *r, const wire_msg *m, int *malformed);
+int result_set_params(pglite_result *r, const wire_msg *m, int *malformed);
+int result_add_row(pglite_result *r, const wire_msg *m, int *malformed);
+int result_set_tag(pglite_result *r, const char *tag);
+
+/* ---- handles (handle.c) -------------------------------------------------- */
+
+typedef struct event {
+    struct event *next;
+    int kind; /* 'N' notice, 'A' notification */
+    errobj *notice;
+    char *channel, *payload;
+    int pid;
+} event;
+
+typedef struct listener {
+    struct listener *next;
+    char *channel;
+    pglite_notify_fn fn;
+    void *ctx;
+} listener;
+
+typedef struct param {
+    char *name, *value;
+} param;
+
+typedef struct store {
+    char *dir;       /* host data directory */
+    int temporary;
+    char *tmp_root;  /* a temporary database's own directory (removed on close) */
+    void *cluster;   /* the locked cluster, when the cluster layer provides one */
+} store;
+
+struct pglite {
+    struct pglite *next; /* registry */
+    int refs;            /* registry references (under the registry lock) */
+    int closed;
+    pthread_mutex_t mu;  /* recursive: serialises calls */
+    pthread_mutex_t be_mu; /* guards be against pglite_interrupt during close */
+    int depth;           /* nesting of calls on the owning thread */
+    int delivering;
+
+    store st;
+    backend *be;
+    char tx;             /* 'I', 'T', 'E' from the last ReadyForQuery */
+    wire_buf req;
+
+    errobj *last_err;    /* NULL after a success */
+    param *params;
+    int nparams_status;
+
+    pglite_notice_fn notice_fn;
+    void *notice_ctx;
+    pglite_notify_fn notify_fn;
+    void *notify_ctx;
+    listener *listeners;
+    event *ev_head, *ev_tail;
+
+    /* /dev/blob during a copy */
+    const uint8_t *blob_in;
+    size_t blob_in_len, blob_in_pos;
+    int blob_capture;
+    wire_buf blob_out;
+};
+
+/* Enter a public call on db: PGLITE_OK with the mutex held, or
+ * PGLITE_MISUSE (db NULL, not open, closed). */
+int client_enter(pglite *db);
+/* Leave: deliver callbacks (outermost call only), unlock, release; rc
+ * passes through. */
+int client_leave(pglite *db, int rc);
+/* Record the outcome of a call: err NULL clears the last error (success);
+ * otherwise takes err over and returns its code. */
+int client_set_error(pglite *db, errobj *err);
+int client_fail(pglite *db, int code, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void client_set_param(pglite *db, const char *name, const char *value);
+
+/* ---- exchanges (query.c) -------------------------------------------------- */
+
+/* Results of one exchange. */
+typedef struct collect {
+    pglite_result **list;
+    int n, cap;
+    pglite_result *cur;
+} collect;
+
+void collect_free(collect *c);
+/* Send db->req (reset afterwards) and gather the reply into c: results,
+ * queued events, parameter status, transaction status. PGLITE_OK, or
+ * PGLITE_DEAD / PGLITE_NOMEM / PGLITE_PROTOCOL with the handle's error
+ * set. */
+int client_roundtrip(pglite *db, collect *c);
+/* One simple-protocol Query of sql (not split): the last result into *res
+ * (may be NULL). Returns PGLITE_OK, PGLITE_ERROR (database error; the
+ * handle's error set), or another status. */
+int client_simple(pglite *db, const char *sql, pglite_result **res);
+
+/* ---- events (events.c) ----------------------------------------------------- */
+
+void events_push_notice(pglite *db, errobj *notice);
+void events_push_notify(pglite *db, int pid, const char *channel, const char *payload);
+void events_deliver(pglite *db);
+void events_free(pglite *db);
+
+/* ---- statements (split.c) ---------------------------------------------------- */
+
+/* The next statement of the script s (n bytes) from *pos: 1 with its
+ * [*start, *start + *len) (without the ';'), *pos after it; 0 when only
+ * whitespace and comments are left. */
+int sql_next_statement(const char *s, size_t n, size_t *pos, size_t *start, size_t *len);
+
+/* ---- blob (copy.c) and stores (store.c) ----------------------------------------- */
+
+long client_blob_read(void *ctx, void *buf, size_t len);
+long client_blob_write(void *ctx, const void *buf, size_t len);
+
+/* Create or open the data directory for path under options o. PGLITE_OK,
+ * or a status with a message in err. */
+int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen);
+void store_close(store *s);
+
+#endif
