@@ -4,7 +4,8 @@
  *
  *   pglite-run [-D DATADIR] [SQL]
  *
- * A DATADIR without PG_VERSION gets a new cluster (initdb) first. */
+ * A missing or empty DATADIR becomes a new cluster (a copy of the cached
+ * template made by initdb). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +25,9 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     const char *data = "data/pglite-run";
-    int c;
-    while ((c = getopt(argc, argv, "D:h")) != -1) {
-        switch (c) {
+    int opt;
+    while ((opt = getopt(argc, argv, "D:h")) != -1) {
+        switch (opt) {
         case 'D': data = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -34,32 +35,18 @@ int main(int argc, char **argv) {
     }
     const char *sql = optind < argc ? argv[optind] : "SELECT version();";
     char path[4096], msg[16384];
-    snprintf(path, sizeof path, "%s/PG_VERSION", data);
-    if (access(path, F_OK) != 0) {
-        char *copy = strdup(data);
-        for (char *p = copy + 1; p && *p; p++) {
-            if (*p == '/') {
-                *p = 0;
-                mkdir(copy, 0755);
-                *p = '/';
-            }
-        }
-        free(copy);
-        if (mkdir(data, 0700) != 0 && errno != EEXIST) {
-            fprintf(stderr, "pglite-run: cannot create %s: %s\n", data, strerror(errno));
-            return 1;
-        }
-        fprintf(stderr, "pglite-run: creating a cluster in %s\n", data);
-        if (cluster_initdb(data, NULL, msg, sizeof msg) != 0) {
-            fprintf(stderr, "pglite-run: %s\n", msg);
-            return 1;
-        }
+    cluster_options co = {.path = data};
+    cluster *c = NULL;
+    if (cluster_open(&co, &c, msg, sizeof msg) != 0) {
+        fprintf(stderr, "pglite-run: %s\n", msg);
+        return 1;
     }
-    char *abs = realpath(data, NULL);
+    char *abs = realpath(cluster_data_dir(c), NULL);
     cluster_tree t;
     if (!abs || cluster_tree_open(&t, abs, msg, sizeof msg) != 0) {
         fprintf(stderr, "pglite-run: %s\n", abs ? msg : strerror(errno));
         free(abs);
+        cluster_close(c);
         return 1;
     }
     snprintf(path, sizeof path, "%s/query.sql", t.scratch);
@@ -67,6 +54,7 @@ int main(int argc, char **argv) {
     if (!f || fprintf(f, "%s\n\n", sql) < 0 || fclose(f) != 0) {
         fprintf(stderr, "pglite-run: cannot write %s\n", path);
         cluster_tree_close(&t);
+        cluster_close(c);
         free(abs);
         return 1;
     }
@@ -75,6 +63,7 @@ int main(int argc, char **argv) {
     engine_result r;
     cluster_run_postgres(&t, 9, args, path, STDOUT_FILENO, STDERR_FILENO, &r);
     cluster_tree_close(&t);
+    cluster_close(c);
     free(abs);
     if (r.status != ENGINE_EXITED || r.exit_code != 0) {
         fprintf(stderr, "pglite-run: %s\n", r.message);

@@ -282,8 +282,40 @@ static void test_crash_recovery(void **state) {
     free(dir);
 }
 
+/* Two temporary databases in one process are isolated, and their
+ * directories are gone after close. */
+static void test_temporary_isolated(void **state) {
+    (void)state;
+    cluster *c1 = NULL, *c2 = NULL;
+    char err[2048];
+    assert_int_equal(cluster_open(NULL, &c1, err, sizeof err), 0);
+    assert_int_equal(cluster_open(NULL, &c2, err, sizeof err), 0);
+    char d1[4096], d2[4096];
+    snprintf(d1, sizeof d1, "%s", cluster_data_dir(c1));
+    snprintf(d2, sizeof d2, "%s", cluster_data_dir(c2));
+    assert_string_not_equal(d1, d2);
+    backend *b1 = start(d1, NULL), *b2 = start(d2, NULL);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    char v[64], st[8];
+    assert_int_equal(sql(b1, "CREATE TABLE only_here (x int); INSERT INTO only_here VALUES (1)",
+                         v, sizeof v, st), 0);
+    assert_string_equal(st, "");
+    assert_int_equal(sql(b2, "SELECT count(*) FROM only_here", v, sizeof v, st), 0);
+    assert_string_equal(st, "42P01");
+    assert_int_equal(sql(b1, "SELECT count(*) FROM only_here", v, sizeof v, st), 0);
+    assert_string_equal(v, "1");
+    backend_close(b1);
+    backend_close(b2);
+    cluster_close(c1);
+    cluster_close(c2);
+    assert_int_equal(access(d1, F_OK), -1);
+    assert_int_equal(access(d2, F_OK), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_temporary_isolated),
         cmocka_unit_test(test_queries_and_errors),
         cmocka_unit_test(test_statement_timeout),
         cmocka_unit_test(test_cancel),
