@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# pglite-proxy with real clients: psql (-c, -f, \d, \copy both ways),
+# errors and reuse, two clients taking turns (the second waits while the
+# first holds a transaction and never sees its rolled-back rows), cancel,
+# SSL/GSS refusal, startup parameters and their FATALs, session reset
+# between clients, hostile input, password auth, the waiting limit,
+# pgbench, persistence, and a clean SIGTERM.
+#
+#   test_proxy.sh PATH/TO/pglite-proxy
+set -u
+
+PROXY=${1:?usage: test_proxy.sh PATH/TO/pglite-proxy}
+command -v psql >/dev/null || { echo "psql not found: skipped"; exit 77; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pglite-proxy-test-XXXXXX")
+SOCK=$WORK/sock
+ROOT=$WORK/data
+mkdir -p "$SOCK"
+PASSED=0
+FAILED=0
+PROXY_PID=
+
+cleanup() {
+    [ -n "$PROXY_PID" ] && kill -KILL "$PROXY_PID" 2>/dev/null
+    for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    if [ -n "${PGLITE_TEST_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+bad() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1"
+    [ $# -gt 1 ] && printf '       %s\n' "$2" | head -20
+    return 0
+}
+# check NAME EXPECTED ACTUAL
+check() {
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected [$2], got [$3]"; fi
+}
+# check_has NAME NEEDLE HAYSTACK
+check_has() {
+    case "$3" in *"$2"*) ok "$1" ;; *) bad "$1" "expected to contain [$2], got [$3]" ;; esac
+}
+
+# start_proxy LOGNAME ARGS...: sets PROXY_PID and PORT
+start_proxy() {
+    local log=$1
+    shift
+    "$PROXY" --tcp 127.0.0.1:0 --unix "$SOCK" "$@" >"$WORK/$log.out" 2>"$WORK/$log.err" &
+    PROXY_PID=$!
+    for _ in $(seq 600); do
+        grep -q '^  uri:' "$WORK/$log.out" 2>/dev/null && break
+        kill -0 "$PROXY_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/$log.out")
+    if [ -z "$PORT" ]; then
+        bad "pglite-proxy starts ($log)" "$(cat "$WORK/$log.err")"
+        echo "$PASSED passed, $FAILED failed"
+        exit 1
+    fi
+    export PGHOST=127.0.0.1 PGPORT=$PORT
+}
+
+# stop_proxy LOGNAME: SIGTERM, expect a clean exit
+stop_proxy() {
+    kill -TERM "$PROXY_PID"
+    local rc=0
+    wait "$PROXY_PID" || rc=$?
+    PROXY_PID=
+    check "SIGTERM: clean exit ($1)" 0 "$rc"
+    check_has "SIGTERM: database closed ($1)" "database closed" "$(cat "$WORK/$1.err")"
+    if [ -e "$SOCK/.s.PGSQL.$PORT" ]; then bad "socket file removed ($1)"; else ok "socket file removed ($1)"; fi
+}
+
+export PGUSER=postgres PGDATABASE=postgres PGCONNECT_TIMEOUT=20 PGSSLMODE=disable
+unset PGPASSWORD PGOPTIONS PGSERVICE
+Q() { psql -X -A -t -q "$@" 2>&1; }
+
+# ---------------------------------------------------------------------------
+start_proxy main --root "$ROOT" --startup-timeout 3
+grep -q "psql 'postgresql://postgres@127.0.0.1:$PORT/postgres?sslmode=disable'" "$WORK/main.out" &&
+    ok "prints the URI and the psql command" || bad "prints the URI" "$(cat "$WORK/main.out")"
+
+check "psql -c over TCP" "42" "$(Q -c 'SELECT 40 + 2')"
+check "psql -c over the Unix socket" "unix" "$(Q -h "$SOCK" -c "SELECT 'unix'")"
+check "psql with a URI" "postgres|postgres" \
+    "$(Q "postgresql://postgres@127.0.0.1:$PORT/postgres?sslmode=disable" -c 'SELECT current_user, current_database()')"
+
+# psql -f: a script of 1,000 INSERTs
+{
+    echo "CREATE TABLE items (id int PRIMARY KEY, name text);"
+    for i in $(seq 1 1000); do echo "INSERT INTO items VALUES ($i, 'item $i');"; done
+} >"$WORK/inserts.sql"
+out=$(psql -X -q -v ON_ERROR_STOP=1 -f "$WORK/inserts.sql" 2>&1)
+check "psql -f of 1,000 INSERTs" "" "$out"
+check "the 1,000 rows are there" "1000|500500" "$(Q -c 'SELECT count(*), sum(id) FROM items')"
+
+out=$(psql -X -c '\d items' 2>&1)
+check_has "\\d describes the table" '"items_pkey" PRIMARY KEY, btree (id)' "$out"
+
+# \copy both ways
+seq 1 5000 | awk '{ printf "%d\tline %d\n", $1, $1 }' >"$WORK/in.tsv"
+check "\\copy from a file" "COPY 5000" "$(psql -X -c 'CREATE TABLE copied (id int, t text)' -c "\\copy copied FROM '$WORK/in.tsv'" 2>&1 | tail -1)"
+check "\\copy to a file" "COPY 5000" "$(psql -X -c "\\copy copied TO '$WORK/out.tsv'" 2>&1)"
+check "\\copy round trip is byte-identical" "$(md5sum <"$WORK/in.tsv")" "$(md5sum <"$WORK/out.tsv")"
+check "COPY FROM STDIN, CSV, through psql" "COPY 3" \
+    "$(printf '1,a\n2,b\n3,c\n' | psql -X -c 'COPY copied FROM STDIN (FORMAT csv)' 2>&1)"
+out=$(printf '1\tx\nnot a number\tz\n' | psql -X -c 'COPY copied FROM STDIN' 2>&1)
+check_has "a bad COPY row is an error" "invalid input syntax for type integer" "$out"
+check "the failed COPY left nothing" "5003" "$(Q -c 'SELECT count(*) FROM copied')"
+
+# an error, then the same session goes on
+out=$(psql -X -A -t -c 'SELECT 1/0' -c "SELECT 'reused'" 2>&1)
+check_has "an error is reported" "division by zero" "$out"
+check_has "the session is reused after the error" "reused" "$out"
+out=$(psql -X -A -t -q 2>&1 <<'EOF'
+BEGIN;
+SELECT nope;
+SELECT 1;
+ROLLBACK;
+SELECT 'after rollback';
+EOF
+)
+check_has "a failed transaction reports 25P02" "current transaction is aborted" "$out"
+check_has "and recovers after ROLLBACK" "after rollback" "$out"
+
+# startup parameters, applied as PostgreSQL applies them
+out=$(PGOPTIONS="-c search_path=foo,public --work-mem=7MB" PGTZ=Europe/Paris PGDATESTYLE=German PGAPPNAME=myapp \
+    Q -c 'SHOW search_path' -c 'SHOW work_mem' -c 'SHOW TimeZone' -c 'SHOW DateStyle' -c 'SHOW application_name')
+check "startup parameters (PGOPTIONS, PGTZ, PGDATESTYLE, PGAPPNAME)" \
+    "$(printf 'foo,public\n7MB\nEurope/Paris\nGerman, DMY\nmyapp')" "$out"
+out=$(PGOPTIONS="-c TimeZone=Mars/Olympus" Q -c 'SELECT 1')
+check_has "an invalid startup parameter is PostgreSQL's FATAL" 'FATAL:  invalid value for parameter "TimeZone": "Mars/Olympus"' "$out"
+out=$(PGOPTIONS="-c no_such_setting=1" Q -c 'SELECT 1')
+check_has "an unknown startup parameter is FATAL" 'unrecognized configuration parameter "no_such_setting"' "$out"
+check_has "a missing database is FATAL 3D000" 'FATAL:  database "nodb" does not exist' "$(Q -d nodb -c 'SELECT 1')"
+check_has "a missing role is FATAL 28000" 'FATAL:  role "nobody" does not exist' "$(Q -U nobody -c 'SELECT 1')"
+Q -c "CREATE ROLE alice LOGIN" >/dev/null
+check "another existing role logs in" "alice|alice|off" "$(Q -U alice -c 'SELECT current_user, session_user, current_setting($$is_superuser$$)')"
+check "another database is switched to" "template1" "$(Q -d template1 -c 'SELECT current_database()')"
+check "and back" "postgres|1000" "$(Q -c 'SELECT current_database(), count(*) FROM items')"
+
+# the next client gets a clean session
+Q -c 'CREATE TEMP TABLE tmp1 (a int)' -c 'PREPARE p1 AS SELECT 1' -c 'SET work_mem = $$9MB$$' \
+  -c 'LISTEN chan' -c 'BEGIN' -c 'INSERT INTO items VALUES (-1, $$left open$$)' >/dev/null
+out=$(Q -c "SELECT count(*) FROM pg_class WHERE relname = 'tmp1'" -c 'SELECT count(*) FROM pg_prepared_statements' \
+    -c 'SHOW work_mem' -c 'SELECT count(*) FROM pg_listening_channels()' -c 'SELECT count(*) FROM items WHERE id = -1')
+check "session state is reset between clients" "$(printf '0\n0\n4MB\n0\n0')" "$out"
+
+# cancel: psql sends a CancelRequest on SIGINT
+psql -X -c 'SELECT pg_sleep(30)' >"$WORK/cancel.out" 2>&1 &
+cpid=$!
+sleep 1.5
+kill -INT $cpid
+wait $cpid
+check_has "CancelRequest cancels the running statement" "canceling statement due to user request" "$(cat "$WORK/cancel.out")"
+check "the next client is served after the cancel" "next" "$(Q -c "SELECT 'next'")"
+
+# SSL and GSS encryption requests are answered 'N'
+check "sslmode=prefer works (SSLRequest answered N)" "plain" "$(PGSSLMODE=prefer Q -c "SELECT 'plain'")"
+check_has "sslmode=require is refused" "server does not support SSL" "$(PGSSLMODE=require Q -c 'SELECT 1')"
+check "gssencmode=prefer works" "plain" "$(PGGSSENCMODE=prefer Q -c "SELECT 'plain'")"
+
+# two clients: the second waits while the first holds a transaction, then
+# does not see the rows the first never committed
+mkfifo "$WORK/fifo"
+psql -X -A -t -q <"$WORK/fifo" >"$WORK/a.out" 2>&1 &
+apid=$!
+exec 3>"$WORK/fifo"
+echo "BEGIN; INSERT INTO items SELECT g, 'uncommitted' FROM generate_series(2001, 2100) g; SELECT 'A holds';" >&3
+for _ in $(seq 100); do grep -q 'A holds' "$WORK/a.out" && break; sleep 0.1; done
+check "client A is in its transaction" "A holds" "$(cat "$WORK/a.out")"
+Q -c "SELECT 'B sees', count(*) FROM items WHERE id > 2000" >"$WORK/b.out" &
+bpid=$!
+sleep 2
+if kill -0 $bpid 2>/dev/null && [ ! -s "$WORK/b.out" ]; then ok "client B waits while A holds the backend"; else
+    bad "client B waits while A holds the backend" "$(cat "$WORK/b.out")"; fi
+kill -KILL $apid
+wait $apid 2>/dev/null
+exec 3>&-
+wait $bpid
+check "B proceeds after A is killed and sees none of A's rows" "B sees|0" "$(cat "$WORK/b.out")"
+
+# hostile input: garbage, bad lengths, unknown types, slowloris, protocol
+# negotiation; then the server still serves psql
+if command -v python3 >/dev/null; then
+    out=$(python3 - "$PORT" 2>&1 <<'EOF'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+def conn():
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+def read(s, t=10):
+    s.settimeout(t); out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d: return out
+            out += d
+    except (socket.timeout, ConnectionResetError):
+        return out + b"<no close>"
+def startup(params, minor=0):
+    body = struct.pack("!I", (3 << 16) | minor)
+    for k, v in params: body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+def msgs(data):
+    out = []; i = 0
+    while i + 5 <= len(data) and not data[i:].startswith(b"<no close>"):
+        l = struct.unpack("!I", data[i+1:i+5])[0]
+        out.append((chr(data[i]), data[i+5:i+1+l])); i += 1 + l
+    return out
+def err(data):
+    for t, b in msgs(data):
+        if t == 'E':
+            f = dict((x[:1].decode(), x[1:].decode()) for x in b.split(b"\0") if x)
+            return f.get("S", "") + " " + f.get("C", "") + " " + f.get("M", "")
+    return "no error: %r" % data[:60]
+def session():
+    s = conn(); s.sendall(startup([("user", "postgres")]))
+    d = b""
+    while not d.endswith(b"Z\0\0\0\x05I"):
+        c = s.recv(4096)
+        if not c: break
+        d += c
+    return s
+s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); print("garbage:", err(read(s)))
+s = conn(); s.sendall(struct.pack("!I", 1 << 30) + b"xxxx"); print("huge startup length:", err(read(s)))
+s = conn(); s.sendall(struct.pack("!II", 8, 2 << 16)); print("protocol 2:", err(read(s)))
+s = conn(); s.sendall(struct.pack("!II", 8, 80877103) + b"junk"); print("data after SSLRequest:", err(read(s)))
+s = conn(); s.sendall(startup([("user", "postgres"), ("_pq_.x", "1")], 9))
+m = msgs(read(s, 1)); s.close(); print("3.9 negotiation:", [b for t, b in m if t == 'v'], [t for t, b in m][-1:])
+s = conn(); s.sendall(startup([("user", "postgres")], 2))
+m = msgs(read(s, 1)); s.close(); print("3.2 key length:", [len(b) for t, b in m if t == 'K'])
+for name, payload in [("unknown message type", b"?\0\0\0\4"),
+                      ("1 GB length", b"Q\x40\0\0\0"),
+                      ("2 GB length", b"Q\x7f\xff\xff\xff"),
+                      ("length below 4", b"Q\0\0\0\2"),
+                      ("oversized Sync", b"S\0\1\0\0" + b"x" * 16),
+                      ("password message after startup", b"p\0\0\0\5\0")]:
+    s = session(); s.sendall(payload); print(name + ":", err(read(s))); s.close()
+# truncated messages and clients that vanish mid-message
+s = session(); s.sendall(b"Q\0\0\1\0SELECT"); s.close()
+s = session(); s.sendall(b"Q\x3f\0\0\0" + b"x" * 200000); s.close()
+s = session(); s.sendall(b"P\0\0\0\x10\0SELECT 1\0"); s.close()
+# COPY FROM STDIN, the client vanishes in the middle
+s = session(); s.sendall(b"Q" + struct.pack("!I", 4 + 23) + b"COPY copied FROM STDIN\0")
+time.sleep(0.3); s.sendall(b"d\0\0\0\x0b" + b"9\tgone\n"); time.sleep(0.2); s.close()
+# slowloris: half a startup packet, then nothing
+s = conn(); s.sendall(b"\0\0"); t = time.time(); r = read(s, 30)
+print("slowloris closed after the startup timeout:", 1.5 < time.time() - t < 10, err(r))
+# random bytes
+import random
+random.seed(6)
+for i in range(50):
+    s = conn(); s.sendall(bytes(random.getrandbits(8) for _ in range(random.randint(1, 300)))); s.close()
+for i in range(50):
+    s = session(); s.sendall(bytes(random.getrandbits(8) for _ in range(random.randint(1, 300)))); s.close()
+s = session(); s.sendall(b"Q" + struct.pack("!I", 4 + 9) + b"SELECT 7\0")
+print("a normal client afterwards:", [b for t, b in msgs(read(s, 2)) if t == 'D'])
+EOF
+)
+    echo "$out" | sed 's/^/       /'
+    check_has "garbage before the startup packet: FATAL 08P01" "garbage: FATAL 08P01" "$out"
+    check_has "a 1 GB startup length: FATAL 08P01" "huge startup length: FATAL 08P01" "$out"
+    check_has "protocol 2: FATAL 0A000" "protocol 2: FATAL 0A000" "$out"
+    check_has "data pipelined after SSLRequest: FATAL 08P01" "data after SSLRequest: FATAL 08P01" "$out"
+    check_has "protocol 3.9 gets NegotiateProtocolVersion 3.2" "3.9 negotiation: [b'\\x00\\x03\\x00\\x02\\x00\\x00\\x00\\x01_pq_.x\\x00'] ['Z']" "$out"
+    check_has "protocol 3.2 gets a 32-byte cancel key" "3.2 key length: [36]" "$out"
+    check_has "an unknown message type: FATAL 08P01" "unknown message type: FATAL 08P01 invalid frontend message type 63" "$out"
+    check_has "a 1 GB length field: FATAL 08P01" "1 GB length: FATAL 08P01" "$out"
+    check_has "a 2 GB length field: FATAL 08P01" "2 GB length: FATAL 08P01" "$out"
+    check_has "a length below 4: FATAL 08P01" "length below 4: FATAL 08P01" "$out"
+    check_has "an oversized Sync: FATAL 08P01" "oversized Sync: FATAL 08P01" "$out"
+    check_has "a PasswordMessage after startup: FATAL 08P01" "password message after startup: FATAL 08P01" "$out"
+    check_has "a slowloris client is closed after the startup timeout" "slowloris closed after the startup timeout: True FATAL 08P01" "$out"
+    check_has "the server still answers afterwards" "a normal client afterwards: [b'\\x00\\x01\\x00\\x00\\x00\\x017']" "$out"
+else
+    bad "python3 for the hostile-input tests"
+fi
+check "psql is served after the hostile clients" "still here|5003" "$(Q -c "SELECT 'still here', count(*) FROM copied")"
+
+# pgbench: -i uses COPY FROM STDIN; then 500 transactions
+if command -v pgbench >/dev/null; then
+    out=$(pgbench -i -s 2 2>&1)
+    check_has "pgbench -i -s 2" "done in" "$out"
+    check "pgbench_accounts has 200,000 rows" "200000|2|20" \
+        "$(Q -c 'SELECT (SELECT count(*) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_branches), (SELECT count(*) FROM pgbench_tellers)')"
+    out=$(pgbench -c 1 -t 500 2>&1)
+    check_has "pgbench -c 1 -t 500" "number of transactions actually processed: 500/500" "$out"
+    check "pgbench_history has 500 rows" "500" "$(Q -c 'SELECT count(*) FROM pgbench_history')"
+    out=$(pgbench -c 1 -t 200 -M prepared 2>&1)
+    check_has "pgbench -M prepared (extended protocol)" "number of transactions actually processed: 200/200" "$out"
+    check "the balances add up" "t" \
+        "$(Q -c 'SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(bbalance) FROM pgbench_branches) AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(bbalance) FROM pgbench_branches)')"
+else
+    echo "skip - pgbench not installed"
+fi
+
+grep -q "connected as user postgres to database postgres, application psql" "$WORK/main.err" &&
+    ok "connects are logged" || bad "connects are logged"
+grep -q "disconnected after" "$WORK/main.err" && ok "disconnects are logged" || bad "disconnects are logged"
+
+# SIGTERM while a client holds a transaction: rolled back, clean exit
+mkfifo "$WORK/fifo2"
+psql -X -A -t -q <"$WORK/fifo2" >"$WORK/c.out" 2>&1 &
+cpid=$!
+exec 4>"$WORK/fifo2"
+echo "BEGIN; INSERT INTO items VALUES (-7, 'at shutdown'); SELECT 'C holds';" >&4
+for _ in $(seq 100); do grep -q 'C holds' "$WORK/c.out" && break; sleep 0.1; done
+stop_proxy main
+echo "SELECT 'after the shutdown';" >&4
+exec 4>&-
+wait $cpid 2>/dev/null
+case "$(cat "$WORK/c.out")" in
+*"terminating connection due to administrator command"* | *"server closed the connection"*)
+    ok "the client in a transaction is cut off at the shutdown" ;;
+*) bad "the client in a transaction is cut off at the shutdown" "$(cat "$WORK/c.out")" ;;
+esac
+
+# ---------------------------------------------------------------------------
+# persistence, passwords and the waiting limit: the same data directory
+start_proxy auth --root "$ROOT" --password 's3cret pw' --wait-timeout 2
+check "the data survived the restart" "1000|0" "$(PGPASSWORD='s3cret pw' Q -c 'SELECT count(*), count(*) FILTER (WHERE id < 0) FROM items')"
+check "SCRAM-SHA-256 with the right password" "scram" "$(PGPASSWORD='s3cret pw' Q -c "SELECT 'scram'")"
+check_has "a wrong password is FATAL 28P01" 'password authentication failed for user "postgres"' "$(PGPASSWORD=nope Q -c 'SELECT 1')"
+check_has "no password is refused" "no password supplied" "$(Q -w -c 'SELECT 1')"
+mkfifo "$WORK/fifo3"
+PGPASSWORD='s3cret pw' psql -X -A -t -q <"$WORK/fifo3" >"$WORK/d.out" 2>&1 &
+dpid=$!
+exec 5>"$WORK/fifo3"
+echo "BEGIN; SELECT 'D holds';" >&5
+for _ in $(seq 100); do grep -q 'D holds' "$WORK/d.out" && break; sleep 0.1; done
+start=$(date +%s)
+out=$(PGPASSWORD='s3cret pw' Q -c 'SELECT 1')
+check_has "past the wait: FATAL 53300" "sorry, too many clients already" "$out"
+check "after about the configured wait" "1" "$(( $(date +%s) - start >= 1 && $(date +%s) - start <= 10 ? 1 : 0 ))"
+exec 5>&-
+wait $dpid 2>/dev/null
+stop_proxy auth
+
+for m in md5 password; do
+    start_proxy $m --root "$ROOT" --password pw --auth-method $m
+    check "$m authentication" "$m" "$(PGPASSWORD=pw Q -c "SELECT '$m'")"
+    check_has "$m with a wrong password" "password authentication failed" "$(PGPASSWORD=px Q -c 'SELECT 1')"
+    stop_proxy $m
+done
+
+# a second server on the same directory is refused
+start_proxy lock1 --root "$ROOT"
+out=$("$PROXY" --root "$ROOT" --tcp 127.0.0.1:0 --no-unix 2>&1)
+check_has "a data directory in use is refused" "is in use by process" "$out"
+stop_proxy lock1
+
+out=$("$PROXY" --help)
+check_has "--help" "--postgres-config NAME=VALUE" "$out"
+check_has "--version" "PostgreSQL 18" "$("$PROXY" --version)"
+check "an unknown option is a usage error" "2" "$("$PROXY" --bogus >/dev/null 2>&1; echo $?)"
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
