@@ -4,7 +4,8 @@
  * Layout on the host:
  *   <cache>/template-<key>/          the template, made once by initdb
  *   <cache>/template-<key>.lock      serialises building it across processes
- *   $TMPDIR/pglite-tmp-<pid>-<rnd>/  this process's scratch for temporaries:
+ *   <tmp root>/pglite-tmp-<pid>-<rnd>/  this process's scratch for temporaries
+ *   (tmp root: $PGLITE_TMPDIR, else /dev/shm, else $TMPDIR or /tmp):
  *       base/     a copy of the template (same filesystem as the db-N)
  *       template/ the template itself when the cache is unwritable
  *       db-N/     one temporary database each, removed on close
@@ -916,8 +917,18 @@ static pthread_cond_t g_spare_cv = PTHREAD_COND_INITIALIZER;
 static atomic_int g_spare_cancel; /* set at exit: the spare is not needed */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* Where temporary databases live: $PGLITE_TMPDIR if set, else shared
+ * memory (/dev/shm) when it is a writable directory, else $TMPDIR or /tmp.
+ * A temporary database dies with its process, so nothing is lost by
+ * keeping it in memory, and copying the template there costs a fraction of
+ * a disk copy (no journal, no block allocation). */
 static const char *tmp_root(void) {
-    const char *t = getenv("TMPDIR");
+    const char *t = getenv("PGLITE_TMPDIR");
+    if (t && *t)
+        return t;
+    if (access("/dev/shm", W_OK | X_OK) == 0)
+        return "/dev/shm";
+    t = getenv("TMPDIR");
     return t && *t ? t : "/tmp";
 }
 
