@@ -88,6 +88,8 @@ static void usage(FILE *f) {
         "                                 password\n"
         "      --max-waiting N            clients that may queue for the database (32)\n"
         "      --wait-timeout SECONDS     how long a queued client waits (30)\n"
+        "      --startup-timeout SECONDS  time to send the startup packet and the\n"
+        "                                 password (10)\n"
         "Other:\n"
         "      --log-level LEVEL          error, warning, info (default), debug\n"
         "  -h, --help                     this help\n"
@@ -259,7 +261,8 @@ static int parse_hostport(const char *arg, char **host, int *port) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT };
+    enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
+           O_STARTUP };
     static const struct option longopts[] = {
         {"root", required_argument, NULL, 'D'},
         {"temporary", no_argument, NULL, 't'},
@@ -274,6 +277,7 @@ int main(int argc, char **argv) {
         {"auth-method", required_argument, NULL, O_AUTH},
         {"max-waiting", required_argument, NULL, O_MAXWAIT},
         {"wait-timeout", required_argument, NULL, O_WAIT},
+        {"startup-timeout", required_argument, NULL, O_STARTUP},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -283,6 +287,7 @@ int main(int argc, char **argv) {
     const char *password = NULL, *auth = NULL;
     char *tcp_host = NULL;
     int tcp_port = 0, temporary = 0, relaxed = 0, no_unix = 0, max_waiting = 0, wait_s = 0;
+    int startup_s = 0;
     const char **gucs = calloc((size_t)argc + 1, sizeof *gucs);
     size_t ng = 0;
     int c;
@@ -313,6 +318,7 @@ int main(int argc, char **argv) {
         case O_AUTH: auth = optarg; break;
         case O_MAXWAIT: max_waiting = atoi(optarg); break;
         case O_WAIT: wait_s = atoi(optarg); break;
+        case O_STARTUP: startup_s = atoi(optarg); break;
         case O_LOG:
             if (!strcmp(optarg, "error")) g_level = SERVER_LOG_ERROR;
             else if (!strcmp(optarg, "warning")) g_level = SERVER_LOG_WARNING;
@@ -388,6 +394,7 @@ int main(int argc, char **argv) {
         .auth_method = auth,
         .max_waiting = max_waiting,
         .wait_timeout_ms = wait_s > 0 ? wait_s * 1000 : 0,
+        .startup_timeout_ms = startup_s > 0 ? startup_s * 1000 : 0,
         .log_level = g_level,
         .log = log_line,
     };
