@@ -7,7 +7,10 @@ DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-RUN_TOOL   ?= pglite-run
+RUN_TOOL   ?= pglite-proxy
+# pglite-proxy on a persistent database under the working directory; any
+# PostgreSQL client connects through /tmp/.s.PGSQL.5432 (see docs/server.md).
+RUN_ARGS   ?= --root data/proxy
 CMAKE_ARGS ?=
 
 .PHONY: all deps configure build test run clean distclean
@@ -31,7 +34,8 @@ test: build
 run: build
 	@if [ ! -x $(BUILD_DIR)/tools/$(RUN_TOOL) ]; then \
 	  echo "$(BUILD_DIR)/tools/$(RUN_TOOL) was not built (is tools/$(RUN_TOOL).c there?)" >&2; exit 1; fi
-	$(BUILD_DIR)/tools/$(RUN_TOOL)
+	@echo "Starting $(RUN_TOOL) $(RUN_ARGS); connect with the psql command below, Ctrl-C stops it."
+	$(BUILD_DIR)/tools/$(RUN_TOOL) $(RUN_ARGS)
 
 clean:
 	@if [ -f $(BUILD_DIR)/CMakeCache.txt ]; then cmake --build $(BUILD_DIR) --target clean; fi
