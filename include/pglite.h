@@ -392,6 +392,22 @@ PGLITE_API int pglite_copy_from(pglite *db, const char *sql, const void *data, s
 PGLITE_API int pglite_copy_to(pglite *db, const char *sql, void **data, size_t *len,
                               pglite_result **res);
 
+/* ---- data-directory archives ---------------------------------------------
+ * A data directory as a .tar.gz (pax): every file of the cluster with paths
+ * relative to its top, without the lock files. Loading one is an open
+ * option (pglite_options.load_archive): the archive is unpacked beside the
+ * target and moved into place only when complete; archives with absolute
+ * or ".." member paths, links or devices are refused whole with
+ * PGLITE_FORMAT and leave nothing behind. */
+
+/* Write the data directory of db to path as a .tar.gz (replacing path
+ * atomically). Runs CHECKPOINT first and holds the handle's mutex while
+ * the files are read, so the copy is consistent; a database opened from
+ * it replays the WAL since that checkpoint like after a crash.
+ * PGLITE_MISUSE inside a transaction; PGLITE_IOERR if writing fails. To
+ * archive a closed database, open it and dump it. */
+PGLITE_API int pglite_dump_archive(pglite *db, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

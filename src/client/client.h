@@ -8,7 +8,8 @@
  * split.c    splitting a script into statements, as psql does
  * events.c   notices and notifications: queued during a call, delivered after
  * copy.c     /dev/blob for COPY FROM/TO
- * store.c    data directories: temporary, persistent, archives
+ * store.c    data directories: temporary or persistent
+ * archive.c  data-directory archives (.tar.gz): dump, load
  *
  * Every public call on a handle runs between client_enter and client_leave:
  * a reference in the registry (so a closed or unknown pointer is refused
@@ -205,5 +206,7 @@ long client_blob_write(void *ctx, const void *buf, size_t len);
  * or a status with a message in err. */
 int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen);
 void store_close(store *s);
+/* Unpack the data-directory archive into dir (missing or empty). */
+int archive_load(const char *archive, const char *dir, char *err, size_t errlen);
 
 #endif

@@ -1,11 +1,11 @@
-/* Data directories for handles: a new temporary one, or a persistent one
- * created on first open. */
+/* Data directories for handles, through the cluster layer (template
+ * copies, initdb, validation, the data-directory lock, temporaries), plus
+ * loading an archive before the open. */
 #define _GNU_SOURCE
 #include "client/client.h"
 
 #include "cluster/cluster.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -26,100 +26,64 @@ static void rmtree(const char *p) {
         nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* 1 empty, 0 not empty, -1 cannot read. */
-static int dir_empty(const char *path) {
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    int empty = 1;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            empty = 0;
-            break;
+int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    cluster_options co = {.path = path, .fresh = o->fresh,
+                          .no_template_cache = o->no_template_cache};
+    char *target = NULL;
+    if (o->load_archive) {
+        /* A temporary database from an archive is a directory of ours,
+         * opened as a persistent one and removed on close. */
+        if (!path) {
+            const char *base = getenv("TMPDIR");
+            if (asprintf(&s->tmp_root, "%s/pglite-load-XXXXXX", base && *base ? base : "/tmp") < 0) {
+                s->tmp_root = NULL;
+                snprintf(err, errlen, "out of memory");
+                return PGLITE_NOMEM;
+            }
+            if (!mkdtemp(s->tmp_root)) {
+                snprintf(err, errlen, "cannot create a temporary directory %s: %s", s->tmp_root,
+                         strerror(errno));
+                store_close(s);
+                return PGLITE_CANTOPEN;
+            }
+            if (asprintf(&target, "%s/db", s->tmp_root) < 0) {
+                store_close(s);
+                snprintf(err, errlen, "out of memory");
+                return PGLITE_NOMEM;
+            }
+            co.path = target;
         }
-    closedir(d);
-    return empty;
-}
-
-static int create_db(const char *dir, char *err, size_t errlen) {
-    char msg[8192];
-    if (cluster_initdb(dir, NULL, msg, sizeof msg) != 0) {
-        snprintf(err, errlen, "initdb failed in %s: %s", dir, msg);
-        return PGLITE_CANTOPEN;
+        int rc = archive_load(o->load_archive, co.path, err, errlen);
+        if (rc != PGLITE_OK) {
+            free(target);
+            store_close(s);
+            return rc;
+        }
+    }
+    cluster *c = NULL;
+    char msg[2048];
+    int r = cluster_open(&co, &c, msg, sizeof msg);
+    free(target);
+    if (r != 0) {
+        snprintf(err, errlen, "%s", msg);
+        store_close(s);
+        return strstr(msg, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+    }
+    s->cluster = c;
+    s->temporary = cluster_is_temporary(c) || s->tmp_root;
+    s->dir = strdup(cluster_data_dir(c));
+    if (!s->dir) {
+        store_close(s);
+        snprintf(err, errlen, "out of memory");
+        return PGLITE_NOMEM;
     }
     return PGLITE_OK;
 }
 
-int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
-    if (o->load_archive) {
-        snprintf(err, errlen, "load_archive is not supported yet");
-        return PGLITE_CANTOPEN;
-    }
-    if (!path) {
-        const char *base = getenv("TMPDIR");
-        if (asprintf(&s->tmp_root, "%s/pglite-db-XXXXXX", base && *base ? base : "/tmp") < 0) {
-            s->tmp_root = NULL;
-            snprintf(err, errlen, "out of memory");
-            return PGLITE_NOMEM;
-        }
-        if (!mkdtemp(s->tmp_root)) {
-            snprintf(err, errlen, "cannot create a temporary directory %s: %s", s->tmp_root,
-                     strerror(errno));
-            free(s->tmp_root);
-            s->tmp_root = NULL;
-            return PGLITE_CANTOPEN;
-        }
-        s->temporary = 1;
-        s->dir = strdup(s->tmp_root);
-        if (!s->dir) {
-            store_close(s);
-            snprintf(err, errlen, "out of memory");
-            return PGLITE_NOMEM;
-        }
-        int rc = create_db(s->dir, err, errlen);
-        if (rc)
-            store_close(s);
-        return rc;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        if (errno != ENOENT || mkdir(path, 0700) != 0) {
-            snprintf(err, errlen, "cannot create the data directory %s: %s", path,
-                     strerror(errno));
-            return PGLITE_CANTOPEN;
-        }
-    } else if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a directory", path);
-        return PGLITE_CANTOPEN;
-    }
-    s->dir = strdup(path);
-    if (!s->dir) {
-        snprintf(err, errlen, "out of memory");
-        return PGLITE_NOMEM;
-    }
-    char pv[4096];
-    snprintf(pv, sizeof pv, "%s/PG_VERSION", path);
-    if (access(pv, F_OK) == 0)
-        return PGLITE_OK;
-    int e = dir_empty(path);
-    if (e != 1) {
-        snprintf(err, errlen, "%s is %s", path,
-                 e < 0 ? "not readable" : "not empty and holds no data directory (no PG_VERSION)");
-        store_close(s);
-        return PGLITE_CANTOPEN;
-    }
-    chmod(path, 0700);
-    int rc = create_db(path, err, errlen);
-    if (rc)
-        store_close(s);
-    return rc;
-}
-
 void store_close(store *s) {
-    if (s->temporary)
-        rmtree(s->tmp_root);
+    cluster_close(s->cluster); /* unlocks; removes a temporary cluster */
+    rmtree(s->tmp_root);
     free(s->tmp_root);
     free(s->dir);
     memset(s, 0, sizeof *s);

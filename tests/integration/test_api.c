@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -136,7 +138,7 @@ static void test_open_persistent_and_errors(void **state) {
     snprintf(f, sizeof f, "%s/file.txt", junk);
     fx_write_file(f, "x", 1);
     assert_int_equal(pglite_open(junk, NULL, &db), PGLITE_CANTOPEN);
-    assert_non_null(strstr(pglite_errmsg(NULL), "not empty"));
+    assert_non_null(strstr(pglite_errmsg(NULL), "not a PostgreSQL data directory"));
     char *still = fx_slurp(f);
     assert_string_equal(still, "x");
     free(still);
@@ -151,6 +153,127 @@ static void test_open_persistent_and_errors(void **state) {
     const char *badguc[] = {"no_equals_sign", NULL};
     bad.gucs = badguc;
     assert_int_equal(pglite_open(path, &bad, &db), PGLITE_CANTOPEN);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+
+static void test_busy_and_fresh(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("busy");
+    pglite_options o;
+    pglite_options_init(&o);
+    o.fresh = 1; /* the real initdb instead of the template */
+    pglite *a, *b = (pglite *)1;
+    assert_int_equal(pglite_open(dir, &o, &a), PGLITE_OK);
+    assert_string_equal(scalar(a, "SELECT count(*) FROM pg_database WHERE datname = 'postgres'"),
+                        "1");
+    /* the data directory is locked while a handle has it */
+    assert_int_equal(pglite_open(dir, NULL, &b), PGLITE_BUSY);
+    assert_null(b);
+    assert_non_null(strstr(pglite_errmsg(NULL), "in use"));
+    assert_string_equal(pglite_open_error()->sqlstate, "55006");
+    assert_int_equal(pglite_close(a), PGLITE_OK);
+    assert_int_equal(pglite_open(dir, NULL, &b), PGLITE_OK);
+    assert_int_equal(pglite_close(b), PGLITE_OK);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+/* Write a .tar.gz with one member (name, type) to path. */
+static void write_archive(const char *path, const char *name, unsigned type, const char *link) {
+    struct archive *a = archive_write_new();
+    archive_write_add_filter_gzip(a);
+    archive_write_set_format_pax_restricted(a);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, "PG_VERSION");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0600);
+    archive_entry_set_size(e, 3);
+    archive_write_header(a, e);
+    archive_write_data(a, "18\n", 3);
+    archive_entry_clear(e);
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, 0600);
+    if (link)
+        archive_entry_set_symlink(e, link);
+    archive_entry_set_size(e, type == AE_IFREG ? 5 : 0);
+    archive_write_header(a, e);
+    if (type == AE_IFREG)
+        archive_write_data(a, "owned", 5);
+    archive_entry_free(e);
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static void test_archives(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("arch");
+    char tgz[4200], restored[4200];
+    snprintf(tgz, sizeof tgz, "%s/db.tar.gz", dir);
+    snprintf(restored, sizeof restored, "%s/restored", dir);
+    /* dump an open database with uncommitted-to-disk work in it */
+    pglite *db;
+    assert_int_equal(pglite_open(NULL, NULL, &db), PGLITE_OK);
+    ok_exec(db, "CREATE TABLE a AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 5000) g;"
+                "CREATE INDEX ON a (h)");
+    pglite_result *before = ok_query(db, "SELECT count(*), sum(id), max(h) FROM a");
+    assert_int_equal(pglite_dump_archive(db, tgz), PGLITE_OK);
+    assert_int_equal(pglite_begin(db), PGLITE_OK);
+    assert_int_equal(pglite_dump_archive(db, tgz), PGLITE_MISUSE); /* not inside a transaction */
+    assert_int_equal(pglite_rollback(db), PGLITE_OK);
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+
+    /* open from it: into a new directory, and as a temporary database */
+    pglite_options o;
+    pglite_options_init(&o);
+    o.load_archive = tgz;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pglite_open(i == 0 ? restored : NULL, &o, &db), PGLITE_OK);
+        pglite_result *after = ok_query(db, "SELECT count(*), sum(id), max(h) FROM a");
+        for (int c = 0; c < 3; c++)
+            assert_string_equal(pglite_result_getvalue(after, 0, c),
+                                pglite_result_getvalue(before, 0, c));
+        pglite_result_free(after);
+        assert_string_equal(scalar(db, "SELECT count(*) FROM a WHERE h = md5('77')"), "1");
+        assert_int_equal(pglite_close(db), PGLITE_OK);
+    }
+    pglite_result_free(before);
+    /* the restored directory is a database of its own now */
+    assert_int_equal(pglite_open(restored, NULL, &db), PGLITE_OK);
+    assert_string_equal(scalar(db, "SELECT count(*) FROM a"), "5000");
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+    /* not over an existing database */
+    assert_int_equal(pglite_open(restored, &o, &db), PGLITE_CANTOPEN);
+
+    /* unsafe archives are refused whole, nothing written outside */
+    struct { const char *name; unsigned type; const char *link; } bad[] = {
+        {"/tmp/pglite-api-owned", AE_IFREG, NULL},
+        {"../pglite-api-owned", AE_IFREG, NULL},
+        {"base/../../pglite-api-owned", AE_IFREG, NULL},
+        {"link", AE_IFLNK, "/etc/passwd"},
+        {"fifo", AE_IFIFO, NULL},
+    };
+    char evil[4200], target[4200], outside[4200];
+    snprintf(evil, sizeof evil, "%s/evil.tar.gz", dir);
+    snprintf(outside, sizeof outside, "%s/pglite-api-owned", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_archive(evil, bad[i].name, bad[i].type, bad[i].link);
+        snprintf(target, sizeof target, "%s/t%zu", dir, i);
+        o.load_archive = evil;
+        assert_int_equal(pglite_open(target, &o, &db), PGLITE_FORMAT);
+        assert_non_null(strstr(pglite_errmsg(NULL), "refused"));
+        assert_int_equal(access(target, F_OK), -1); /* nothing made */
+        assert_int_equal(access(outside, F_OK), -1);
+        assert_int_equal(access("/tmp/pglite-api-owned", F_OK), -1);
+    }
+    /* not an archive at all; a missing one */
+    fx_write_file(evil, "not a tarball", 13);
+    assert_int_equal(pglite_open(NULL, &o, &db), PGLITE_FORMAT);
+    o.load_archive = "/nonexistent/x.tar.gz";
+    assert_int_equal(pglite_open(NULL, &o, &db), PGLITE_CANTOPEN);
     fx_rmtree(dir);
     free(dir);
 }
@@ -919,6 +1042,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_temporary_and_options),
         cmocka_unit_test(test_open_persistent_and_errors),
+        cmocka_unit_test(test_busy_and_fresh),
+        cmocka_unit_test(test_archives),
         cmocka_unit_test(test_binary_parameter),
         cmocka_unit_test(test_unique_violation),
         cmocka_unit_test(test_exec_script),
