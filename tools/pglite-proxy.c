@@ -8,10 +8,7 @@
  * stop it cleanly: no new clients, the current session rolled back, the
  * database shut down with a checkpoint, the socket file removed. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -94,151 +91,6 @@ static void usage(FILE *f) {
         "      --log-level LEVEL          error, warning, info (default), debug\n"
         "  -h, --help                     this help\n"
         "  -V, --version                  the version\n");
-}
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
-static int mkdir_p(const char *path) {
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    for (char *p = copy + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-                free(copy);
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    int rc = mkdir(copy, 0700) != 0 && errno != EEXIST ? -1 : 0;
-    free(copy);
-    return rc;
-}
-
-/* 1 if path holds nothing but our lock file, 0 if it holds more, -1. */
-static int dir_is_empty(const char *path) {
-    int n = 0;
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "pglite.lock") &&
-            strcmp(e->d_name, ".pglite-new"))
-            n++;
-    closedir(d);
-    return n == 0;
-}
-
-/* Lock DIR/pglite.lock (an open-file-description lock, as the cluster
- * layer takes it) so that two servers never share a data directory. */
-static int lock_dir(const char *dir) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/pglite.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fprintf(stderr, "pglite-proxy: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
-        char pid[32] = "";
-        ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
-        pid[r > 0 ? r : 0] = 0;
-        pid[strcspn(pid, "\n")] = 0;
-        fprintf(stderr, "pglite-proxy: data directory %s is in use by process %s\n", dir,
-                *pid ? pid : "?");
-        close(fd);
-        return -1;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
-        fprintf(stderr, "pglite-proxy: warning: cannot write %s\n", path);
-    return fd;
-}
-
-/* Make (if needed) and lock the data directory. Returns its absolute path
- * or NULL. */
-static char *prepare_root(const char *root, int *lock_fd) {
-    struct stat st;
-    if (stat(root, &st) != 0) {
-        if (errno != ENOENT || mkdir_p(root) != 0) {
-            fprintf(stderr, "pglite-proxy: cannot create %s: %s\n", root, strerror(errno));
-            return NULL;
-        }
-    } else if (!S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "pglite-proxy: %s is not a directory\n", root);
-        return NULL;
-    }
-    char *abs = realpath(root, NULL);
-    if (!abs) {
-        fprintf(stderr, "pglite-proxy: %s: %s\n", root, strerror(errno));
-        return NULL;
-    }
-    if (chmod(abs, 0700) != 0) { /* PostgreSQL wants it private */
-        fprintf(stderr, "pglite-proxy: cannot chmod %s: %s\n", abs, strerror(errno));
-        free(abs);
-        return NULL;
-    }
-    *lock_fd = lock_dir(abs);
-    if (*lock_fd < 0) {
-        free(abs);
-        return NULL;
-    }
-    char pv[PATH_MAX];
-    snprintf(pv, sizeof pv, "%s/PG_VERSION", abs);
-    if (access(pv, F_OK) == 0)
-        return abs;
-    if (dir_is_empty(abs) != 1) {
-        fprintf(stderr, "pglite-proxy: %s is neither empty nor a PostgreSQL data directory\n", abs);
-        free(abs);
-        return NULL;
-    }
-    /* initdb wants an empty directory (ours holds the lock): make the
-     * cluster beside it, then move it in, PG_VERSION last, so that an
-     * interrupted creation is redone next time. */
-    logf_(SERVER_LOG_INFO, "creating a database cluster in %s", abs);
-    static char msg[16384];
-    msg[0] = 0;
-    errno = 0;
-    char fresh[PATH_MAX];
-    snprintf(fresh, sizeof fresh, "%s/.pglite-new", abs);
-    nftw(fresh, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    if (mkdir(fresh, 0700) != 0 || cluster_initdb(fresh, NULL, msg, sizeof msg) != 0) {
-        fprintf(stderr, "pglite-proxy: initdb failed: %s\n", errno && !*msg ? strerror(errno) : msg);
-        nftw(fresh, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-        free(abs);
-        return NULL;
-    }
-    DIR *d = opendir(fresh);
-    struct dirent *e;
-    int bad = !d;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "PG_VERSION"))
-            continue;
-        char from[2 * PATH_MAX], to[2 * PATH_MAX];
-        snprintf(from, sizeof from, "%s/%s", fresh, e->d_name);
-        snprintf(to, sizeof to, "%s/%s", abs, e->d_name);
-        bad |= rename(from, to) != 0;
-    }
-    if (d)
-        closedir(d);
-    char from[2 * PATH_MAX];
-    snprintf(from, sizeof from, "%s/PG_VERSION", fresh);
-    if (bad || rename(from, pv) != 0 || rmdir(fresh) != 0) {
-        fprintf(stderr, "pglite-proxy: cannot move the new cluster into %s: %s\n", abs, strerror(errno));
-        free(abs);
-        return NULL;
-    }
-    return abs;
 }
 
 static int parse_hostport(const char *arg, char **host, int *port) {
@@ -362,24 +214,22 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int lock_fd = -1;
-    char *data = NULL, *tmp = NULL;
-    if (root) {
-        data = prepare_root(root, &lock_fd);
-        if (!data)
-            return 1;
-    } else {
-        const char *base = getenv("TMPDIR");
-        if (asprintf(&tmp, "%s/pglite-proxy-XXXXXX", base && *base ? base : "/tmp") < 0 ||
-            !mkdtemp(tmp)) {
-            fprintf(stderr, "pglite-proxy: cannot make a temporary directory: %s\n", strerror(errno));
-            return 1;
-        }
-        data = prepare_root(tmp, &lock_fd);
-        if (!data) {
-            nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-            return 1;
-        }
+    /* The data directory: made from the template when missing, locked
+     * against a second server, or a temporary copy removed at exit. */
+    cluster_options co = {.path = root};
+    cluster *cl = NULL;
+    char err[2048];
+    if (cluster_open(&co, &cl, err, sizeof err) != 0) {
+        fprintf(stderr, "pglite-proxy: %s\n", err);
+        free(tcp_host);
+        free(gucs);
+        return 1;
+    }
+    char *data = realpath(cluster_data_dir(cl), NULL);
+    if (!data) {
+        fprintf(stderr, "pglite-proxy: %s: %s\n", cluster_data_dir(cl), strerror(errno));
+        cluster_close(cl);
+        return 1;
     }
     server_options o = {
         .data_dir = data,
@@ -399,7 +249,6 @@ int main(int argc, char **argv) {
         .log = log_line,
     };
     server *s = NULL;
-    char err[2048];
     int rc = 0;
     if (server_start(&o, &s, err, sizeof err) != 0) {
         fprintf(stderr, "pglite-proxy: %s\n", err);
@@ -407,7 +256,7 @@ int main(int argc, char **argv) {
     } else {
         const char *uri = server_uri(s);
         printf("pglite-proxy: serving database \"%s\" (%s%s)\n", database,
-               tmp ? "temporary, " : "", tmp ? "removed at exit" : data);
+               root ? "" : "temporary, removed at exit: ", data);
         if (server_tcp_port(s) > 0)
             printf("  tcp:  %s:%d\n", tcp_host && *tcp_host ? tcp_host : "*", server_tcp_port(s));
         if (server_unix_path(s))
@@ -422,11 +271,7 @@ int main(int argc, char **argv) {
         server_stop(s);
         logf_(SERVER_LOG_INFO, "database closed");
     }
-    if (lock_fd >= 0)
-        close(lock_fd);
-    if (tmp)
-        nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(tmp);
+    cluster_close(cl); /* unlocks; removes a temporary database */
     free(data);
     free(tcp_host);
     free(gucs);
