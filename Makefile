@@ -13,7 +13,7 @@ RUN_TOOL   ?= pglite-proxy
 RUN_ARGS   ?= --root data/proxy
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test run clean distclean
+.PHONY: all deps configure build test run install clean distclean
 
 all: build
 
@@ -36,6 +36,16 @@ run: build
 	  echo "$(BUILD_DIR)/tools/$(RUN_TOOL) was not built (is tools/$(RUN_TOOL).c there?)" >&2; exit 1; fi
 	@echo "Starting $(RUN_TOOL) $(RUN_ARGS); connect with the psql command below, Ctrl-C stops it."
 	$(BUILD_DIR)/tools/$(RUN_TOOL) $(RUN_ARGS)
+
+# Install libpglite (header, shared and static library, pglite.pc, CMake
+# package, runtime tree) under PREFIX. The prefix is configured first: the
+# static library looks for the runtime tree there (the shared one finds it
+# beside itself wherever the prefix is moved).
+PREFIX ?= /usr/local
+install: configure
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)) >/dev/null
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake --install $(BUILD_DIR) --prefix $(abspath $(PREFIX))
 
 clean:
 	@if [ -f $(BUILD_DIR)/CMakeCache.txt ]; then cmake --build $(BUILD_DIR) --target clean; fi
