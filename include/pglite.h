@@ -133,7 +133,11 @@ typedef struct pglite pglite;
  * an older header keep working. */
 typedef struct pglite_options {
     size_t size;              /* sizeof(pglite_options), set by pglite_options_init */
-    const char *username;     /* session user; default "postgres" (the superuser initdb made) */
+    const char *username;     /* session user, an existing role; default "postgres" (the
+                                 superuser initdb made). Another role is entered with SET
+                                 SESSION AUTHORIZATION after start-up: its privileges
+                                 apply, but it is no security boundary (RESET SESSION
+                                 AUTHORIZATION returns to the superuser) */
     const char *database;     /* database to connect to; default "postgres" */
     const char *const *gucs;  /* NULL-terminated "name=value" settings for the
                                  server, e.g. {"work_mem=64MB", NULL}; default none */
