@@ -408,9 +408,12 @@ PGLITE_API int pglite_copy_to(pglite *db, const char *sql, void **data, size_t *
  * atomically). Runs CHECKPOINT first and holds the handle's mutex while
  * the files are read, so the copy is consistent; a database opened from
  * it replays the WAL since that checkpoint like after a crash.
- * PGLITE_MISUSE inside a transaction; PGLITE_IOERR if writing fails. To
- * archive a closed database, open it and dump it. */
+ * PGLITE_MISUSE inside a transaction; PGLITE_IOERR if writing fails. */
 PGLITE_API int pglite_dump_archive(pglite *db, const char *path);
+/* The same for the closed database in data_dir, without starting it: the
+ * directory is validated and locked (PGLITE_BUSY while a handle has it)
+ * for the copy. Errors as for pglite_open: pglite_errmsg(NULL). */
+PGLITE_API int pglite_dump_archive_path(const char *data_dir, const char *path);
 
 #ifdef __cplusplus
 }

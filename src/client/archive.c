@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include "client/client.h"
 
+#include "cluster/cluster.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -163,6 +165,35 @@ int pglite_dump_archive(pglite *db, const char *path) {
     if (rc != PGLITE_OK)
         client_fail(db, rc, NULL, "%s", err);
     return client_leave(db, rc);
+}
+
+int pglite_dump_archive_path(const char *data_dir, const char *path) {
+    char err[1024];
+    int rc;
+    if (!data_dir || !*data_dir || !path || !*path) {
+        client_set_open_error(errobj_lib(PGLITE_MISUSE, NULL,
+                                         "pglite_dump_archive_path: a path is NULL or empty"));
+        return PGLITE_MISUSE;
+    }
+    /* Only an existing cluster: cluster_open would create a missing one. */
+    char pv[4096];
+    snprintf(pv, sizeof pv, "%s/PG_VERSION", data_dir);
+    if (access(pv, F_OK) != 0) {
+        client_set_open_error(errobj_lib(PGLITE_CANTOPEN, NULL,
+                                         "%s holds no data directory (no PG_VERSION)", data_dir));
+        return PGLITE_CANTOPEN;
+    }
+    cluster_options co = {.path = data_dir};
+    cluster *c;
+    if (cluster_open(&co, &c, err, sizeof err) != 0) { /* validated and locked */
+        rc = strstr(err, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+        client_set_open_error(errobj_lib(rc, NULL, "%s", err));
+        return rc;
+    }
+    rc = dump_dir(cluster_data_dir(c), path, err, sizeof err);
+    cluster_close(c);
+    client_set_open_error(rc == PGLITE_OK ? NULL : errobj_lib(rc, NULL, "%s", err));
+    return rc;
 }
 
 /* ---- reading ------------------------------------------------------------------ */

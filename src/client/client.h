@@ -162,6 +162,8 @@ int client_set_error(pglite *db, errobj *err);
 int client_fail(pglite *db, int code, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void client_set_param(pglite *db, const char *name, const char *value);
+/* Replace the calling thread's open error (pglite_open_error); NULL clears. */
+void client_set_open_error(errobj *e);
 
 /* ---- exchanges (query.c) -------------------------------------------------- */
 

@@ -77,7 +77,7 @@ int client_leave(pglite *db, int rc) {
 
 static _Thread_local errobj *t_open_err;
 
-static void set_open_error(errobj *e) {
+void client_set_open_error(errobj *e) {
     errobj_free(t_open_err);
     t_open_err = e;
 }
@@ -208,7 +208,7 @@ static int open_fail(pglite *db, int code, const char *fmt, ...)
 static int open_fail(pglite *db, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    set_open_error(errobj_libv(code, NULL, fmt, ap));
+    client_set_open_error(errobj_libv(code, NULL, fmt, ap));
     va_end(ap);
     if (db) {
         if (db->be)
@@ -310,7 +310,7 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
     db->next = g_handles;
     g_handles = db;
     pthread_mutex_unlock(&g_lock);
-    set_open_error(NULL);
+    client_set_open_error(NULL);
     *out = db;
     return PGLITE_OK;
 }

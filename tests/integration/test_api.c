@@ -247,6 +247,20 @@ static void test_archives(void **state) {
     assert_int_equal(pglite_close(db), PGLITE_OK);
     /* not over an existing database */
     assert_int_equal(pglite_open(restored, &o, &db), PGLITE_CANTOPEN);
+    /* a closed database dumps too (and a locked one does not) */
+    char tgz2[4200], again[4200];
+    snprintf(tgz2, sizeof tgz2, "%s/closed.tar.gz", dir);
+    snprintf(again, sizeof again, "%s/again", dir);
+    assert_int_equal(pglite_dump_archive_path(restored, tgz2), PGLITE_OK);
+    assert_int_equal(pglite_open(restored, NULL, &db), PGLITE_OK);
+    assert_int_equal(pglite_dump_archive_path(restored, tgz2), PGLITE_BUSY);
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+    assert_int_equal(pglite_dump_archive_path(again, tgz2), PGLITE_CANTOPEN); /* nothing there */
+    assert_int_equal(access(again, F_OK), -1);
+    o.load_archive = tgz2;
+    assert_int_equal(pglite_open(again, &o, &db), PGLITE_OK);
+    assert_string_equal(scalar(db, "SELECT count(*) FROM a"), "5000");
+    assert_int_equal(pglite_close(db), PGLITE_OK);
 
     /* unsafe archives are refused whole, nothing written outside */
     struct { const char *name; unsigned type; const char *link; } bad[] = {
