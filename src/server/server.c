@@ -628,8 +628,15 @@ static void *listener_main(void *arg) {
                 socklen_t sl = sizeof ss;
                 int fd = accept4(s->lfd[i], (struct sockaddr *)&ss, &sl,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0)
-                    break; /* EAGAIN, or EMFILE and friends: try at the next poll */
+                if (fd < 0) {
+                    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /* out of descriptors: the backlog waits, we do not spin */
+                        srv_log(s, SERVER_LOG_WARNING, "accept: %s", strerror(errno));
+                        struct timespec d = {0, 100 * 1000 * 1000};
+                        nanosleep(&d, NULL);
+                    }
+                    break; /* EAGAIN: the next poll */
+                }
                 char peer[128];
                 describe_peer(&ss, sl, peer, sizeof peer);
                 if (ss.ss_family != AF_UNIX) {
@@ -939,8 +946,8 @@ static void server_free(server *s) {
 
 int server_start(const server_options *o, server **out, char *err, size_t errlen) {
     *out = NULL;
-    if (!o || !o->data_dir) {
-        snprintf(err, errlen, "no data directory");
+    if (!o || (!o->data_dir && !o->backend)) {
+        snprintf(err, errlen, "no data directory and no backend");
         return -1;
     }
     if (!o->unix_path && !o->tcp_host) {
@@ -960,7 +967,14 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     pthread_cond_init(&s->cv, NULL);
     s->stop_pipe[0] = s->stop_pipe[1] = s->wake_pipe[0] = s->wake_pipe[1] = -1;
     s->tcp_port = -1;
-    s->data_dir = strdup(o->data_dir);
+    s->data_dir = strdup(o->data_dir ? o->data_dir : "(borrowed backend)");
+    if (o->backend) {
+        s->borrowed = 1;
+        s->be = o->backend;
+        s->acquire = o->acquire;
+        s->release = o->release;
+        s->lock_ctx = o->lock_ctx;
+    }
     s->user = strdup(o->user && *o->user ? o->user : "postgres");
     s->database = strdup(o->database && *o->database ? o->database : "postgres");
     size_t ng = 0;

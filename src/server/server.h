@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 
+struct backend;
 typedef struct server server;
 
 typedef enum server_log_level {
@@ -44,11 +45,22 @@ typedef enum server_log_level {
 } server_log_level;
 
 typedef struct server_options {
-    /* The database. */
-    const char *data_dir;          /* a prepared cluster (required), not in use elsewhere */
+    /* The database: a data directory the server starts its own backend on,
+     * or a running backend it borrows. */
+    const char *data_dir;          /* a prepared cluster, not in use elsewhere */
+    struct backend *backend;       /* instead of data_dir: a started backend serving
+                                      `database` as `user`; the server never closes or
+                                      restarts it, and clients of other databases are
+                                      refused (0A000) */
+    void (*acquire)(void *ctx);    /* with backend: called before a client session uses
+                                      it, release after (e.g. a mutex shared with the
+                                      backend's other user); may be NULL */
+    void (*release)(void *ctx);
+    void *lock_ctx;
     const char *user;              /* the role clients log in as; default "postgres";
-                                      created (superuser) when missing */
-    const char *database;          /* the database served first; default "postgres" */
+                                      created (superuser) when missing (not with backend) */
+    const char *database;          /* the database served first; default "postgres";
+                                      created when missing (not with backend) */
     const char *const *gucs;       /* NULL-terminated "name=value" backend settings */
     int relaxed_durability;        /* fsync and synchronous_commit off */
     int debug;                     /* postgres -d level */
@@ -76,7 +88,8 @@ typedef struct server_options {
     void *log_ctx;
 } server_options;
 
-/* Start the backend on o->data_dir, bind the sockets and start serving.
+/* Start the backend on o->data_dir (or take o->backend), bind the sockets
+ * and start serving.
  * Returns 0, or -1 with a message in err (nothing left behind). */
 int server_start(const server_options *o, server **out, char *err, size_t errlen);
 
@@ -93,7 +106,8 @@ const char *server_uri(const server *s);
 /* Stop: stop accepting (the socket file is removed), turn away waiting
  * clients (FATAL 57P01), cancel the running statement of the current
  * session, roll it back and end it (FATAL 57P01), then close the database
- * cleanly. Frees s. NULL is a no-op. Not from a signal handler. */
+ * cleanly (a borrowed backend is left open). Frees s. NULL is a no-op. Not
+ * from a signal handler. */
 void server_stop(server *s);
 
 #endif

@@ -99,6 +99,12 @@ struct server {
     uint8_t cancel_key[32];
     size_t cancel_keylen;
 
+    /* a borrowed backend (server_options.backend) */
+    int borrowed;
+    void (*acquire)(void *ctx);
+    void (*release)(void *ctx);
+    void *lock_ctx;
+
     /* session thread only */
     char *be_db;                     /* database the backend serves */
     int32_t be_pid;                  /* its pid (BackendKeyData) */
@@ -127,7 +133,8 @@ void *session_main(void *arg);
 /* Start (or restart) the backend on database db. 0, or -1 with err. */
 int session_start_backend(server *s, const char *db, char *err, size_t errlen);
 void session_stop_backend(server *s);
-/* Make sure the configured role and database exist (server_start). */
+/* Make sure the configured role and database exist and start the backend
+ * (server_start); with a borrowed one, take its startup reply. */
 int session_bootstrap(server *s, char *err, size_t errlen);
 
 #endif

@@ -222,9 +222,12 @@ void session_stop_backend(server *s) {
     s->be = NULL;
     s->cancel_active = 0;
     pthread_mutex_unlock(&s->mu);
-    if (b)
+    if (b && !s->borrowed)
         backend_close(b);
 }
+
+/* Take the ParameterStatus values and the pid of a fresh backend. */
+static void take_startup(server *s, backend *b, const char *user);
 
 static int start_as(server *s, const char *user, const char *db, char *err, size_t errlen) {
     session_stop_backend(s);
@@ -247,6 +250,14 @@ static int start_as(server *s, const char *user, const char *db, char *err, size
     }
     free(s->be_db);
     s->be_db = name;
+    take_startup(s, b, user);
+    pthread_mutex_lock(&s->mu);
+    s->be = b;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void take_startup(server *s, backend *b, const char *user) {
     params_clear(s);
     size_t n;
     const uint8_t *hello = backend_startup_reply(b, &n);
@@ -256,17 +267,26 @@ static int start_as(server *s, const char *user, const char *db, char *err, size
     const char *sa = param_get(s, "session_authorization");
     if (!sa || !*sa)
         param_set(s, "session_authorization", user); /* single-user mode leaves it empty */
-    pthread_mutex_lock(&s->mu);
-    s->be = b;
-    pthread_mutex_unlock(&s->mu);
-    return 0;
 }
 
 int session_start_backend(server *s, const char *db, char *err, size_t errlen) {
+    if (s->borrowed) {
+        snprintf(err, errlen, "the server's backend is borrowed: it cannot be restarted");
+        return -1;
+    }
     return start_as(s, s->user, db, err, errlen);
 }
 
 int session_bootstrap(server *s, char *err, size_t errlen) {
+    if (s->borrowed) {
+        s->be_db = strdup(s->database);
+        if (!s->be_db) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        take_startup(s, s->be, s->user);
+        return 0;
+    }
     if (start_as(s, s->user, s->database, err, errlen) == 0)
         return 0;
     /* The role or the database may be missing: make them as the bootstrap
@@ -545,7 +565,7 @@ static void pump(sess *ss) {
                 if (run_batch(ss, ss->buf + start, p - start) != 0)
                     return;
                 start = p = ss->rpos;
-                if (ss->stop_seen || ss->s->stopping) {
+                {
                     pthread_mutex_lock(&ss->s->mu);
                     int stopping = ss->s->stopping;
                     pthread_mutex_unlock(&ss->s->mu);
@@ -713,6 +733,11 @@ static int setup(sess *ss) {
             client_fatal(ss, "55000", m, NULL, NULL);
             return -1;
         }
+        if (s->borrowed) {
+            snprintf(m, sizeof m, "this server serves only database \"%s\"", s->be_db);
+            client_fatal(ss, "0A000", m, NULL, NULL);
+            return -1;
+        }
         /* One backend serves one database: switch, as PostgreSQL would
          * start this connection's backend in it. */
         srv_log(s, SERVER_LOG_INFO, "switching the backend to database %s", c->database);
@@ -813,6 +838,11 @@ static void reset(server *s) {
          * resets what the session changed, and the reply reported it. */
         return;
     }
+    if (s->borrowed) { /* not ours to restart */
+        srv_log(s, SERVER_LOG_ERROR, "could not reset the session: %s",
+                rc != 0 ? err : r.error ? r.msg : "unexpected reply");
+        return;
+    }
     srv_log(s, SERVER_LOG_WARNING, "could not reset the session (%s): restarting the backend",
             rc != 0 ? err : r.error ? r.msg : "unexpected reply");
     char *db = strdup(s->be_db ? s->be_db : s->database);
@@ -841,6 +871,8 @@ static void run_session(server *s, conn *c) {
     srv_log(s, SERVER_LOG_INFO, "session %llu: %s connected as user %s to database %s%s%s",
             (unsigned long long)id, c->peer, c->user, c->database,
             app ? ", application " : "", app ? app : "");
+    if (s->acquire)
+        s->acquire(s->lock_ctx);
     if (setup(&ss) == 0 && hello(&ss) == 0)
         pump(&ss);
     pthread_mutex_lock(&s->mu);
@@ -851,6 +883,8 @@ static void run_session(server *s, conn *c) {
     free(ss.buf);
     srv_conn_free(c); /* closes the socket */
     reset(s);
+    if (s->release)
+        s->release(s->lock_ctx);
 }
 
 void *session_main(void *arg) {

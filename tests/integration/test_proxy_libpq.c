@@ -31,6 +31,7 @@ int main(void) {
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "cluster/cluster.h"
 #include "server/server.h"
 #include "wire/wire.h"
@@ -377,6 +378,73 @@ static void test_clients_take_turns(void **state) {
     PQfinish(c);
 }
 
+/* ---- a borrowed backend ------------------------------------------------------ */
+
+static pthread_mutex_t g_owner = PTHREAD_MUTEX_INITIALIZER;
+static void lock_owner(void *ctx) { pthread_mutex_lock(ctx); }
+static void unlock_owner(void *ctx) { pthread_mutex_unlock(ctx); }
+
+/* The first DataRow's first value of sql through b directly. */
+static void direct(backend *b, const char *sql, char *val, size_t n) {
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, sql);
+    const uint8_t *out;
+    size_t outlen;
+    char err[256];
+    val[0] = 0;
+    assert_int_equal(backend_exchange(b, w.data, w.len, &out, &outlen, err, sizeof err), 0);
+    wire_buf_free(&w);
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, out, outlen);
+    while (wire_next(&r, &m) == 1)
+        if (m.type == 'D' && m.len > 6 && !val[0])
+            snprintf(val, n, "%.*s", (int)(m.len - 6), (const char *)m.body + 6);
+}
+
+static void test_borrowed_backend(void **state) {
+    (void)state;
+    cluster *cl;
+    char err[2048], v[64];
+    assert_int_equal(cluster_open(NULL, &cl, err, sizeof err), 0);
+    backend_options bo = {.data_dir = cluster_data_dir(cl)};
+    backend *b;
+    assert_int_equal(backend_start(&bo, &b, err, sizeof err), 0);
+    server_options o = {.backend = b, .tcp_host = "127.0.0.1", .acquire = lock_owner,
+                        .release = unlock_owner, .lock_ctx = &g_owner,
+                        .log_level = SERVER_LOG_WARNING};
+    server *s;
+    assert_int_equal(server_start(&o, &s, err, sizeof err), 0);
+    char ci[256];
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable",
+             server_tcp_port(s));
+    PGconn *c = PQconnectdb(ci);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "CREATE TABLE shared (n int); INSERT INTO shared VALUES (7)");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    /* the owner uses it between sessions, under its lock */
+    pthread_mutex_lock(&g_owner);
+    direct(b, "SELECT n * 6 FROM shared", v, sizeof v);
+    pthread_mutex_unlock(&g_owner);
+    assert_string_equal(v, "42");
+    /* one database only */
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=template1 sslmode=disable",
+             server_tcp_port(s));
+    c = PQconnectdb(ci);
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    assert_non_null(strstr(PQerrorMessage(c), "serves only database"));
+    PQfinish(c);
+    server_stop(s);
+    /* still the owner's, still working */
+    direct(b, "SELECT count(*) FROM shared", v, sizeof v);
+    assert_string_equal(v, "1");
+    backend_close(b);
+    cluster_close(cl);
+}
+
 /* ---- fuzz ------------------------------------------------------------------ */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -668,6 +736,7 @@ int main(void) {
         cmocka_unit_test(test_notices_notify),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_clients_take_turns),
+        cmocka_unit_test(test_borrowed_backend),
         cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
