@@ -112,7 +112,15 @@ static int parse_hostport(const char *arg, char **host, int *port) {
     return *host ? 0 : -1;
 }
 
-int main(int argc, char **argv) {
+typedef struct args {
+    const char *root, *unix_path, *user, *database, *password, *auth;
+    char *tcp_host;
+    int tcp_port, temporary, relaxed, no_unix, max_waiting, wait_s, startup_s;
+    const char **gucs; /* NULL-terminated */
+} args;
+
+/* Parse the command line into a: -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, args *a) {
     enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
            O_STARTUP };
     static const struct option longopts[] = {
@@ -135,42 +143,40 @@ int main(int argc, char **argv) {
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *root = NULL, *unix_path = "/tmp", *user = "postgres", *database = "postgres";
-    const char *password = NULL, *auth = NULL;
-    char *tcp_host = NULL;
-    int tcp_port = 0, temporary = 0, relaxed = 0, no_unix = 0, max_waiting = 0, wait_s = 0;
-    int startup_s = 0;
-    const char **gucs = calloc((size_t)argc + 1, sizeof *gucs);
+    *a = (args){.unix_path = "/tmp", .user = "postgres", .database = "postgres"};
+    a->gucs = calloc((size_t)argc + 1, sizeof *a->gucs);
+    if (!a->gucs)
+        return 1;
     size_t ng = 0;
     int c;
     while ((c = getopt_long(argc, argv, "D:tc:U:d:hV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'D': root = optarg; break;
-        case 't': temporary = 1; break;
+        case 'D': a->root = optarg; break;
+        case 't': a->temporary = 1; break;
         case 'c':
             if (!strchr(optarg, '=') || optarg[0] == '=') {
                 fprintf(stderr, "pglite-proxy: --postgres-config wants NAME=VALUE, not \"%s\"\n", optarg);
                 return 2;
             }
-            gucs[ng++] = optarg;
+            a->gucs[ng++] = optarg;
             break;
-        case O_RELAXED: relaxed = 1; break;
+        case O_RELAXED: a->relaxed = 1; break;
         case O_TCP:
-            free(tcp_host);
-            if (parse_hostport(optarg, &tcp_host, &tcp_port) != 0) {
+            free(a->tcp_host);
+            if (parse_hostport(optarg, &a->tcp_host, &a->tcp_port) != 0) {
                 fprintf(stderr, "pglite-proxy: --tcp wants HOST:PORT, not \"%s\"\n", optarg);
                 return 2;
             }
             break;
-        case O_UNIX: unix_path = optarg; no_unix = 0; break;
-        case O_NO_UNIX: no_unix = 1; break;
-        case 'U': user = optarg; break;
-        case 'd': database = optarg; break;
-        case O_PASSWORD: password = optarg; break;
-        case O_AUTH: auth = optarg; break;
-        case O_MAXWAIT: max_waiting = atoi(optarg); break;
-        case O_WAIT: wait_s = atoi(optarg); break;
-        case O_STARTUP: startup_s = atoi(optarg); break;
+        case O_UNIX: a->unix_path = optarg; a->no_unix = 0; break;
+        case O_NO_UNIX: a->no_unix = 1; break;
+        case 'U': a->user = optarg; break;
+        case 'd': a->database = optarg; break;
+        case O_PASSWORD: a->password = optarg; break;
+        case O_AUTH: a->auth = optarg; break;
+        case O_MAXWAIT: a->max_waiting = atoi(optarg); break;
+        case O_WAIT: a->wait_s = atoi(optarg); break;
+        case O_STARTUP: a->startup_s = atoi(optarg); break;
         case O_LOG:
             if (!strcmp(optarg, "error")) g_level = SERVER_LOG_ERROR;
             else if (!strcmp(optarg, "warning")) g_level = SERVER_LOG_WARNING;
@@ -193,16 +199,27 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (root && temporary) {
+    if (a->root && a->temporary) {
         fprintf(stderr, "pglite-proxy: --root and --temporary exclude each other\n");
         return 2;
     }
-    if (no_unix && !tcp_host) {
+    if (a->no_unix && !a->tcp_host) {
         fprintf(stderr, "pglite-proxy: --no-unix needs --tcp\n");
         return 2;
     }
-    if (password && !*password)
-        password = NULL;
+    if (a->password && !*a->password)
+        a->password = NULL;
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) {
+        free(a.tcp_host);
+        free(a.gucs);
+        return rc;
+    }
 
     /* Signals: handled by sigwait in this thread only (the server's
      * threads inherit the mask); a vanished client must not kill us. */
@@ -216,64 +233,63 @@ int main(int argc, char **argv) {
 
     /* The data directory: made from the template when missing, locked
      * against a second server, or a temporary copy removed at exit. */
-    cluster_options co = {.path = root};
+    cluster_options co = {.path = a.root};
     cluster *cl = NULL;
     char err[2048];
+    char *data = NULL;
+    server *s = NULL;
+    rc = 1;
     if (cluster_open(&co, &cl, err, sizeof err) != 0) {
         fprintf(stderr, "pglite-proxy: %s\n", err);
-        free(tcp_host);
-        free(gucs);
-        return 1;
+        goto done;
     }
-    char *data = realpath(cluster_data_dir(cl), NULL);
+    data = realpath(cluster_data_dir(cl), NULL);
     if (!data) {
         fprintf(stderr, "pglite-proxy: %s: %s\n", cluster_data_dir(cl), strerror(errno));
-        cluster_close(cl);
-        return 1;
+        goto done;
     }
     server_options o = {
         .data_dir = data,
-        .user = user,
-        .database = database,
-        .gucs = gucs,
-        .relaxed_durability = relaxed,
-        .unix_path = no_unix ? NULL : unix_path,
-        .tcp_host = tcp_host,
-        .tcp_port = tcp_port,
-        .password = password,
-        .auth_method = auth,
-        .max_waiting = max_waiting,
-        .wait_timeout_ms = wait_s > 0 ? wait_s * 1000 : 0,
-        .startup_timeout_ms = startup_s > 0 ? startup_s * 1000 : 0,
+        .user = a.user,
+        .database = a.database,
+        .gucs = a.gucs,
+        .relaxed_durability = a.relaxed,
+        .unix_path = a.no_unix ? NULL : a.unix_path,
+        .tcp_host = a.tcp_host,
+        .tcp_port = a.tcp_port,
+        .password = a.password,
+        .auth_method = a.auth,
+        .max_waiting = a.max_waiting,
+        .wait_timeout_ms = a.wait_s > 0 ? a.wait_s * 1000 : 0,
+        .startup_timeout_ms = a.startup_s > 0 ? a.startup_s * 1000 : 0,
         .log_level = g_level,
         .log = log_line,
     };
-    server *s = NULL;
-    int rc = 0;
     if (server_start(&o, &s, err, sizeof err) != 0) {
         fprintf(stderr, "pglite-proxy: %s\n", err);
-        rc = 1;
-    } else {
-        const char *uri = server_uri(s);
-        printf("pglite-proxy: serving database \"%s\" (%s%s)\n", database,
-               root ? "" : "temporary, removed at exit: ", data);
-        if (server_tcp_port(s) > 0)
-            printf("  tcp:  %s:%d\n", tcp_host && *tcp_host ? tcp_host : "*", server_tcp_port(s));
-        if (server_unix_path(s))
-            printf("  unix: %s\n", server_unix_path(s));
-        printf("  uri:  %s\n", uri);
-        printf("  psql: psql '%s'\n", uri);
-        fflush(stdout);
-        int sig = 0;
-        while (sigwait(&set, &sig) != 0 || sig == SIGHUP)
-            ; /* SIGHUP: nothing to reload */
-        logf_(SERVER_LOG_INFO, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        server_stop(s);
-        logf_(SERVER_LOG_INFO, "database closed");
+        goto done;
     }
+    const char *uri = server_uri(s);
+    printf("pglite-proxy: serving database \"%s\" (%s%s)\n", a.database,
+           a.root ? "" : "temporary, removed at exit: ", data);
+    if (server_tcp_port(s) > 0)
+        printf("  tcp:  %s:%d\n", a.tcp_host && *a.tcp_host ? a.tcp_host : "*", server_tcp_port(s));
+    if (server_unix_path(s))
+        printf("  unix: %s\n", server_unix_path(s));
+    printf("  uri:  %s\n", uri);
+    printf("  psql: psql '%s'\n", uri);
+    fflush(stdout);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0 || sig == SIGHUP)
+        ; /* SIGHUP: nothing to reload */
+    logf_(SERVER_LOG_INFO, "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(s);
+    logf_(SERVER_LOG_INFO, "database closed");
+    rc = 0;
+done:
     cluster_close(cl); /* unlocks; removes a temporary database */
     free(data);
-    free(tcp_host);
-    free(gucs);
+    free(a.tcp_host);
+    free(a.gucs);
     return rc;
 }

@@ -760,7 +760,7 @@ static int listen_unix(server *s, const char *path, int port, char *err, size_t 
                  sizeof sa.sun_path - 1);
         return -1;
     }
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", file);
+    memcpy(sa.sun_path, file, strlen(file) + 1); /* fits: checked above */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -797,7 +797,7 @@ static int listen_unix(server *s, const char *path, int port, char *err, size_t 
         unlink(file);
         return -1;
     }
-    snprintf(s->unix_path, sizeof s->unix_path, "%s", file);
+    memcpy(s->unix_path, file, strlen(file) + 1); /* as long as sun_path at most */
     s->unix_bound = 1;
     s->lfd[s->nlisten++] = fd;
     return 0;
