@@ -128,6 +128,7 @@ static int setup(void **state) {
         return -1;
     setenv("PGLITE_CACHE_DIR", g_cache, 1);
     setenv("TMPDIR", g_tmp, 1);
+    setenv("PGLITE_TMPDIR", g_tmp, 1); /* temporaries here, not /dev/shm */
     return 0;
 }
 
