@@ -2,7 +2,7 @@
 
 # Debian packages the build and the tests need (one list; see `make deps`).
 DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
-        postgresql-client python3 nodejs npm pkg-config
+        postgresql-client libpq-dev python3 nodejs npm pkg-config
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
