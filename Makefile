@@ -2,7 +2,9 @@
 
 # Debian packages the build and the tests need (one list; see `make deps`).
 DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
-        postgresql-client libpq-dev python3 nodejs npm pkg-config
+        postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config
+# Optional: the libFuzzer target (tests/fuzz; `make deps-fuzz`).
+FUZZ_DEPS := clang libclang-rt-14-dev
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -13,12 +15,15 @@ RUN_TOOL   ?= pglite-proxy
 RUN_ARGS   ?= --root data/proxy
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test run install clean distclean
+.PHONY: all deps deps-fuzz configure build test run install clean distclean
 
 all: build
 
 deps:
 	@tools/build/install-deps.sh $(DEPS)
+
+deps-fuzz:
+	@tools/build/install-deps.sh $(FUZZ_DEPS)
 
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)

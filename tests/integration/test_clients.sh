@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Real client libraries against pglite-proxy on a Unix socket: psycopg2
+# (Debian python3-psycopg2) and node-postgres (npm pg, the version pinned in
+# tests/clients/package-lock.json, installed with `npm ci` into
+# BUILD_DIR/clients once; later runs need no network).
+#
+#   test_clients.sh PATH/TO/pglite-proxy BUILD_DIR
+set -u
+
+PROXY=${1:?usage: test_clients.sh PATH/TO/pglite-proxy BUILD_DIR}
+BUILD=${2:?usage: test_clients.sh PATH/TO/pglite-proxy BUILD_DIR}
+HERE=$(cd "$(dirname "$0")/../clients" && pwd)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pglite-clients-test-XXXXXX")
+SOCK=$WORK/sock
+mkdir -p "$SOCK"
+PASSED=0
+FAILED=0
+SKIPPED=0
+PROXY_PID=
+
+cleanup() {
+    [ -n "$PROXY_PID" ] && kill -KILL "$PROXY_PID" 2>/dev/null
+    wait 2>/dev/null
+    if [ -n "${PGLITE_TEST_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# run_client NAME COMMAND...: count its ok/FAIL lines; a non-zero exit
+# without a FAIL line is one failure.
+run_client() {
+    local name=$1
+    shift
+    local out rc=0
+    out=$("$@" 2>&1) || rc=$?
+    printf '%s\n' "$out"
+    local ok bad
+    ok=$(printf '%s\n' "$out" | grep -c '^ok ')
+    bad=$(printf '%s\n' "$out" | grep -c '^FAIL ')
+    PASSED=$((PASSED + ok))
+    FAILED=$((FAILED + bad))
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        FAILED=$((FAILED + 1))
+        echo "FAIL - $name exited with $rc"
+    fi
+}
+
+# node-postgres into the build tree: npm ci when missing or the lock changed.
+install_pg() {
+    local dir=$BUILD/clients
+    if [ -f "$dir/node_modules/pg/package.json" ] &&
+        cmp -s "$HERE/package-lock.json" "$dir/package-lock.json"; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    cp "$HERE/package.json" "$HERE/package-lock.json" "$dir/"
+    npm ci --prefix "$dir" --ignore-scripts --no-audit --no-fund >"$WORK/npm.log" 2>&1 ||
+        { cat "$WORK/npm.log"; rm -rf "$dir/node_modules"; return 1; }
+}
+
+"$PROXY" --temporary --unix "$SOCK" --log-level warning >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
+PROXY_PID=$!
+for _ in $(seq 600); do
+    grep -q '^  uri:' "$WORK/proxy.out" 2>/dev/null && break
+    kill -0 "$PROXY_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [ ! -S "$SOCK/.s.PGSQL.5432" ]; then
+    echo "FAIL - pglite-proxy starts"
+    cat "$WORK/proxy.err"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+echo "ok   - pglite-proxy starts on $SOCK"
+PASSED=$((PASSED + 1))
+
+if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
+    run_client psycopg2 /usr/bin/python3 "$HERE/psycopg2_test.py" "$SOCK" 5432
+else
+    echo "skip - psycopg2 (apt-get install python3-psycopg2)"
+    SKIPPED=$((SKIPPED + 1))
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "skip - node-postgres (node and npm not found)"
+    SKIPPED=$((SKIPPED + 1))
+elif ! install_pg; then
+    echo "skip - node-postgres (npm ci failed: offline?)"
+    SKIPPED=$((SKIPPED + 1))
+else
+    run_client pg env NODE_PATH="$BUILD/clients/node_modules" node "$HERE/pg_test.js" "$SOCK" 5432
+fi
+
+# a clean stop: SIGTERM, exit 0, socket removed
+kill -TERM "$PROXY_PID"
+rc=0
+wait "$PROXY_PID" || rc=$?
+PROXY_PID=
+if [ "$rc" -eq 0 ] && [ ! -e "$SOCK/.s.PGSQL.5432" ]; then
+    echo "ok   - pglite-proxy stops cleanly"
+    PASSED=$((PASSED + 1))
+else
+    echo "FAIL - pglite-proxy stops cleanly (exit $rc)"
+    FAILED=$((FAILED + 1))
+    tail -20 "$WORK/proxy.err"
+fi
+
+if [ "$SKIPPED" -gt 0 ]; then
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+    echo "$PASSED passed, $FAILED failed"
+fi
+[ "$FAILED" -eq 0 ] || exit 1
+[ "$PASSED" -gt 2 ] || exit 77
+exit 0
