@@ -415,6 +415,83 @@ PGLITE_API int pglite_dump_archive(pglite *db, const char *path);
  * for the copy. Errors as for pglite_open: pglite_errmsg(NULL). */
 PGLITE_API int pglite_dump_archive_path(const char *data_dir, const char *path);
 
+/* ---- serving the database to PostgreSQL clients ---------------------------
+ * A wire-protocol server on an open handle, so that any PostgreSQL client
+ * (psql, libpq, psycopg2, node-postgres, JDBC, ...) can use the database
+ * while the program keeps using the API:
+ *
+ *     pglite_server_options so;
+ *     pglite_server_options_init(&so);
+ *     so.unix_socket = "/run/app";          // or so.tcp = "127.0.0.1:5432"
+ *     pglite_server *srv;
+ *     if (pglite_server_start(db, &so, &srv) == PGLITE_OK) {
+ *         printf("psql '%s'\n", pglite_server_uri(srv));
+ *         ...
+ *         pglite_server_stop(srv);
+ *     }
+ *
+ * Clients share the handle's one backend: one client session at a time,
+ * and each session holds the handle's mutex from its authentication to
+ * its end, so API calls on db wait while a client is connected (and
+ * client sessions wait for the API call running, and for a transaction
+ * the API has open, to end). Clients that connect meanwhile queue, up to
+ * max_wait_ms; then they get FATAL 53300. Only the handle's database is
+ * served (another one in the startup packet: FATAL 0A000).
+ *
+ * After each client session the server rolls back what it left open and
+ * runs DISCARD ALL, which also resets the handle's own session state:
+ * prepared statements (pglite_prepare), LISTENs, SET values and a
+ * username given at open. Prepare again after a client was served.
+ *
+ * Stop the server (pglite_server_stop) before pglite_close(db). */
+
+typedef struct pglite_server pglite_server;
+
+typedef struct pglite_server_options {
+    size_t size;             /* sizeof(pglite_server_options), set by the init */
+    const char *unix_socket; /* Unix socket file, or an existing directory for
+                                DIR/.s.PGSQL.PORT (PORT: the TCP port if set,
+                                else 5432); NULL: no Unix socket */
+    const char *tcp;         /* "HOST:PORT", ":PORT" or "PORT" (host 127.0.0.1);
+                                port 0 picks a free one; NULL: no TCP. With
+                                neither unix_socket nor tcp: "127.0.0.1:0" */
+    const char *password;    /* NULL or "": trust (anyone who can connect);
+                                otherwise SCRAM-SHA-256 (or md5, for clients
+                                that ask) as user `username` */
+    const char *username;    /* the role clients log in as; default the
+                                backend's session user ("postgres") */
+    int max_wait_ms;         /* how long a client may wait for its turn;
+                                0: 30000 */
+    int max_waiting;         /* clients waiting at once; 0: 32 */
+    int verbose;             /* 1: log connects and disconnects to stderr;
+                                0: only warnings and errors */
+} pglite_server_options;
+
+/* Fill o with the defaults. */
+PGLITE_API void pglite_server_options_init(pglite_server_options *o);
+
+/* Start serving db (o NULL: the defaults). Returns PGLITE_OK and the
+ * server in *out, or PGLITE_MISUSE (bad options, or a server already runs
+ * on db) / PGLITE_CANTOPEN (a socket cannot be bound) with the message in
+ * pglite_errmsg(db) and *out NULL. */
+PGLITE_API int pglite_server_start(pglite *db, const pglite_server_options *o,
+                                   pglite_server **out);
+
+/* A libpq connection URI for the server, with sslmode=disable:
+ * postgresql://USER@HOST:PORT/DB?sslmode=disable for TCP, else
+ * postgresql://USER@/DB?host=DIR&port=N&sslmode=disable. Valid until
+ * pglite_server_stop. NULL for NULL. */
+PGLITE_API const char *pglite_server_uri(const pglite_server *srv);
+
+/* The bound TCP port, or -1 without TCP. */
+PGLITE_API int pglite_server_port(const pglite_server *srv);
+
+/* Stop: stop accepting (the socket file is removed), turn waiting clients
+ * away (FATAL 57P01), cancel the running statement of the current client,
+ * roll its session back and end it; db stays open and usable. Frees srv;
+ * NULL is a no-op. */
+PGLITE_API void pglite_server_stop(pglite_server *srv);
+
 #ifdef __cplusplus
 }
 #endif

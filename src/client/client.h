@@ -10,6 +10,7 @@
  * copy.c     /dev/blob for COPY FROM/TO
  * store.c    data directories: temporary or persistent
  * archive.c  data-directory archives (.tar.gz): dump, load
+ * server.c   pglite_server_*: the wire server (src/server) on a handle
  *
  * Every public call on a handle runs between client_enter and client_leave:
  * a reference in the registry (so a closed or unknown pointer is refused

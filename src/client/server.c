@@ -1,0 +1,245 @@
+/*
+ * server.c: pglite_server_*, the wire server (src/server) on an open
+ * handle's backend.
+ *
+ * The server borrows the handle's backend. Its acquire hook enters the
+ * handle as a public call would (registry reference and recursive mutex)
+ * and holds it for the whole client session; the release hook leaves it.
+ * A session also waits for a transaction the API left open between its
+ * calls, so that a client never joins (and its reset never rolls back) the
+ * program's transaction.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "server/server.h"
+
+struct pglite_server {
+    pglite *db;
+    server *srv;
+    atomic_int stopping;
+    int entered; /* the session thread holds db (between acquire and release) */
+    char *uri;
+    struct pglite_server *next;
+};
+
+/* Handles being served (one server per handle). */
+static pthread_mutex_t g_served_lock = PTHREAD_MUTEX_INITIALIZER;
+static pglite_server *g_served;
+
+void pglite_server_options_init(pglite_server_options *o) {
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
+}
+
+static void nap_ms(int ms) {
+    struct timespec ts = {0, (long)ms * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void srv_acquire(void *ctx) {
+    pglite_server *ps = ctx;
+    for (;;) {
+        if (client_enter(ps->db) != PGLITE_OK) {
+            ps->entered = 0; /* closed under us: misuse, documented */
+            return;
+        }
+        if (ps->db->tx == 'I' || atomic_load(&ps->stopping)) {
+            ps->entered = 1;
+            return;
+        }
+        /* the program has a transaction open: let it finish first */
+        client_leave(ps->db, 0);
+        nap_ms(5);
+    }
+}
+
+static void srv_release(void *ctx) {
+    pglite_server *ps = ctx;
+    if (!ps->entered)
+        return;
+    ps->entered = 0;
+    ps->db->tx = 'I'; /* the server rolled back and reset the session */
+    client_leave(ps->db, 0);
+}
+
+static void srv_log(void *ctx, server_log_level level, const char *line) {
+    (void)ctx;
+    (void)level;
+    fprintf(stderr, "pglite-server: %s\n", line);
+}
+
+/* "HOST:PORT", ":PORT", "PORT", "[V6]:PORT" -> host (in buf) and port. */
+static int parse_tcp(const char *spec, char *host, size_t hn, int *port) {
+    const char *colon = strrchr(spec, ':');
+    const char *ps = colon ? colon + 1 : spec;
+    size_t hl = colon ? (size_t)(colon - spec) : 0;
+    if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+        spec++;
+        hl -= 2;
+    }
+    if (hl >= hn)
+        return -1;
+    if (hl == 0)
+        snprintf(host, hn, "127.0.0.1");
+    else {
+        memcpy(host, spec, hl);
+        host[hl] = 0;
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(ps, &end, 10);
+    if (!*ps || *end || errno || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_server **out) {
+    if (out)
+        *out = NULL;
+    if (client_enter(db) != PGLITE_OK)
+        return PGLITE_MISUSE;
+    pglite_server_options opt;
+    pglite_server_options_init(&opt);
+    if (o) {
+        if (o->size < offsetof(pglite_server_options, unix_socket) || o->size > 65536) {
+            client_fail(db, PGLITE_MISUSE, NULL,
+                        "pglite_server_start: options not set up with pglite_server_options_init");
+            return client_leave(db, PGLITE_MISUSE);
+        }
+        memcpy(&opt, o, o->size < sizeof opt ? o->size : sizeof opt);
+        opt.size = sizeof opt;
+    }
+    if (!out) {
+        client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start: out is NULL");
+        return client_leave(db, PGLITE_MISUSE);
+    }
+    if (db->depth > 1) {
+        client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start called from a callback");
+        return client_leave(db, PGLITE_MISUSE);
+    }
+    if (db->tx != 'I') {
+        client_fail(db, PGLITE_MISUSE, "25001",
+                    "pglite_server_start: a transaction is open on the handle");
+        return client_leave(db, PGLITE_MISUSE);
+    }
+    pthread_mutex_lock(&g_served_lock);
+    for (pglite_server *p = g_served; p; p = p->next) {
+        if (p->db == db) {
+            pthread_mutex_unlock(&g_served_lock);
+            client_fail(db, PGLITE_MISUSE, NULL, "a server already runs on this handle");
+            return client_leave(db, PGLITE_MISUSE);
+        }
+    }
+    pthread_mutex_unlock(&g_served_lock);
+
+    char host[256] = "";
+    int port = 0;
+    const char *tcp = opt.tcp;
+    if (!tcp && !opt.unix_socket)
+        tcp = "127.0.0.1:0";
+    if (tcp && parse_tcp(tcp, host, sizeof host, &port) != 0) {
+        client_fail(db, PGLITE_MISUSE, NULL,
+                    "pglite_server_start: bad TCP address \"%s\" (HOST:PORT expected)", tcp);
+        return client_leave(db, PGLITE_MISUSE);
+    }
+
+    /* The database and role the backend's session runs as. */
+    pglite_result *r = NULL;
+    int rc = client_simple(db, "SELECT current_database(), session_user", &r);
+    if (rc != PGLITE_OK || pglite_result_ntuples(r) != 1) {
+        pglite_result_free(r);
+        return client_leave(db, rc != PGLITE_OK ? rc : client_fail(db, PGLITE_PROTOCOL, NULL,
+                                                                    "unexpected reply"));
+    }
+    char dbname[256], user[256];
+    snprintf(dbname, sizeof dbname, "%s", pglite_result_getvalue(r, 0, 0));
+    snprintf(user, sizeof user, "%s",
+             opt.username && *opt.username ? opt.username : pglite_result_getvalue(r, 0, 1));
+    pglite_result_free(r);
+
+    pglite_server *ps = calloc(1, sizeof *ps);
+    if (!ps) {
+        client_fail(db, PGLITE_NOMEM, NULL, "out of memory");
+        return client_leave(db, PGLITE_NOMEM);
+    }
+    ps->db = db;
+    server_options so = {
+        .backend = db->be,
+        .acquire = srv_acquire,
+        .release = srv_release,
+        .lock_ctx = ps,
+        .user = user,
+        .database = dbname,
+        .unix_path = opt.unix_socket,
+        .tcp_host = tcp ? host : NULL,
+        .tcp_port = port,
+        .password = opt.password,
+        .max_waiting = opt.max_waiting,
+        .wait_timeout_ms = opt.max_wait_ms,
+        .log_level = opt.verbose ? SERVER_LOG_INFO : SERVER_LOG_WARNING,
+        .log = srv_log,
+    };
+    char err[1024];
+    /* The server reads the backend's startup reply now and uses the backend
+     * only from its session thread, under acquire: we hold db meanwhile. */
+    if (server_start(&so, &ps->srv, err, sizeof err) != 0) {
+        free(ps);
+        client_fail(db, PGLITE_CANTOPEN, "08001", "cannot start the server: %s", err);
+        return client_leave(db, PGLITE_CANTOPEN);
+    }
+    const char *u = server_uri(ps->srv);
+    size_t ul = strlen(u);
+    ps->uri = malloc(ul + 20);
+    if (!ps->uri) {
+        server_stop(ps->srv);
+        free(ps);
+        client_fail(db, PGLITE_NOMEM, NULL, "out of memory");
+        return client_leave(db, PGLITE_NOMEM);
+    }
+    if (strstr(u, "sslmode="))
+        memcpy(ps->uri, u, ul + 1);
+    else
+        snprintf(ps->uri, ul + 20, "%s%csslmode=disable", u, strchr(u, '?') ? '&' : '?');
+    pthread_mutex_lock(&g_served_lock);
+    ps->next = g_served;
+    g_served = ps;
+    pthread_mutex_unlock(&g_served_lock);
+    client_set_error(db, NULL);
+    *out = ps;
+    return client_leave(db, PGLITE_OK);
+}
+
+const char *pglite_server_uri(const pglite_server *srv) { return srv ? srv->uri : NULL; }
+
+int pglite_server_port(const pglite_server *srv) {
+    return srv ? server_tcp_port(srv->srv) : -1;
+}
+
+void pglite_server_stop(pglite_server *srv) {
+    if (!srv)
+        return;
+    pthread_mutex_lock(&g_served_lock);
+    for (pglite_server **pp = &g_served; *pp; pp = &(*pp)->next) {
+        if (*pp == srv) {
+            *pp = srv->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_served_lock);
+    atomic_store(&srv->stopping, 1);
+    server_stop(srv->srv); /* joins the session thread: release has run */
+    free(srv->uri);
+    free(srv);
+}

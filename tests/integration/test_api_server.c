@@ -1,0 +1,207 @@
+/* pglite_server_*: serve an open handle's database over a Unix socket and
+ * use it from libpq and from the API in turn. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#ifndef HAVE_LIBPQ
+#include <stdio.h>
+int main(void) {
+    puts("libpq (libpq-dev) not found at build time: skipped");
+    return 77;
+}
+#else
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../support/fixture.h"
+#include "pglite.h"
+
+static void api_ok(pglite *db, const char *sql) {
+    pglite_result **rs = NULL;
+    int n = 0;
+    int rc = pglite_exec(db, sql, &rs, &n);
+    if (rc != PGLITE_OK)
+        fprintf(stderr, "%s: %s\n", sql, pglite_errmsg(db));
+    assert_int_equal(rc, PGLITE_OK);
+    pglite_results_free(rs, n);
+}
+
+static char *api_value(pglite *db, const char *sql) {
+    pglite_result *r = NULL;
+    assert_int_equal(pglite_query(db, sql, 0, NULL, NULL, NULL, NULL, 0, &r), PGLITE_OK);
+    assert_int_equal(pglite_result_ntuples(r), 1);
+    char *v = strdup(pglite_result_getvalue(r, 0, 0));
+    pglite_result_free(r);
+    return v;
+}
+
+static char *pq_value(PGconn *c, const char *sql) {
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(r));
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void pq_ok(PGconn *c, const char *sql) {
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(r));
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+static void nap(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+struct waiter {
+    const char *uri;
+    atomic_int *done;
+    char *value;
+};
+
+static void *waiter_main(void *arg) {
+    struct waiter *w = arg;
+    PGconn *c = PQconnectdb(w->uri);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, "SELECT v FROM t WHERE id = 4");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            w->value = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+    atomic_store(w->done, 1);
+    return NULL;
+}
+
+static void test_unix_socket_round_trip(void **state) {
+    (void)state;
+    pglite *db;
+    assert_int_equal(pglite_open(NULL, NULL, &db), PGLITE_OK);
+    api_ok(db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'from api')");
+
+    char *dir = fx_mkdtemp("apisrv");
+    assert_non_null(dir);
+    pglite_server_options so;
+    pglite_server_options_init(&so);
+    so.unix_socket = dir;
+    pglite_server *srv;
+    int rc = pglite_server_start(db, &so, &srv);
+    if (rc != PGLITE_OK)
+        fprintf(stderr, "pglite_server_start: %s\n", pglite_errmsg(db));
+    assert_int_equal(rc, PGLITE_OK);
+    const char *uri = pglite_server_uri(srv);
+    assert_non_null(uri);
+    assert_non_null(strstr(uri, "sslmode=disable"));
+    assert_int_equal(pglite_server_port(srv), -1);
+    /* a second server on the same handle is refused */
+    pglite_server *again;
+    assert_int_equal(pglite_server_start(db, &so, &again), PGLITE_MISUSE);
+    assert_null(again);
+
+    PGconn *c = PQconnectdb(uri);
+    if (PQstatus(c) != CONNECTION_OK)
+        fprintf(stderr, "%s: %s\n", uri, PQerrorMessage(c));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char *v = pq_value(c, "SELECT v FROM t WHERE id = 1");
+    assert_string_equal(v, "from api");
+    free(v);
+    pq_ok(c, "INSERT INTO t VALUES (2, 'from libpq')");
+    /* left open: rolled back when the client goes */
+    pq_ok(c, "BEGIN");
+    pq_ok(c, "INSERT INTO t VALUES (3, 'never')");
+    PQfinish(c);
+
+    v = api_value(db, "SELECT v FROM t WHERE id = 2");
+    assert_string_equal(v, "from libpq");
+    free(v);
+    v = api_value(db, "SELECT count(*) FROM t");
+    assert_string_equal(v, "2");
+    free(v);
+    assert_int_equal(pglite_transaction_status(db), PGLITE_TX_IDLE);
+
+    /* a client waits for a transaction the program has open */
+    assert_int_equal(pglite_begin(db), PGLITE_OK);
+    api_ok(db, "INSERT INTO t VALUES (4, 'api tx')");
+    pthread_t th;
+    atomic_int done = 0;
+    struct waiter w = {uri, &done, NULL};
+    assert_int_equal(pthread_create(&th, NULL, waiter_main, &w), 0);
+    nap(300);
+    assert_int_equal(atomic_load(&done), 0); /* still waiting for the commit */
+    assert_int_equal(pglite_commit(db), PGLITE_OK);
+    pthread_join(th, NULL);
+    assert_non_null(w.value);
+    assert_string_equal(w.value, "api tx");
+    free(w.value);
+
+    pglite_server_stop(srv);
+    /* the socket is gone, the handle works */
+    c = PQconnectdb(uri);
+    assert_int_not_equal(PQstatus(c), CONNECTION_OK);
+    PQfinish(c);
+    v = api_value(db, "SELECT count(*) FROM t");
+    assert_string_equal(v, "3");
+    free(v);
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+static void test_tcp_and_stop_with_client(void **state) {
+    (void)state;
+    pglite *db;
+    assert_int_equal(pglite_open(NULL, NULL, &db), PGLITE_OK);
+    pglite_server_options so;
+    pglite_server_options_init(&so);
+    so.tcp = "127.0.0.1:0";
+    so.password = "secret";
+    pglite_server *srv;
+    assert_int_equal(pglite_server_start(db, &so, &srv), PGLITE_OK);
+    assert_true(pglite_server_port(srv) > 0);
+    char ci[512];
+    snprintf(ci, sizeof ci, "%s&password=secret", pglite_server_uri(srv));
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK)
+        fprintf(stderr, "%s: %s\n", ci, PQerrorMessage(c));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pq_ok(c, "CREATE TABLE u (n int)");
+    pq_ok(c, "BEGIN");
+    pq_ok(c, "INSERT INTO u VALUES (1)");
+    /* stop with the client inside a transaction: rolled back */
+    pglite_server_stop(srv);
+    PQfinish(c);
+    char *v = api_value(db, "SELECT count(*) FROM u");
+    assert_string_equal(v, "0");
+    free(v);
+    assert_int_equal(pglite_transaction_status(db), PGLITE_TX_IDLE);
+    /* bad options */
+    so.tcp = "127.0.0.1:99999";
+    assert_int_equal(pglite_server_start(db, &so, &srv), PGLITE_MISUSE);
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unix_socket_round_trip),
+        cmocka_unit_test(test_tcp_and_stop_with_client),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif
