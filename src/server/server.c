@@ -1093,3 +1093,81 @@ void server_stop(server *s) {
     srv_log(s, SERVER_LOG_DEBUG, "stopped");
     server_free(s);
 }
+
+/* ---- fuzzing ----------------------------------------------------------------- */
+
+static void fuzz_log(void *ctx, server_log_level level, const char *line) {
+    (void)ctx;
+    (void)level;
+    (void)line;
+}
+
+int server_fuzz_front_door(const uint8_t *data, size_t n, int auth, size_t chunk, int fd) {
+    static server *s[4];
+    if (auth < 0 || auth > 3)
+        auth = 0;
+    if (!s[auth]) {
+        server *t = calloc(1, sizeof *t);
+        if (!t)
+            return -1;
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_cond_init(&t->cv, NULL);
+        t->stop_pipe[0] = t->stop_pipe[1] = t->wake_pipe[0] = t->wake_pipe[1] = -1;
+        t->tcp_port = -1;
+        t->user = strdup("postgres");
+        t->database = strdup("postgres");
+        t->max_waiting = 1;
+        t->wait_timeout_ms = 1000;
+        t->log_level = SERVER_LOG_DEBUG; /* format every line, print none */
+        t->log = fuzz_log;
+        t->auth = (enum auth_kind)auth;
+        if (auth != AUTH_TRUST) {
+            t->password = strdup("secret");
+            if (!t->password || scram_make_secret(t->password, &t->scram) != 0)
+                return -1;
+        }
+        s[auth] = t;
+    }
+    server *sv = s[auth];
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->fd = dup(fd);
+    c->state = CONN_STARTUP;
+    snprintf(c->peer, sizeof c->peer, "[fuzz]");
+    if (!chunk)
+        chunk = n ? n : 1;
+    int r = 0;
+    size_t off = 0;
+    do {
+        size_t k = n - off < chunk ? n - off : chunk;
+        if (c->len + k > c->cap) {
+            size_t cap = c->len + k;
+            uint8_t *b = realloc(c->buf, cap ? cap : 1);
+            if (!b) {
+                r = -1;
+                break;
+            }
+            c->buf = b;
+            c->cap = cap;
+        }
+        if (k)
+            memcpy(c->buf + c->len, data + off, k);
+        c->len += k;
+        off += k;
+        if (c->len > FRONT_BUF_MAX) {
+            r = -1;
+            break;
+        }
+        r = front_process(sv, c);
+    } while (r == 0 && off < n && c->state != CONN_QUEUED);
+    int queued = c->state == CONN_QUEUED;
+    if (queued) {
+        pthread_mutex_lock(&sv->mu);
+        sv->qhead = sv->qtail = NULL;
+        sv->nqueued = 0;
+        pthread_mutex_unlock(&sv->mu);
+    }
+    srv_conn_free(c);
+    return r < 0 ? -1 : queued;
+}

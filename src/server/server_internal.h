@@ -136,5 +136,18 @@ void session_stop_backend(server *s);
 /* Make sure the configured role and database exist and start the backend
  * (server_start); with a borrowed one, take its startup reply. */
 int session_bootstrap(server *s, char *err, size_t errlen);
+/* The length of the client message at p (type byte included) when all
+ * avail bytes of it are there, 0 when more are needed, -1 for a type or
+ * length PostgreSQL refuses (the FATAL 08P01 message in m). copy: inside
+ * COPY FROM STDIN. Pure: for the session pump and for fuzzing. */
+long session_frame_length(const uint8_t *p, size_t avail, int copy, char *m, size_t mn);
+
+/* server.c, for fuzzing: run data (fed chunk bytes at a time; 0: at once)
+ * through the front door of a bare server (no backend, no sockets; auth
+ * 0 trust, 1 SCRAM, 2 md5, 3 cleartext, password "secret") as one
+ * connection whose replies go to fd (a socket; drain it). Returns 1 when
+ * the client got through to the queue, 0 when it waits for more, -1 when
+ * refused. */
+int server_fuzz_front_door(const uint8_t *data, size_t n, int auth, size_t chunk, int fd);
 
 #endif

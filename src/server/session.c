@@ -437,9 +437,9 @@ static int read_more(sess *ss) {
     }
 }
 
-/* Check the frame header at p (avail bytes). Returns its total size, 0 if
- * incomplete, -1 if invalid (FATAL sent). copy: inside COPY FROM STDIN. */
-static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
+/* The frame at p (avail bytes): its total size, 0 if incomplete, -1 if
+ * invalid (the message in m). copy: inside COPY FROM STDIN. */
+long session_frame_length(const uint8_t *p, size_t avail, int copy, char *m, size_t mn) {
     if (avail < 5)
         return 0;
     uint8_t t = p[0];
@@ -458,24 +458,30 @@ static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
         limit = copy ? 0 : PQ_SMALL_MESSAGE_LIMIT;
         break;
     }
-    char m[128];
     if (!limit) {
         if (copy)
-            snprintf(m, sizeof m, "unexpected message type 0x%02X during COPY from stdin", t);
+            snprintf(m, mn, "unexpected message type 0x%02X during COPY from stdin", t);
         else
-            snprintf(m, sizeof m, "invalid frontend message type %d", t);
-        client_fatal(ss, "08P01", m, NULL, NULL);
+            snprintf(m, mn, "invalid frontend message type %d", t);
         return -1;
     }
     uint32_t len = be32(p + 1);
     if (len < 4 || len > limit) {
-        snprintf(m, sizeof m, "invalid message length %u for message type %d", len, t);
-        client_fatal(ss, "08P01", m, NULL, NULL);
+        snprintf(m, mn, "invalid message length %u for message type %d", len, t);
         return -1;
     }
     if (avail < (size_t)len + 1)
         return 0;
     return (long)len + 1;
+}
+
+/* The same, with FATAL 08P01 sent to the client when invalid. */
+static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
+    char m[128];
+    long r = session_frame_length(p, avail, copy, m, sizeof m);
+    if (r < 0)
+        client_fatal(ss, "08P01", m, NULL, NULL);
+    return r;
 }
 
 /* The backend asks for more input mid-exchange: COPY FROM STDIN. Deliver
