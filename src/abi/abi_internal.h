@@ -122,6 +122,11 @@ void abi_put_str(abi_host *h, uint32_t ptr, uint32_t size, const char *s);
  * functions that take a printf format (0 on failure). */
 uint32_t abi_guest_format(abi_host *h, const char *msg);
 
+/* Raise a PostgreSQL ERROR with SQLSTATE (written as 0x0A000 for "0A000")
+ * and message in the running statement (pgcompat.c). Only from an import
+ * the guest called. Never returns. */
+_Noreturn void abi_pg_error(abi_host *h, int sqlstate, const char *msg);
+
 /* Guest heap allocation through the module's exports (0 on failure). */
 uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size);
 

@@ -114,9 +114,11 @@ uint32_t *abi_dylink_table_base(abi_host *h) {
     return h->dylink->loading ? &h->dylink->loading->table_base : &zero;
 }
 
-_Noreturn void abi_dylink_missing(const char *name) {
-    abi_set_abort_message("a side module called %s, which no module defines", name);
-    abi_unwind(ABI_UNWIND_ABORT, 0);
+_Noreturn void abi_dylink_missing(abi_host *h, const char *name) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "function %s is not available in this build of PostgreSQL", name);
+    abi_pg_error(h, 0x0A000, msg);
 }
 
 /* The env imports every side module takes from the main module. */

@@ -101,7 +101,9 @@ void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *stack_point
 uint32_t *abi_dylink_memory_base(abi_host *h);
 uint32_t *abi_dylink_table_base(abi_host *h);
 
-/* Called by a generated stub for an env import defined nowhere. */
-_Noreturn void abi_dylink_missing(const char *name);
+/* Called by a generated stub for an env import defined nowhere (a function
+ * pglite.wasm does not export): raises a PostgreSQL ERROR (0A000) in the
+ * calling statement, so the session goes on. */
+_Noreturn void abi_dylink_missing(abi_host *h, const char *name);
 
 #endif

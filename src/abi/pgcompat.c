@@ -44,6 +44,15 @@ static const abi_symbol *main_fn(const char *name) {
 }
 
 /* ereport(ERROR, errcode(code), errmsg("%s", msg)): does not return. */
+static _Noreturn void raise_error(abi_host *h, int code, const char *msg);
+
+_Noreturn void abi_pg_error(abi_host *h, int sqlstate, const char *msg) {
+    /* sqlstate as five hex-like digits, e.g. 0x0A000 for "0A000" */
+    char s[6];
+    snprintf(s, sizeof s, "%05X", (unsigned)sqlstate);
+    raise_error(h, MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]), msg);
+}
+
 static _Noreturn void raise_error(abi_host *h, int code, const char *msg) {
     const abi_symbol *start = main_fn("errstart_cold"), *ecode = main_fn("errcode"),
                      *emsg = main_fn("errmsg_internal"), *fin = main_fn("errfinish");

@@ -368,8 +368,8 @@ def main(argv):
             call = None
         body.append(f"{ret} Z_envZ_{c}(struct Z_env_instance_t *h{formals}) {{")
         if call is None:
-            body.append(f"    (void)h;{''.join(f' (void)a{i};' for i in range(len(params)))}")
-            body.append(f'    abi_dylink_missing("{n}");')
+            body.append(f"   {''.join(f' (void)a{i};' for i in range(len(params)))}")
+            body.append(f'    abi_dylink_missing(h, "{n}");')
         elif ret == "void":
             body.append(f"    {call};")
         else:
