@@ -1132,7 +1132,7 @@ int server_fuzz_front_door(const uint8_t *data, size_t n, int auth, size_t chunk
     conn *c = calloc(1, sizeof *c);
     if (!c)
         return -1;
-    c->fd = dup(fd);
+    c->fd = fd;
     c->state = CONN_STARTUP;
     snprintf(c->peer, sizeof c->peer, "[fuzz]");
     if (!chunk)
@@ -1160,14 +1160,8 @@ int server_fuzz_front_door(const uint8_t *data, size_t n, int auth, size_t chunk
             break;
         }
         r = front_process(sv, c);
-    } while (r == 0 && off < n && c->state != CONN_QUEUED);
-    int queued = c->state == CONN_QUEUED;
-    if (queued) {
-        pthread_mutex_lock(&sv->mu);
-        sv->qhead = sv->qtail = NULL;
-        sv->nqueued = 0;
-        pthread_mutex_unlock(&sv->mu);
-    }
+    } while (r == 0 && off < n);
+    c->fd = -1; /* the caller's: srv_conn_free would shut it down */
     srv_conn_free(c);
-    return r < 0 ? -1 : queued;
+    return r < 0 ? -1 : r == 2 ? 1 : 0;
 }

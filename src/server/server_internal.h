@@ -145,9 +145,9 @@ long session_frame_length(const uint8_t *p, size_t avail, int copy, char *m, siz
 /* server.c, for fuzzing: run data (fed chunk bytes at a time; 0: at once)
  * through the front door of a bare server (no backend, no sockets; auth
  * 0 trust, 1 SCRAM, 2 md5, 3 cleartext, password "secret") as one
- * connection whose replies go to fd (a socket; drain it). Returns 1 when
- * the client got through to the queue, 0 when it waits for more, -1 when
- * refused. */
+ * connection whose replies go to fd (a socket, left open; drain it).
+ * Returns 1 when the client authenticated (the listener would queue it), 0
+ * when it waits for more, -1 when refused. */
 int server_fuzz_front_door(const uint8_t *data, size_t n, int auth, size_t chunk, int fd);
 
 #endif

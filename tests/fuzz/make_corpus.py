@@ -35,7 +35,7 @@ clear = msg(b'p', cstr('secret'))
 
 seeds = {
     'trust_query': bytes([0]) + SU + q,
-    'trust_ssl_gss': bytes([0]) + GSS + SSL + SU + ext + msg(b'X'),
+    'trust_ssl_gss': bytes([8 << 2]) + GSS + SSL + SU + ext + msg(b'X'),
     'trust_bytewise': bytes([1 << 2]) + SSL + SU + q,
     'trust_pieces7': bytes([7 << 2]) + SU + copy,
     'proto32': bytes([0]) + startup([('user', 'postgres'), ('_pq_.x', '1'),
