@@ -35,7 +35,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -989,6 +991,11 @@ static void once_init(void) {
 
 static void *spare_worker(void *arg) {
     char **paths = arg, err[512];
+    /* Background work: yield the CPU to the caller, who is usually starting
+     * the database it just opened. (Linux: nice applies per thread.) */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0) {
+        /* best effort */
+    }
     int ok = copy_tree(paths[0], paths[1], &g_spare_cancel, err, sizeof err) == 0;
     pthread_mutex_lock(&g_mu);
     g_proc.spare_state = ok ? SPARE_READY : SPARE_NONE;
