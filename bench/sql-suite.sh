@@ -6,6 +6,8 @@
 #           socket only, driven by psql
 #   PGlite  the npm package in Node.js, in memory, db.exec() per file
 #           (bench/sql-suite-pglite.mjs)
+# Also each file as ONE Query message (bench/sql-suite-onequery.py) on a
+# fresh database of native and pglite-c, as db.exec() does (second table).
 # All three: fsync=off, synchronous_commit=off (compare engines, not disks).
 # psql timings are wall clock around `psql -X -q -v ON_ERROR_STOP=1 -f FILE`
 # (includes psql's start and connection, a few ms); Node's are around
@@ -49,6 +51,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now_ms() { date +%s%N; }
+# run_onequery LABEL SOCKDIR: the same files again in a new database, each
+# file as one Query message (as db.exec() does), into $TMP/LABEL-1q.tsv
+run_onequery() {
+    local label=$1 sock=$2
+    psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres -c 'CREATE DATABASE onequery'
+    python3 "$ROOT/bench/sql-suite-onequery.py" "$sock" onequery "${FILES[@]}" >"$TMP/$label-1q.tsv"
+}
 # run_psql LABEL SOCKDIR: one "file<TAB>ms" line per file into $TMP/LABEL.tsv
 run_psql() {
     local label=$1 sock=$2 f t0 t1
@@ -77,6 +86,7 @@ runuser -u "$RUN_USER" -- "$PGBIN/pg_ctl" -D "$TMP/native" -l "$TMP/native-sock/
 psql -X -qAt -h "$TMP/native-sock" -U postgres -d postgres \
     -c "SELECT 'native settings: fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' shared_buffers=' || current_setting('shared_buffers')" >&2
 run_psql native "$TMP/native-sock"
+run_onequery native "$TMP/native-sock"
 runuser -u "$RUN_USER" -- "$PGBIN/pg_ctl" -D "$TMP/native" -m fast -w stop >/dev/null
 NATIVE_UP=
 
@@ -93,6 +103,7 @@ done
 psql -X -qAt -h "$TMP/proxy-sock" -U postgres -d postgres \
     -c "SELECT 'pglite-c settings: fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' shared_buffers=' || current_setting('shared_buffers')" >&2
 run_psql pglitec "$TMP/proxy-sock"
+run_onequery pglitec "$TMP/proxy-sock"
 PROXY_RSS=$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")
 kill -TERM "$PROXY_PID"; wait "$PROXY_PID" || true; PROXY_PID=
 
@@ -102,24 +113,32 @@ grep '^#settings' "$TMP/pglite.out" | sed 's/^#settings\t/PGlite settings: /' >&
 grep -v '^#' "$TMP/pglite.out" >"$TMP/pglite.tsv"
 NODE_RSS=$(awk -F'\t' '/^#rss/{print $2}' "$TMP/pglite.out")
 
-python3 - "$TMP/native.tsv" "$TMP/pglitec.tsv" "$TMP/pglite.tsv" "$PROXY_RSS" "$NODE_RSS" <<'EOF'
+python3 - "$TMP/native.tsv" "$TMP/pglitec.tsv" "$TMP/pglite.tsv" "$PROXY_RSS" "$NODE_RSS" \
+    "$TMP/native-1q.tsv" "$TMP/pglitec-1q.tsv" <<'EOF'
 import math, sys
 def load(p):
     return dict(l.rstrip('\n').split('\t') for l in open(p) if l.strip())
-nat, pgc, pgl = (load(p) for p in sys.argv[1:4])
 proxy_rss, node_rss = int(sys.argv[4]), int(sys.argv[5])
-print('| file | native ms | pglite-c ms | PGlite ms | pglite-c/native | pglite-c/PGlite |')
-print('| --- | ---: | ---: | ---: | ---: | ---: |')
-r1, r2, tot = [], [], [0.0, 0.0, 0.0]
-for f in nat:
+def table(nat, pgc, pgl):
+  print('| file | native ms | pglite-c ms | PGlite ms | pglite-c/native | pglite-c/PGlite |')
+  print('| --- | ---: | ---: | ---: | ---: | ---: |')
+  r1, r2, tot = [], [], [0.0, 0.0, 0.0]
+  for f in nat:
     a, b, c = float(nat[f]), float(pgc[f]), float(pgl[f])
     tot[0] += a; tot[1] += b; tot[2] += c
     x, y = b / a, b / c
     r1.append(x); r2.append(y)
     print(f'| {f} | {a:.1f} | {b:.1f} | {c:.1f} | {x:.2f} | {y:.2f} |')
-g = lambda r: math.exp(sum(map(math.log, r)) / len(r))
-print(f'| total | {tot[0]:.1f} | {tot[1]:.1f} | {tot[2]:.1f} | {tot[1]/tot[0]:.2f} | {tot[1]/tot[2]:.2f} |')
-print(f'| geometric mean of ratios | | | | {g(r1):.2f} | {g(r2):.2f} |')
+  g = lambda r: math.exp(sum(map(math.log, r)) / len(r))
+  print(f'| total | {tot[0]:.1f} | {tot[1]:.1f} | {tot[2]:.1f} | {tot[1]/tot[0]:.2f} | {tot[1]/tot[2]:.2f} |')
+  print(f'| geometric mean of ratios | | | | {g(r1):.2f} | {g(r2):.2f} |')
+  print()
+pgl = load(sys.argv[3])
+print('psql -f (one Query message per statement) for native and pglite-c; db.exec() for PGlite:')
 print()
+table(load(sys.argv[1]), load(sys.argv[2]), pgl)
+print('Each file as ONE Query message (sql-suite-onequery.py, fresh database), as db.exec() does:')
+print()
+table(load(sys.argv[6]), load(sys.argv[7]), pgl)
 print(f'Peak RSS (VmHWM): pglite-proxy {proxy_rss/1024:.0f} MiB, node (PGlite) {node_rss/1024:.0f} MiB')
 EOF
