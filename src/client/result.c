@@ -273,6 +273,15 @@ static int get_cell(const pglite_result *r, int row, int col, const rcell **c) {
     return PGLITE_OK;
 }
 
+/* The start of every typed getter: MISUSE without somewhere to put the
+ * value, else get_cell. */
+static int typed_cell(const pglite_result *r, int row, int col, int have_out,
+                      const rcell **c) {
+    if (!have_out)
+        return PGLITE_MISUSE;
+    return get_cell(r, row, col, c);
+}
+
 static const uint8_t *cell_data(const pglite_result *r, const rcell *c) {
     return r->data.data + c->off;
 }
@@ -298,9 +307,7 @@ int pglite_result_get_int64(const pglite_result *r, int row, int col, int64_t *o
     const rcell *c;
     if (out)
         *out = 0;
-    if (!out)
-        return PGLITE_MISUSE;
-    int rc = get_cell(r, row, col, &c);
+    int rc = typed_cell(r, row, col, out != NULL, &c);
     if (rc)
         return rc;
     const uint8_t *d = cell_data(r, c);
@@ -329,9 +336,7 @@ int pglite_result_get_double(const pglite_result *r, int row, int col, double *o
     const rcell *c;
     if (out)
         *out = 0;
-    if (!out)
-        return PGLITE_MISUSE;
-    int rc = get_cell(r, row, col, &c);
+    int rc = typed_cell(r, row, col, out != NULL, &c);
     if (rc)
         return rc;
     const uint8_t *d = cell_data(r, c);
@@ -368,9 +373,7 @@ int pglite_result_get_bool(const pglite_result *r, int row, int col, int *out) {
     const rcell *c;
     if (out)
         *out = 0;
-    if (!out)
-        return PGLITE_MISUSE;
-    int rc = get_cell(r, row, col, &c);
+    int rc = typed_cell(r, row, col, out != NULL, &c);
     if (rc)
         return rc;
     const uint8_t *d = cell_data(r, c);
@@ -399,9 +402,7 @@ int pglite_result_get_text(const pglite_result *r, int row, int col, const char 
     const rcell *c;
     if (out)
         *out = NULL;
-    if (!out)
-        return PGLITE_MISUSE;
-    int rc = get_cell(r, row, col, &c);
+    int rc = typed_cell(r, row, col, out != NULL, &c);
     if (rc)
         return rc;
     if (r->fields[col].format != 0 && !text_like(r->fields[col].type))
@@ -462,9 +463,7 @@ int pglite_result_get_bytea(const pglite_result *r, int row, int col, uint8_t **
         *out = NULL;
     if (len)
         *len = 0;
-    if (!out || !len)
-        return PGLITE_MISUSE;
-    int rc = get_cell(r, row, col, &c);
+    int rc = typed_cell(r, row, col, out && len, &c);
     if (rc)
         return rc;
     const uint8_t *d = cell_data(r, c);
