@@ -17,38 +17,7 @@
 #include "backend/backend.h"
 #include "wire/wire.h"
 
-static char *g_template; /* an initdb'd cluster, copied per test */
-
-static int setup(void **state) {
-    (void)state;
-    g_template = fx_mkdtemp("tmpl");
-    if (!g_template || chmod(g_template, 0700) != 0)
-        return -1;
-    char msg[16384];
-    if (cluster_initdb(g_template, NULL, msg, sizeof msg) != 0) {
-        fprintf(stderr, "%s\n", msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    fx_rmtree(g_template);
-    free(g_template);
-    return 0;
-}
-
-static char *new_cluster(void) {
-    char *d = fx_mkdtemp("db");
-    if (!d)
-        return NULL;
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp -a '%s/.' '%s/'", g_template, d);
-    if (system(cmd) != 0)
-        return NULL;
-    return d;
-}
+static char *new_cluster(void) { return fx_new_cluster("db"); }
 
 static backend *start(const char *dir, const char *const *gucs) {
     backend_options o = {.data_dir = dir, .gucs = gucs};
@@ -322,5 +291,5 @@ int main(void) {
         cmocka_unit_test(test_persistence),
         cmocka_unit_test(test_crash_recovery),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

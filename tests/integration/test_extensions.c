@@ -14,15 +14,8 @@ static char *g_data;
 
 static int setup(void **state) {
     (void)state;
-    g_data = fx_mkdtemp("ext");
-    if (!g_data || chmod(g_data, 0700) != 0)
-        return -1;
-    char msg[16384];
-    if (cluster_initdb(g_data, NULL, msg, sizeof msg) != 0) {
-        fprintf(stderr, "%s\n", msg);
-        return -1;
-    }
-    return 0;
+    g_data = fx_new_cluster("ext");
+    return g_data ? 0 : -1;
 }
 
 static int teardown(void **state) {

@@ -97,4 +97,25 @@ static inline engine_status fx_run_postgres(cluster_tree *t, int argc,
     return s;
 }
 
+/* A new cluster in a fresh temporary directory: a copy of the cached
+ * template (made by the real initdb once). NULL on failure, with the
+ * reason on stderr. Free with fx_rmtree + free. */
+static inline char *fx_new_cluster(const char *tag) {
+    char tmpl[4096], err[16384];
+    if (cluster_template_path(tmpl, sizeof tmpl, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    char *d = fx_mkdtemp(tag);
+    if (!d)
+        return NULL;
+    if (chmod(d, 0700) != 0 || cluster_copy_tree(tmpl, d, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        fx_rmtree(d);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
 #endif
