@@ -92,6 +92,23 @@ add_custom_target(pglite_npm DEPENDS "${_pglite_npm_stamp}")
 add_custom_target(pglite_runtime ALL DEPENDS "${_pglite_tree_stamp}")
 add_dependencies(pglite_runtime pglite_npm)
 
+# 2b. The runtime's identity for C code (runtime_version.h in the runtime
+#     directory): the pinned package version and integrity, and the
+#     PostgreSQL version read from pglite.wasm. Anything that depends on the
+#     runtime version (the template key, --version, tests of server_version)
+#     uses these, so a runtime bump is the one edit of runtime.lock.
+set(PGLITE_RUNTIME_VERSION_H "${PGLITE_RUNTIME_DIR}/runtime_version.h")
+add_custom_command(
+  OUTPUT "${PGLITE_RUNTIME_VERSION_H}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/runtime-version.py"
+          "${_pglite_lock}" "${PGLITE_NPM_DIR}" "${PGLITE_RUNTIME_VERSION_H}"
+  DEPENDS "${_pglite_npm_stamp}" "${_pglite_lock}" "${_pglite_tools}/runtime-version.py"
+  COMMENT "Reading the runtime's versions (runtime/runtime.lock, pglite.wasm)"
+  VERBATIM)
+add_custom_target(pglite_runtime_version DEPENDS "${PGLITE_RUNTIME_VERSION_H}")
+add_dependencies(pglite_runtime_version pglite_npm)
+add_dependencies(pglite_runtime pglite_runtime_version)
+
 add_library(pglite_runtime_paths INTERFACE)
 target_compile_definitions(pglite_runtime_paths INTERFACE
   "PGLITE_RUNTIME_TREE=\"${PGLITE_RUNTIME_TREE}\""

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cluster/cluster.h"
+#include "runtime_version.h"
 #include "server/server.h"
 
 #ifndef PGLITE_C_VERSION
@@ -189,7 +190,8 @@ static int parse_args(int argc, char **argv, args *a) {
             break;
         case 'h': usage(stdout); return 0;
         case 'V':
-            printf("pglite-proxy (pglite-c) %s, PostgreSQL 18.6\n", PGLITE_C_VERSION);
+            printf("pglite-proxy (pglite-c) %s, PostgreSQL %s (PGlite %s)\n", PGLITE_C_VERSION,
+                   PGLITE_PG_VERSION, PGLITE_RUNTIME_VERSION);
             return 0;
         default: usage(stderr); return 2;
         }

@@ -67,8 +67,9 @@ int cluster_initdb(const char *data_dir, const char *const *extra_args,
 /* The prepared template data directory: made once by cluster_initdb and
  * kept in the cache ($PGLITE_CACHE_DIR, else $XDG_CACHE_HOME/pglite, else
  * $HOME/.cache/pglite) as template-<key>, key = SHA-256 of the template
- * format and the runtime (PGLITE_RUNTIME_KEY if defined at compile time,
- * else postgres.bki and bin/postgres). Made atomically (initdb in
+ * format, the pinned runtime (package, version and integrity of
+ * runtime.lock: a template made by one runtime release is never used by
+ * another) and the tree's postgres.bki. Made atomically (initdb in
  * template-<key>.tmp-<pid>, then rename) and trusted only if complete
  * (PG_VERSION 18, an 8192-byte global/pg_control, the marker written
  * last); a damaged one is removed with a warning on stderr and rebuilt.

@@ -19,6 +19,7 @@
  * redone) by the next opener instead of looking like a broken cluster. */
 #define _GNU_SOURCE
 #include "cluster/cluster.h"
+#include "runtime_version.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -48,7 +49,10 @@
 #define LOCK_NAME "pglite.lock"
 #define INCOMPLETE_NAME ".pglite-incomplete"
 #define NEW_NAME ".pglite-new"
-#define PG_MAJOR "18"
+/* The runtime's major version as PG_VERSION spells it (runtime_version.h). */
+#define PG_MAJOR_STR_(x) #x
+#define PG_MAJOR_STR(x) PG_MAJOR_STR_(x)
+#define PG_MAJOR PG_MAJOR_STR(PGLITE_PG_MAJOR)
 #define PG_CONTROL_SIZE 8192
 #define PATHLEN 4096
 
@@ -709,8 +713,11 @@ static int hash_file(EVP_MD_CTX *ctx, const char *tag, const char *path, char *e
     return 0;
 }
 
-/* The template key: 32 hex digits of SHA-256 over the format version and
- * the runtime (PGLITE_RUNTIME_KEY, or postgres.bki and bin/postgres).
+/* The template key: 32 hex digits of SHA-256 over the format version, the
+ * pinned runtime (package, version and integrity from runtime.lock, so a
+ * template made by one runtime is never used by another, even a minor
+ * release with the same catalogs) and the tree's postgres.bki (a tree that
+ * does not match the compiled runtime gets a template of its own).
  * Caller holds g_mu. */
 static const char *template_key(char *err, size_t errlen) {
     const char *tree = cluster_runtime_tree();
@@ -722,22 +729,15 @@ static const char *template_key(char *err, size_t errlen) {
         snprintf(err, errlen, "cannot initialise SHA-256");
         return NULL;
     }
-    EVP_DigestUpdate(ctx, TEMPLATE_FORMAT, sizeof TEMPLATE_FORMAT);
-#ifdef PGLITE_RUNTIME_KEY
-    EVP_DigestUpdate(ctx, PGLITE_RUNTIME_KEY, sizeof PGLITE_RUNTIME_KEY);
-#else
+    static const char runtime[] = TEMPLATE_FORMAT " " PGLITE_RUNTIME_PACKAGE "@"
+        PGLITE_RUNTIME_VERSION " " PGLITE_RUNTIME_INTEGRITY;
+    EVP_DigestUpdate(ctx, runtime, sizeof runtime);
     char p[PATHLEN];
     snprintf(p, sizeof p, "%s/pglite/share/postgresql/postgres.bki", tree);
     if (hash_file(ctx, "postgres.bki", p, err, errlen) != 0) {
         EVP_MD_CTX_free(ctx);
         return NULL;
     }
-    snprintf(p, sizeof p, "%s/pglite/bin/postgres", tree);
-    if (hash_file(ctx, "bin/postgres", p, err, errlen) != 0) {
-        EVP_MD_CTX_free(ctx);
-        return NULL;
-    }
-#endif
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     int ok = EVP_DigestFinal_ex(ctx, md, &mdlen);

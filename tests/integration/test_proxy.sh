@@ -6,10 +6,14 @@
 # between clients, hostile input, password auth, the waiting limit,
 # pgbench, persistence, and a clean SIGTERM.
 #
-#   test_proxy.sh PATH/TO/pglite-proxy
+#   test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h
 set -u
 
-PROXY=${1:?usage: test_proxy.sh PATH/TO/pglite-proxy}
+PROXY=${1:?usage: test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h}
+# The PostgreSQL version of the pinned runtime (runtime/runtime.lock; the
+# build reads it from pglite.wasm into runtime_version.h).
+PG_VERSION=$(sed -n 's/^#define PGLITE_PG_VERSION "\(.*\)"$/\1/p' "${2:?runtime_version.h}")
+[ -n "$PG_VERSION" ] || { echo "no PGLITE_PG_VERSION in $2"; exit 1; }
 command -v psql >/dev/null || { echo "psql not found: skipped"; exit 77; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pglite-proxy-test-XXXXXX")
@@ -85,6 +89,7 @@ grep -q "psql 'postgresql://postgres@127.0.0.1:$PORT/postgres?sslmode=disable'" 
     ok "prints the URI and the psql command" || bad "prints the URI" "$(cat "$WORK/main.out")"
 
 check "psql -c over TCP" "42" "$(Q -c 'SELECT 40 + 2')"
+check "server_version is the pinned runtime's" "$PG_VERSION" "$(Q -c 'SHOW server_version')"
 check "psql -c over the Unix socket" "unix" "$(Q -h "$SOCK" -c "SELECT 'unix'")"
 check "psql with a URI" "postgres|postgres" \
     "$(Q "postgresql://postgres@127.0.0.1:$PORT/postgres?sslmode=disable" -c 'SELECT current_user, current_database()')"
@@ -356,7 +361,7 @@ stop_proxy lock1
 
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
-check_has "--version" "PostgreSQL 18" "$("$PROXY" --version)"
+check_has "--version" "PostgreSQL $PG_VERSION" "$("$PROXY" --version)"
 check "an unknown option is a usage error" "2" "$("$PROXY" --bogus >/dev/null 2>&1; echo $?)"
 
 echo "$PASSED passed, $FAILED failed"

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "../support/fixture.h"
+#include "runtime_version.h"
 
 static void test_version(void **state) {
     (void)state;
@@ -25,7 +26,8 @@ static void test_version(void **state) {
     assert_int_equal(r.status, ENGINE_EXITED);
     assert_int_equal(r.exit_code, 0);
     assert_non_null(out);
-    assert_string_equal(out, "postgres (PostgreSQL) 18.6\n");
+    /* the version runtime.lock pins (runtime_version.h reads it from pglite.wasm) */
+    assert_string_equal(out, "postgres (PostgreSQL) " PGLITE_PG_VERSION "\n");
     free(out);
     free(err);
     cluster_tree_close(&g);
