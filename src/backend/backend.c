@@ -101,6 +101,9 @@ static void read_log(backend *b, char *out, size_t n) {
     }
 }
 
+/* The cancel-request struct ProcessStartupPacket fills (see backend_start). */
+#define STARTUP_CANCEL_SIZE 268
+
 static void kill_backend(backend *b, const char *why) {
     b->dead = true;
     snprintf(b->dead_msg, sizeof b->dead_msg, "%s", why);
@@ -272,9 +275,20 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     wire_buf_reset(&b->out);
     uint32_t port = 0, rc = 1;
     int fail = pump_call(b, "pgl_getMyProcPort", NULL, 0, &port);
-    uint32_t args[3] = {port, 1, 1};
+    /* PGlite 0.5.17's ProcessStartupPacket(port, ssl_done, gss_done, cancel)
+     * copies a CancelRequest into *cancel ({bool; int32 pid; int32 keylen;
+     * char key[256]}) for its caller instead of acting on it. Ours is always
+     * a startup packet, but the pointer must still be real guest memory. */
+    uint32_t cancel = fail ? 0 : engine_malloc(b->pg, STARTUP_CANCEL_SIZE);
+    uint32_t args[4] = {port, 1, 1, cancel};
+    if (!fail && !cancel) {
+        kill_backend(b, "out of guest memory");
+        fail = 1;
+    }
     if (!fail)
-        fail = pump_call(b, "ProcessStartupPacket", args, 3, &rc);
+        fail = pump_call(b, "ProcessStartupPacket", args, 4, &rc);
+    if (cancel && !b->dead)
+        engine_free_guest(b->pg, cancel);
     if (!fail && rc == 0) {
         fail = pump_call(b, "pgl_sendConnData", NULL, 0, NULL);
         if (!fail)
