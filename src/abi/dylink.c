@@ -279,11 +279,35 @@ typedef struct load_ctx {
     lib *l;
 } load_ctx;
 
+/* Whether resolve_global would find name, without its side effects. */
+static bool resolvable(abi_host *h, const char *name) {
+    if (find_sym(abi_main_symbols, abi_main_symbol_count, name))
+        return true;
+    abi_dylink *d = h->dylink;
+    for (size_t i = 0; i < d->nlibs; i++)
+        if (d->libs[i]->global && d->libs[i]->complete &&
+            find_sym(d->libs[i]->m->exports, d->libs[i]->m->nexports, name))
+            return true;
+    return false;
+}
+
 /* Load module m; returns NULL with the guest's dlerror set. */
 static lib *load(abi_host *h, const abi_side_module *m, const char *path, bool global) {
     abi_dylink *d = h->dylink;
     if (d->poisoned) {
         set_error(h, "could not load dynamic lib: %s\n%s", path, d->poison);
+        return NULL;
+    }
+    /* Every symbol the module needs must exist before anything is allocated
+     * or published in the GOT: a library that cannot link (libpqwalreceiver
+     * needs PrimaryConnInfo, which pglite.wasm lacks) then fails alone and
+     * leaves no trace, and later loads in the session are unaffected. */
+    for (size_t i = 0; i < m->ngot; i++) {
+        const char *name = abi_got_names[m->got_ids[i]];
+        if (d->got.cells[m->got_ids[i]] != ABI_GOT_UNRESOLVED ||
+            find_sym(m->exports, m->nexports, name) || resolvable(h, name))
+            continue;
+        set_error(h, "could not load dynamic lib: %s\nundefined symbol: %s", path, name);
         return NULL;
     }
     if (d->nlibs == d->caplibs) {

@@ -8,7 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+
 #include "../support/fixture.h"
+#include "abi/dylink.h"
 
 static char *g_data;
 
@@ -186,10 +189,57 @@ static void test_every_extension(void **state) {
     assert_int_equal(failures, 0);
 }
 
+/* LOAD of every library in the runtime tree's lib/postgresql, in one
+ * session: each is a compiled side module (the registry has them all), and
+ * each loads, except libpqwalreceiver (streaming replication: it needs
+ * PrimaryConnInfo, which pglite.wasm does not have), whose failure is an
+ * ERROR that leaves the other loads of the session unaffected. */
+static void test_every_library_loads(void **state) {
+    (void)state;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/pglite/lib/postgresql", cluster_runtime_tree());
+    DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    size_t cap = 1 << 16, n = 0, count = 0;
+    char *sql = malloc(cap);
+    assert_non_null(sql);
+    for (struct dirent *de; (de = readdir(dp));) {
+        size_t len = strlen(de->d_name);
+        if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+            continue;
+        n += (size_t)snprintf(sql + n, cap - n, "LOAD '%.*s';\n\n", (int)(len - 3), de->d_name);
+        assert_true(n < cap);
+        count++;
+    }
+    closedir(dp);
+    snprintf(sql + n, cap - n, "SELECT 'alive' AS after;\n\n");
+    assert_int_equal(count, abi_side_module_count);
+    assert_int_equal(count, 69);
+
+    char *err = NULL;
+    engine_result r;
+    char *out = run_sql(sql, &err, &r);
+    free(sql);
+    assert_non_null(out);
+    assert_non_null(err);
+    int errors = 0;
+    for (const char *p = err; (p = strstr(p, "ERROR:")); p++)
+        errors++;
+    if (errors != 1 || !strstr(err, "libpqwalreceiver.so") ||
+        !strstr(err, "undefined symbol: PrimaryConnInfo") || !strstr(out, "after = \"alive\""))
+        print_error("stdout:\n%s\nstderr:\n%s\n", out, err);
+    assert_int_equal(errors, 1);
+    assert_non_null(strstr(err, "undefined symbol: PrimaryConnInfo"));
+    assert_non_null(strstr(out, "after = \"alive\""));
+    free(out);
+    free(err);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plpgsql),
         cmocka_unit_test(test_every_extension),
+        cmocka_unit_test(test_every_library_loads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
