@@ -255,6 +255,16 @@ typedef struct pglite_result pglite_result;
  * COPY ... FROM STDIN fails (57014): use pglite_copy_from. */
 PGLITE_API int pglite_exec(pglite *db, const char *sql, pglite_result ***results,
                            int *nresults);
+/* Run sql as ONE simple-protocol Query message, as libpq's PQexec and
+ * PGlite's exec() do (faster than pglite_exec for long scripts: one round
+ * trip). PostgreSQL runs the statements in turn as one implicit
+ * transaction, unless the text has its own BEGIN/COMMIT, and stops at the
+ * first error, which rolls back that implicit transaction: statements
+ * before it that had not been committed are undone too (as with PQexec).
+ * Results, the rollback of a transaction the text opened and broke, the
+ * return value and COPY FROM STDIN are as for pglite_exec. */
+PGLITE_API int pglite_exec_message(pglite *db, const char *sql, pglite_result ***results,
+                                   int *nresults);
 /* Free n results and the array. NULL is a no-op. */
 PGLITE_API void pglite_results_free(pglite_result **results, int n);
 

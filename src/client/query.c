@@ -278,7 +278,31 @@ static void ensure_idle(pglite *db) {
 
 /* ---- exec --------------------------------------------------------------------- */
 
-int pglite_exec(pglite *db, const char *sql, pglite_result ***results, int *nresults) {
+/* Send sql[0, len) as one Query message and append its results to all.
+ * Returns OK, or the first failure (the error is recorded on db). */
+static int exec_message(pglite *db, const char *sql, size_t len, collect *all) {
+    collect c = {0};
+    wire_query_len(&db->req, sql, len);
+    wire_copy_fail(&db->req, k_no_stdin);
+    int rc = client_roundtrip(db, &c);
+    for (int i = 0; i < c.n; i++) {
+        pglite_result *r = c.list[i];
+        c.list[i] = NULL;
+        if (rc == PGLITE_OK && r->status == PGLITE_RESULT_ERROR)
+            rc = result_rc(db, r);
+        if (collect_push(all, r) != 0) {
+            pglite_result_free(r);
+            rc = client_set_error(db, errobj_nomem());
+        }
+    }
+    collect_free(&c);
+    return rc;
+}
+
+/* pglite_exec (one_message 0: a Query per statement) and
+ * pglite_exec_message (1: the whole text in one Query). */
+static int exec_script(pglite *db, const char *what, const char *sql, int one_message,
+                       pglite_result ***results, int *nresults) {
     if (results)
         *results = NULL;
     if (nresults)
@@ -286,34 +310,21 @@ int pglite_exec(pglite *db, const char *sql, pglite_result ***results, int *nres
     int rc = client_enter(db);
     if (rc)
         return rc;
-    if ((rc = check_sql(db, "pglite_exec", sql)) != PGLITE_OK)
+    if ((rc = check_sql(db, what, sql)) != PGLITE_OK)
         return client_leave(db, rc);
     if ((results && !nresults) || (!results && nresults))
         return client_leave(db, client_fail(db, PGLITE_MISUSE, NULL,
-                                            "pglite_exec: results and nresults go together"));
+                                            "%s: results and nresults go together", what));
     char tx_before = db->tx;
     collect all = {0};
     size_t n = strlen(sql), pos = 0, start, len;
     rc = client_set_error(db, NULL);
-    while (sql_next_statement(sql, n, &pos, &start, &len)) {
-        collect c = {0};
-        wire_query_len(&db->req, sql + start, len);
-        wire_copy_fail(&db->req, k_no_stdin);
-        rc = client_roundtrip(db, &c);
-        for (int i = 0; i < c.n; i++) {
-            pglite_result *r = c.list[i];
-            c.list[i] = NULL;
-            if (rc == PGLITE_OK && r->status == PGLITE_RESULT_ERROR)
-                rc = result_rc(db, r);
-            if (collect_push(&all, r) != 0) {
-                pglite_result_free(r);
-                rc = client_set_error(db, errobj_nomem());
-            }
-        }
-        collect_free(&c);
-        if (rc != PGLITE_OK)
-            break;
-    }
+    if (one_message)
+        rc = exec_message(db, sql, n, &all);
+    else
+        while (sql_next_statement(sql, n, &pos, &start, &len))
+            if ((rc = exec_message(db, sql + start, len, &all)) != PGLITE_OK)
+                break;
     /* A transaction this script opened and broke is rolled back. */
     if (rc == PGLITE_ERROR && tx_before == 'I' && db->tx == 'E')
         ensure_idle(db);
@@ -331,6 +342,14 @@ int pglite_exec(pglite *db, const char *sql, pglite_result ***results, int *nres
     }
     collect_free(&all);
     return client_leave(db, rc);
+}
+
+int pglite_exec(pglite *db, const char *sql, pglite_result ***results, int *nresults) {
+    return exec_script(db, "pglite_exec", sql, 0, results, nresults);
+}
+
+int pglite_exec_message(pglite *db, const char *sql, pglite_result ***results, int *nresults) {
+    return exec_script(db, "pglite_exec_message", sql, 1, results, nresults);
 }
 
 /* ---- extended protocol ----------------------------------------------------------- */

@@ -467,6 +467,60 @@ static void test_exec_script(void **state) {
     assert_string_equal(scalar(g_db, "SELECT 'alive'"), "alive");
 }
 
+/* The whole text as one Query message (PQexec, PGlite's exec()). */
+static void test_exec_message(void **state) {
+    (void)state;
+    pglite_result **res;
+    int n;
+    assert_int_equal(pglite_exec_message(g_db, "CREATE TABLE em (id int); "
+                                               "INSERT INTO em VALUES (1), (2); "
+                                               "SELECT count(*) FROM em; SELECT 'two'",
+                                         &res, &n),
+                     PGLITE_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(pglite_result_cmd_tag(res[0]), "CREATE TABLE");
+    assert_string_equal(pglite_result_cmd_tag(res[1]), "INSERT 0 2");
+    assert_string_equal(pglite_result_getvalue(res[2], 0, 0), "2");
+    assert_string_equal(pglite_result_getvalue(res[3], 0, 0), "two");
+    pglite_results_free(res, n);
+
+    /* one implicit transaction: an error undoes the statements before it
+     * in the message (pglite_exec would have committed the INSERT) */
+    assert_int_equal(pglite_exec_message(g_db, "INSERT INTO em VALUES (3); SELECT 1/0; "
+                                               "INSERT INTO em VALUES (4)",
+                                         &res, &n),
+                     PGLITE_ERROR);
+    assert_int_equal(n, 2);
+    assert_string_equal(pglite_result_cmd_tag(res[0]), "INSERT 0 1");
+    assert_string_equal(pglite_result_error(res[1])->sqlstate, "22012");
+    pglite_results_free(res, n);
+    assert_string_equal(scalar(g_db, "SELECT string_agg(id::text, ',' ORDER BY id) FROM em"),
+                        "1,2");
+
+    /* its own COMMIT ends the implicit transaction, as in PostgreSQL */
+    assert_int_equal(pglite_exec_message(g_db, "INSERT INTO em VALUES (5); COMMIT; "
+                                               "INSERT INTO em VALUES ('six')",
+                                         NULL, NULL),
+                     PGLITE_ERROR);
+    assert_string_equal(pglite_last_error(g_db)->sqlstate, "22P02");
+    assert_string_equal(scalar(g_db, "SELECT string_agg(id::text, ',' ORDER BY id) FROM em"),
+                        "1,2,5");
+
+    /* a transaction the text opened and broke is rolled back */
+    assert_int_equal(pglite_exec_message(g_db, "BEGIN; INSERT INTO em VALUES (7); SELECT 1/0",
+                                         NULL, NULL),
+                     PGLITE_ERROR);
+    assert_int_equal(pglite_transaction_status(g_db), PGLITE_TX_IDLE);
+    assert_string_equal(scalar(g_db, "SELECT count(*) FROM em WHERE id = 7"), "0");
+
+    /* statements that refuse transaction blocks are refused in one message
+     * with more than one statement, as by PostgreSQL */
+    assert_int_equal(pglite_exec_message(g_db, "SELECT 1; VACUUM em", NULL, NULL), PGLITE_ERROR);
+    assert_string_equal(pglite_last_error(g_db)->sqlstate, "25001");
+    assert_int_equal(pglite_exec_message(g_db, NULL, NULL, NULL), PGLITE_MISUSE);
+    assert_string_equal(scalar(g_db, "SELECT 'alive'"), "alive");
+}
+
 static void test_empty_query(void **state) {
     (void)state;
     pglite_result *r;
@@ -1063,6 +1117,7 @@ int main(void) {
         cmocka_unit_test(test_binary_parameter),
         cmocka_unit_test(test_unique_violation),
         cmocka_unit_test(test_exec_script),
+        cmocka_unit_test(test_exec_message),
         cmocka_unit_test(test_empty_query),
         cmocka_unit_test(test_notices),
         cmocka_unit_test(test_listen_notify),
