@@ -3,6 +3,10 @@
 # Debian packages the build and the tests need (one list; see `make deps`).
 DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
         postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config
+# `make bench`: native PostgreSQL 15 to compare with, and what building
+# PostgreSQL 18 from Debian's source package needs (bench/native-pg18.sh).
+BENCH_DEPS := postgresql-15 dpkg-dev bison flex procps
+BENCH_ARGS ?=
 # Optional: the libFuzzer target (tests/fuzz; `make deps-fuzz`).
 FUZZ_DEPS := clang libclang-rt-14-dev
 
@@ -15,7 +19,7 @@ RUN_TOOL   ?= pglite-proxy
 RUN_ARGS   ?= --root data/proxy
 CMAKE_ARGS ?=
 
-.PHONY: all deps deps-fuzz configure build test run install clean distclean
+.PHONY: all deps deps-fuzz configure build test run bench install clean distclean
 
 all: build
 
@@ -41,6 +45,12 @@ run: build
 	  echo "$(BUILD_DIR)/tools/$(RUN_TOOL) was not built (is tools/$(RUN_TOOL).c there?)" >&2; exit 1; fi
 	@echo "Starting $(RUN_TOOL) $(RUN_ARGS); connect with the psql command below, Ctrl-C stops it."
 	$(BUILD_DIR)/tools/$(RUN_TOOL) $(RUN_ARGS)
+
+# The speed suite against native PostgreSQL 15 and 18 and PGlite, side by
+# side (bench/bench.py; results in bench/results/). BENCH_ARGS="--reps 5".
+bench: build
+	@tools/build/install-deps.sh $(BENCH_DEPS)
+	BUILD_DIR=$(abspath $(BUILD_DIR)) python3 bench/bench.py $(BENCH_ARGS)
 
 # Install libpglite (header, shared and static library, pglite.pc, CMake
 # package, runtime tree) under PREFIX. The prefix is configured first: the
