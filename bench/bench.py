@@ -191,9 +191,37 @@ class Scratch:
 
 # ---- systems --------------------------------------------------------------
 
+def runnable_as_user(bindir):
+    """bindir itself if RUN_USER can run its programs, else a copy of its
+    installation in a world-readable temporary directory (the cache is
+    under $HOME, which is often private to root)."""
+    if subprocess.run(["runuser", "-u", RUN_USER, "--", "test", "-x",
+                       os.path.join(bindir, "postgres")]).returncode == 0:
+        return bindir
+    prefix = os.path.dirname(bindir.rstrip("/"))
+    tmp = tempfile.mkdtemp(prefix="bench-pg-", dir="/tmp")
+    os.chmod(tmp, 0o755)
+    dest = os.path.join(tmp, os.path.basename(prefix))
+    shutil.copytree(prefix, dest, symlinks=True)
+    for d, dirs, fs in os.walk(dest):
+        for x in dirs + fs:
+            p = os.path.join(d, x)
+            if os.path.islink(p):
+                continue
+            mode = os.stat(p).st_mode | 0o444          # readable by all
+            if os.path.isdir(p) or mode & 0o100:
+                mode |= 0o111                          # and searchable/runnable
+            os.chmod(p, mode)
+    TEMP_DIRS.append(tmp)
+    return os.path.join(dest, "bin")
+
+
+TEMP_DIRS = []
+
+
 class Native:
     def __init__(self, label, bindir):
-        self.label, self.bindir = label, bindir
+        self.label, self.bindir = label, runnable_as_user(bindir)
 
     def start(self, durability):
         self.scratch = Scratch(durability)
@@ -504,4 +532,8 @@ def pglite_version(nodedir):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for d in TEMP_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
