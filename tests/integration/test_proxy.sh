@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # pglite-proxy with real clients: psql (-c, -f, \d, \copy both ways),
-# errors and reuse, client encodings, two clients taking turns (the second waits while the
-# first holds a transaction and never sees its rolled-back rows), cancel,
-# SSL/GSS refusal, startup parameters and their FATALs, session reset
-# between clients, hostile input, password auth, the waiting limit,
-# pgbench, persistence, and a clean SIGTERM.
+# errors and reuse, client encodings, two clients taking turns (the second
+# waits while the first holds a transaction and never sees its rolled-back
+# rows), cancel, SSL/GSS refusal, startup parameters and their FATALs,
+# session reset between clients, hostile input, password auth, the waiting
+# limit, pgbench, persistence, and a clean SIGTERM.
 #
 #   test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h
 set -u
