@@ -369,6 +369,8 @@ typedef struct {
     uint32_t chars16, chars32;
     uint32_t root[5];  /* by input length 1..4 */
     uint8_t bound[5][8]; /* [length][2*i], [2*i+1]: lower, upper of byte i */
+    const uint8_t *mem;  /* guest memory and its size when read: the maps */
+    uint64_t size;       /* are module data, which never moves or shrinks */
 } radix_map;
 
 #define RADIX_SIZE 48
@@ -376,6 +378,8 @@ typedef struct {
 static void radix_read(abi_host *h, u32 p, radix_map *r) {
     const uint8_t *d = abi_gptr(h, p, RADIX_SIZE);
     static const uint8_t root_at[5] = {0, 8, 16, 24, 36}, bound_at[5] = {0, 12, 20, 28, 40};
+    r->mem = h->mem->data;
+    r->size = h->mem->size;
     memcpy(&r->chars16, d, 4);
     memcpy(&r->chars32, d + 4, 4);
     for (int l = 1; l <= 4; l++) {
@@ -384,14 +388,25 @@ static void radix_read(abi_host *h, u32 p, radix_map *r) {
     }
 }
 
-static inline uint32_t radix_at(abi_host *h, const radix_map *r, uint32_t i) {
-    if (r->chars32)
-        return abi_r32(h, r->chars32 + 4 * i);
-    return abi_r16(h, r->chars16 + 2 * i);
+/* Entry i of the map's value array; out of guest memory traps, as the
+ * guest's own read would. */
+static inline uint32_t radix_at(const radix_map *r, uint32_t i) {
+    uint64_t at = r->chars32 ? r->chars32 + 4 * (uint64_t)i : r->chars16 + 2 * (uint64_t)i;
+    unsigned w = r->chars32 ? 4 : 2;
+    if (UNLIKELY(at + w > r->size))
+        wasm_rt_trap(WASM_RT_TRAP_OOB);
+    if (w == 4) {
+        uint32_t v;
+        memcpy(&v, r->mem + at, 4);
+        return v;
+    }
+    uint16_t v;
+    memcpy(&v, r->mem + at, 2);
+    return v;
 }
 
 /* The code the map gives the l-byte character b[0..l-1], or 0 for none. */
-static uint32_t radix_lookup(abi_host *h, const radix_map *r, int l, const uint8_t *b) {
+static uint32_t radix_lookup(const radix_map *r, int l, const uint8_t *b) {
     if (l < 1 || l > 4)
         return 0;
     const uint8_t *bd = r->bound[l];
@@ -405,7 +420,7 @@ static uint32_t radix_lookup(abi_host *h, const radix_map *r, int l, const uint8
     if (!r->chars32 && l > 1)
         idx = (uint16_t)idx;
     for (int i = 0; i < l; i++)
-        idx = radix_at(h, r, b[i] + idx - bd[2 * i]);
+        idx = radix_at(r, b[i] + idx - bd[2 * i]);
     return idx;
 }
 
@@ -522,7 +537,7 @@ u32 Z_envZ_UtfToLocal(struct Z_env_instance_t *h, u32 utf, u32 len_, u32 iso, u3
             }
         }
         if (map) {
-            uint32_t c = radix_lookup(h, &rm, l, s);
+            uint32_t c = radix_lookup(&rm, l, s);
             if (c) {
                 put_code(&o, c);
                 continue;
@@ -586,7 +601,7 @@ u32 Z_envZ_LocalToUtf(struct Z_env_instance_t *h, u32 iso, u32 len_, u32 utf, u3
         uint32_t code = pack(s, l);
         i += l;
         if (map) {
-            uint32_t c = radix_lookup(h, &rm, l, s);
+            uint32_t c = radix_lookup(&rm, l, s);
             if (c) {
                 put_code(&o, c);
                 continue;
