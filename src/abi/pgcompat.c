@@ -112,6 +112,9 @@ enum {
 #define SJIS_LEAD(c) (((c) >= 0x81 && (c) <= 0x9f) || ((c) >= 0xe0 && (c) <= 0xfc))
 #define SJIS_TRAIL(c) (((c) >= 0x40 && (c) <= 0x7e) || ((c) >= 0x80 && (c) <= 0xfc))
 
+_Static_assert(sizeof encodings / sizeof encodings[0] == ENC_COUNT,
+               "one name per encoding id");
+
 static bool valid_encoding(int32_t e) { return e >= 0 && e < ENC_COUNT; }
 
 static int utf_len(uint8_t c) {
