@@ -18,6 +18,7 @@
 
 #define EXIT_ALIVE 99   /* main returned with the backend ready */
 #define EXIT_LONGJMP 100 /* an ERROR longjmp'd to the main loop */
+#define ERROR_RECURSION_MAX 16 /* nested ERRORs in the error handler */
 #define MAX_ARGS 96
 
 struct backend {
@@ -31,6 +32,7 @@ struct backend {
     wire_buf out;
     wire_buf startup;
     bool dead;
+    unsigned long errors; /* ERRORs recovered by PostgresMainLongJmp */
     char dead_msg[640];
     /* cancellation */
     atomic_int busy;
@@ -119,10 +121,20 @@ static int pump_call(backend *b, const char *fn, const uint32_t *args, int n, ui
             *ret = r.value;
         return 0;
     }
-    if (s == ENGINE_EXITED && r.exit_code == EXIT_LONGJMP) {
+    /* An ERROR raised while its handler runs (reporting the first one, say:
+     * the message cannot be converted to the client encoding) longjmps to
+     * the same handler, as PostgreSQL's sigsetjmp block is re-entered: run
+     * it again. elog.c bounds this itself (plain-ASCII reports past the
+     * second recursion, a PANIC when its error stack is full); the limit
+     * here only guards against a handler that never finishes. */
+    for (int depth = 0; s == ENGINE_EXITED && r.exit_code == EXIT_LONGJMP &&
+                        depth < ERROR_RECURSION_MAX;
+         depth++) {
         s = engine_call(b->pg, "PostgresMainLongJmp", NULL, 0, &r);
-        if (s == ENGINE_OK)
+        if (s == ENGINE_OK) {
+            b->errors++;
             return 0;
+        }
     }
     char msg[600];
     if (s == ENGINE_EXITED) {
@@ -147,8 +159,21 @@ static int run_cycle(backend *b) {
         if (pump_call(b, "PostgresMainLoopOnce", NULL, 0, NULL) != 0)
             return -1;
     }
-    if (pump_call(b, "PostgresSendReadyForQueryIfNecessary", NULL, 0, NULL) != 0)
-        return -1;
+    /* An ERROR while reporting the state before ReadyForQuery (a
+     * ParameterStatus, say) leaves ReadyForQuery unsent: PostgreSQL's loop
+     * goes round again after the handler, and so does this. */
+    for (int tries = 0;; tries++) {
+        unsigned long errors = b->errors;
+        if (pump_call(b, "PostgresSendReadyForQueryIfNecessary", NULL, 0, NULL) != 0)
+            return -1;
+        if (b->errors == errors)
+            break;
+        if (tries == ERROR_RECURSION_MAX) {
+            kill_backend(b, "the backend cannot get to ReadyForQuery: every attempt "
+                            "raised an ERROR");
+            return -1;
+        }
+    }
     return pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
 }
 

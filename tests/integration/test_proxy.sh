@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # pglite-proxy with real clients: psql (-c, -f, \d, \copy both ways),
-# errors and reuse, two clients taking turns (the second waits while the
-# first holds a transaction and never sees its rolled-back rows), cancel,
-# SSL/GSS refusal, startup parameters and their FATALs, session reset
-# between clients, hostile input, password auth, the waiting limit,
-# pgbench, persistence, and a clean SIGTERM.
+# errors and reuse, client encodings, two clients taking turns (the second
+# waits while the first holds a transaction and never sees its rolled-back
+# rows), cancel, SSL/GSS refusal, startup parameters and their FATALs,
+# session reset between clients, hostile input, password auth, the waiting
+# limit, pgbench, persistence, and a clean SIGTERM.
 #
 #   test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h
 set -u
@@ -131,6 +131,24 @@ EOF
 )
 check_has "a failed transaction reports 25P02" "current transaction is aborted" "$out"
 check_has "and recovers after ROLLBACK" "after rollback" "$out"
+
+# client encodings: rows come back converted (日本 in EUC_JP and SJIS, Łódź
+# in LATIN2); an ERROR whose message the client's encoding cannot hold
+# (it quotes €) is PostgreSQL's 22P05, the session and the server go on
+hex() { od -An -tx1 | tr -d ' \n'; }
+check "SET client_encoding TO EUC_JP, then a row in EUC_JP" "c6fccbdc0a" \
+    "$(Q -c "SET client_encoding TO 'EUC_JP'" -c "SELECT U&'\\65E5\\672C'" | hex)"
+check "PGCLIENTENCODING=SJIS: a row in SJIS" "534a49530a93fa967b0a" \
+    "$(PGCLIENTENCODING=SJIS Q -c 'SHOW client_encoding' -c "SELECT U&'\\65E5\\672C'" | hex)"
+check "SET client_encoding TO LATIN2: a row in LATIN2" "a3f364bc0a" \
+    "$(Q -c "SET client_encoding TO 'LATIN2'" -c "SELECT U&'\\0141\\00f3d\\017a'" | hex)"
+check "and the client's LATIN2 bytes reach the server as UTF-8" "c581c3b364c5ba" \
+    "$(Q -c "SET client_encoding TO 'LATIN2'" -c $'SELECT encode(convert_to(\'\xa3\xf3d\xbc\', \'UTF8\'), \'hex\')')"
+out=$(Q -c "SET client_encoding TO 'LATIN1'" -c "SELECT (U&'\\20AC')::int" -c "SELECT 'still here'")
+check_has "an unconvertible error message is PostgreSQL's 22P05" \
+    'character with byte sequence 0xe2 0x82 0xac in encoding "UTF8" has no equivalent in encoding "LATIN1"' "$out"
+check_has "and the session goes on" "still here" "$out"
+check "the server goes on" "up" "$(Q -c "SELECT 'up'")"
 
 # startup parameters, applied as PostgreSQL applies them
 out=$(PGOPTIONS="-c search_path=foo,public --work-mem=7MB" PGTZ=Europe/Paris PGDATESTYLE=German PGAPPNAME=myapp \
