@@ -79,32 +79,6 @@ static void srv_log(void *ctx, server_log_level level, const char *line) {
     fprintf(stderr, "pglite-server: %s\n", line);
 }
 
-/* "HOST:PORT", ":PORT", "PORT", "[V6]:PORT" -> host (in buf) and port. */
-static int parse_tcp(const char *spec, char *host, size_t hn, int *port) {
-    const char *colon = strrchr(spec, ':');
-    const char *ps = colon ? colon + 1 : spec;
-    size_t hl = colon ? (size_t)(colon - spec) : 0;
-    if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
-        spec++;
-        hl -= 2;
-    }
-    if (hl >= hn)
-        return -1;
-    if (hl == 0)
-        snprintf(host, hn, "127.0.0.1");
-    else {
-        memcpy(host, spec, hl);
-        host[hl] = 0;
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(ps, &end, 10);
-    if (!*ps || *end || errno || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_server **out) {
     if (out)
         *out = NULL;
@@ -149,9 +123,9 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     const char *tcp = opt.tcp;
     if (!tcp && !opt.unix_socket)
         tcp = "127.0.0.1:0";
-    if (tcp && parse_tcp(tcp, host, sizeof host, &port) != 0) {
-        client_fail(db, PGLITE_MISUSE, NULL,
-                    "pglite_server_start: bad TCP address \"%s\" (HOST:PORT expected)", tcp);
+    char why[300];
+    if (tcp && server_parse_hostport(tcp, host, sizeof host, &port, why, sizeof why) != 0) {
+        client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start: bad TCP address: %s", why);
         return client_leave(db, PGLITE_MISUSE);
     }
 

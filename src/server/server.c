@@ -297,13 +297,16 @@ static int handle_startup(server *s, conn *c, uint32_t plen, uint32_t code) {
             return front_fatal(s, c, "08P01", layout);
         if (strcmp(name, "user") == 0) {
             free(c->user);
-            c->user = dup_name(val);
+            if (!(c->user = dup_name(val)))
+                return front_fatal(s, c, "53200", "out of memory");
         } else if (strcmp(name, "database") == 0) {
             free(c->database);
-            c->database = dup_name(val);
+            if (!(c->database = dup_name(val)))
+                return front_fatal(s, c, "53200", "out of memory");
         } else if (strcmp(name, "options") == 0) {
             free(c->options);
-            c->options = strdup(val);
+            if (!(c->options = strdup(val)))
+                return front_fatal(s, c, "53200", "out of memory");
         } else if (strcmp(name, "replication") == 0) {
             if (strcmp(val, "false") && strcmp(val, "0") && strcmp(val, "off") &&
                 strcmp(val, "no") && *val)
@@ -318,7 +321,9 @@ static int handle_startup(server *s, conn *c, uint32_t plen, uint32_t code) {
             c->gucs = g;
             g[2 * c->ngucs] = strdup(name);
             g[2 * c->ngucs + 1] = strdup(val);
-            c->ngucs++;
+            c->ngucs++; /* counted even when NULL: srv_conn_free frees both */
+            if (!g[2 * c->ngucs - 2] || !g[2 * c->ngucs - 1])
+                return front_fatal(s, c, "53200", "out of memory");
         }
     }
     if (!c->user || !*c->user)
@@ -803,15 +808,35 @@ static int listen_unix(server *s, const char *path, int port, char *err, size_t 
     return 0;
 }
 
-static int listen_tcp(server *s, const char *host, int port, char *err, size_t errlen) {
+static int listen_tcp(server *s, const char *host, int port, int trust_remote, char *err,
+                      size_t errlen) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    int g = getaddrinfo(*host ? host : NULL, ps, &hints, &res);
+    if (!*host)
+        host = SERVER_LOOPBACK_HOST;
+    int g = getaddrinfo(host, ps, &hints, &res);
     if (g != 0) {
         snprintf(err, errlen, "could not resolve \"%s\": %s", host, gai_strerror(g));
         return -1;
+    }
+    /* Trust on an address others can reach makes every client on the
+     * network a superuser: only when asked for by name. */
+    if (s->auth == AUTH_TRUST && !trust_remote) {
+        for (struct addrinfo *a = res; a; a = a->ai_next) {
+            if (server_address_is_loopback(a->ai_addr))
+                continue;
+            snprintf(err, errlen,
+                     "refusing to listen on %s:%d with trust authentication: it is not a "
+                     "loopback address, so any client that reaches it would log in as a "
+                     "superuser without a password. Set a password (pglite-proxy --password), "
+                     "or allow it explicitly (pglite-proxy --trust-remote, "
+                     "server_options.trust_remote)",
+                     host, port);
+            freeaddrinfo(res);
+            return -1;
+        }
     }
     int bound = 0;
     char last[256] = "no addresses";
@@ -875,7 +900,7 @@ static void make_uri(server *s, const char *tcp_host) {
     uri_escape(s->user, user, sizeof user);
     uri_escape(s->database, db, sizeof db);
     if (s->tcp_port > 0) {
-        const char *h = tcp_host && *tcp_host ? tcp_host : "localhost";
+        const char *h = tcp_host && *tcp_host ? tcp_host : SERVER_LOOPBACK_HOST;
         if (!strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !strcmp(h, "127.0.0.1") || !strcmp(h, "::1"))
             h = strcmp(h, "::1") ? (strcmp(h, "127.0.0.1") ? "localhost" : "127.0.0.1") : "[::1]";
         char hb[300];
@@ -981,8 +1006,10 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     while (o->gucs && o->gucs[ng])
         ng++;
     s->gucs = calloc(ng + 1, sizeof *s->gucs);
+    int gucs_ok = s->gucs != NULL;
     for (size_t i = 0; s->gucs && i < ng; i++)
-        s->gucs[i] = strdup(o->gucs[i]);
+        if (!(s->gucs[i] = strdup(o->gucs[i])))
+            gucs_ok = 0; /* the list ends early: refused below */
     s->relaxed_durability = o->relaxed_durability;
     s->debug = o->debug;
     s->max_waiting = o->max_waiting > 0 ? o->max_waiting : 32;
@@ -992,7 +1019,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     s->log_level = o->log_level ? o->log_level : SERVER_LOG_INFO;
     s->log = o->log;
     s->log_ctx = o->log_ctx;
-    if (!s->data_dir || !s->user || !s->database || !s->gucs) {
+    if (!s->data_dir || !s->user || !s->database || !gucs_ok) {
         snprintf(err, errlen, "out of memory");
         server_free(s);
         return -1;
@@ -1032,7 +1059,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         return -1;
     }
     /* Sockets first: a taken port fails fast, before the database starts. */
-    if (o->tcp_host && listen_tcp(s, o->tcp_host, o->tcp_port, err, errlen) != 0) {
+    if (o->tcp_host && listen_tcp(s, o->tcp_host, o->tcp_port, o->trust_remote, err, errlen) != 0) {
         server_free(s);
         return -1;
     }

@@ -359,6 +359,54 @@ out=$("$PROXY" --root "$ROOT" --tcp 127.0.0.1:0 --no-unix 2>&1)
 check_has "a data directory in use is refused" "is in use by process" "$out"
 stop_proxy lock1
 
+# Where --tcp listens: an empty host is loopback only; trust on any other
+# address is refused with the reason, unless asked for by --trust-remote.
+# listen_addrs PORT: the local addresses in LISTEN on PORT (from /proc).
+listen_addrs() {
+    python3 - "$1" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+out = []
+for name, fam in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+    try:
+        lines = open(name).read().splitlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        addr, p = f[1].split(":")
+        if int(p, 16) != port or f[3] != "0A":
+            continue
+        raw = bytes.fromhex(addr)
+        # /proc prints each 32-bit word in host order
+        raw = b"".join(struct.pack("=I", struct.unpack(">I", raw[i:i + 4])[0]) for i in range(0, len(raw), 4))
+        out.append(socket.inet_ntop(fam, raw))
+print(" ".join(sorted(out)))
+PY
+}
+start_proxy anyhost --root "$ROOT" --tcp :0
+check "--tcp :PORT listens on loopback only" "127.0.0.1" "$(listen_addrs "$PORT")"
+check "--tcp :PORT serves" "1" "$(Q -c 'SELECT 1')"
+stop_proxy anyhost
+rc=0
+out=$("$PROXY" --temporary --tcp 0.0.0.0:0 --no-unix 2>&1) || rc=$?
+check "--tcp 0.0.0.0:PORT without a password exits non-zero" "1" "$rc"
+check_has "... saying why" "refusing to listen on 0.0.0.0:0 with trust authentication" "$out"
+check_has "... and how to ask for it" "--trust-remote" "$out"
+rc=0
+out=$("$PROXY" --temporary --tcp '[::]:0' --no-unix 2>&1) || rc=$?
+check "--tcp [::]:PORT without a password exits non-zero" "1" "$rc"
+start_proxy anyaddr --root "$ROOT" --tcp 0.0.0.0:0 --trust-remote
+check "--trust-remote allows 0.0.0.0" "0.0.0.0" "$(listen_addrs "$PORT")"
+stop_proxy anyaddr
+start_proxy anypw --root "$ROOT" --tcp 0.0.0.0:0 --password pw
+check "a password allows 0.0.0.0" "pw" "$(PGPASSWORD=pw Q -c "SELECT 'pw'")"
+stop_proxy anypw
+rc=0
+out=$("$PROXY" --temporary --tcp 127.0.0.1:99999 2>&1) || rc=$?
+check "--tcp with a bad port is a usage error" "2" "$rc"
+check_has "... naming the argument" '"127.0.0.1:99999" is not HOST:PORT' "$out"
+
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
 check_has "--version" "PostgreSQL $PG_VERSION" "$("$PROXY" --version)"
