@@ -432,8 +432,15 @@ static int front_process(server *s, conn *c) {
             if (c->len < 4)
                 return 0;
             uint32_t plen = be32(c->buf);
-            if (plen < 8 || plen > MAX_STARTUP_PACKET_LENGTH)
-                return front_fatal(s, c, "08P01", "invalid length of startup packet");
+            if (plen < 8 || plen > MAX_STARTUP_PACKET_LENGTH) {
+                /* PostgreSQL's COMMERROR: logged, the connection closed with
+                 * no reply. Clients rely on it: one that gives up before
+                 * the startup packet sends Terminate (X\0\0\0\4, read as
+                 * a length of 0x58000000) and expects a quiet close. */
+                srv_log(s, SERVER_LOG_INFO, "connection from %s closed: invalid length of startup packet",
+                        c->peer);
+                return -1;
+            }
             if (c->len < 8)
                 return 0;
             uint32_t code = be32(c->buf + 4);
@@ -445,9 +452,9 @@ static int front_process(server *s, conn *c) {
             }
             if ((code == WIRE_SSL_REQUEST && !c->ssl_done) ||
                 (code == WIRE_GSSENC_REQUEST && !c->gss_done)) {
-                if (plen != 8)
-                    return front_fatal(s, c, "08P01", "invalid length of startup packet");
-                consume(c, 8);
+                if (c->len < plen)
+                    return 0;
+                consume(c, plen); /* PostgreSQL ignores what a longer request carries */
                 if (c->len)
                     return front_fatal(s, c, "08P01",
                                        code == WIRE_SSL_REQUEST

@@ -231,8 +231,17 @@ def session():
         if not c: break
         d += c
     return s
-s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); print("garbage:", err(read(s)))
-s = conn(); s.sendall(struct.pack("!I", 1 << 30) + b"xxxx"); print("huge startup length:", err(read(s)))
+# a startup length PostgreSQL refuses: closed with no reply, as PostgreSQL does
+s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); print("garbage:", repr(read(s)))
+s = conn(); s.sendall(struct.pack("!I", 1 << 30) + b"xxxx"); print("huge startup length:", repr(read(s)))
+s = conn(); s.sendall(b"X\0\0\0\4"); print("Terminate first:", repr(read(s)))
+s = conn(); s.sendall(b"\0\0\0\4"); print("startup length 4:", repr(read(s)))
+s = conn(); s.sendall(b"\0\0\0\7\0\3\0"); print("startup length 7:", repr(read(s)))
+s = conn(); s.sendall(struct.pack("!II", 8, 80877103)); n = s.recv(1)
+s.sendall(b"X\0\0\0\4"); print("Terminate after N:", repr(n + read(s)))
+s = conn(); s.sendall(struct.pack("!IIII", 16, 80877103, 0, 0)); n = s.recv(1)
+s.sendall(startup([("user", "postgres")]))
+print("a 16-byte SSLRequest:", n, [t for t, b in msgs(read(s, 1))][-1:]); s.close()
 s = conn(); s.sendall(struct.pack("!II", 8, 2 << 16)); print("protocol 2:", err(read(s)))
 s = conn(); s.sendall(struct.pack("!II", 8, 80877103) + b"junk"); print("data after SSLRequest:", err(read(s)))
 s = conn(); s.sendall(startup([("user", "postgres"), ("_pq_.x", "1")], 9))
@@ -268,8 +277,13 @@ print("a normal client afterwards:", [b for t, b in msgs(read(s, 2)) if t == 'D'
 EOF
 )
     echo "$out" | sed 's/^/       /'
-    check_has "garbage before the startup packet: FATAL 08P01" "garbage: FATAL 08P01" "$out"
-    check_has "a 1 GB startup length: FATAL 08P01" "huge startup length: FATAL 08P01" "$out"
+    check_has "garbage before the startup packet: closed, no reply" "garbage: b''" "$out"
+    check_has "a 1 GB startup length: closed, no reply" "huge startup length: b''" "$out"
+    check_has "Terminate as the first packet: closed, no reply" "Terminate first: b''" "$out"
+    check_has "a startup length of 4: closed, no reply" "startup length 4: b''" "$out"
+    check_has "a startup length of 7: closed, no reply" "startup length 7: b''" "$out"
+    check_has "Terminate after SSLRequest's N: closed, no other reply" "Terminate after N: b'N'" "$out"
+    check_has "an SSLRequest longer than 8 bytes is answered as PostgreSQL does" "a 16-byte SSLRequest: b'N' ['Z']" "$out"
     check_has "protocol 2: FATAL 0A000" "protocol 2: FATAL 0A000" "$out"
     check_has "data pipelined after SSLRequest: FATAL 08P01" "data after SSLRequest: FATAL 08P01" "$out"
     check_has "protocol 3.9 gets NegotiateProtocolVersion 3.2" "3.9 negotiation: [b'\\x00\\x03\\x00\\x02\\x00\\x00\\x00\\x01_pq_.x\\x00'] ['Z']" "$out"
