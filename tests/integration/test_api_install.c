@@ -152,6 +152,50 @@ static void test_static_library(void **state) {
                      0);
     assert_non_null(strstr(out, "2 banana (long)"));
     free(out);
+
+    /* it defines pglite_* and nothing else ... */
+    assert_int_equal(run(&out, "nm -g --defined-only '%s/lib/libpglite.a' | "
+                               "awk 'NF == 3 {print $3}' | grep -v '^pglite_' | wc -l",
+                         g_prefix),
+                     0);
+    assert_int_equal(atoi(out), 0);
+    free(out);
+    /* ... so a program may use the library's internal names for its own */
+    static const char prog[] =
+        "#include <pglite.h>\n"
+        "#include <stdio.h>\n"
+        "int vfs_new(int x) { return x + 1; }\n"
+        "const char *server_start = \"mine\";\n"
+        "int wire_put(void) { return 7; }\n"
+        "double result_new;\n"
+        "int main(void) {\n"
+        "    pglite *db;\n"
+        "    if (pglite_open(NULL, NULL, &db) != PGLITE_OK) return 1;\n"
+        "    pglite_result *r;\n"
+        "    if (pglite_query(db, \"SELECT 6 * 7\", 0, NULL, NULL, NULL, NULL, 0, &r) != PGLITE_OK)\n"
+        "        return 2;\n"
+        "    printf(\"%s %d %s %d\\n\", pglite_result_getvalue(r, 0, 0), vfs_new(1),\n"
+        "           server_start, wire_put());\n"
+        "    pglite_result_free(r);\n"
+        "    pglite_close(db);\n"
+        "    return result_new != 0;\n"
+        "}\n";
+    char src[PATH_MAX + 64];
+    snprintf(src, sizeof src, "%s/own_names.c", g_tmp);
+    assert_int_equal(fx_write_file(src, prog, strlen(prog)), 0);
+    assert_int_equal(run(NULL, "cd '%s' && PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
+                               "export PKG_CONFIG_PATH && "
+                               "cc -std=c11 -Wall -Wextra own_names.c $(pkg-config --cflags pglite) "
+                               "'%s/lib/libpglite.a' $(pkg-config --static --libs-only-other "
+                               "--libs-only-l pglite | sed 's/-lpglite//') -o own_names",
+                         g_tmp, g_prefix, g_prefix),
+                     0);
+    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' "
+                               "./own_names",
+                         g_tmp, g_prefix),
+                     0);
+    assert_non_null(strstr(out, "42 2 mine 7"));
+    free(out);
 }
 
 static void test_cmake_package(void **state) {
