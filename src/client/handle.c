@@ -67,9 +67,12 @@ int client_enter(pglite *db) {
 int client_leave(pglite *db, int rc) {
     if (db->depth == 1)
         events_deliver(db);
+    int wake = db->depth == 1 && db->served && db->tx == 'I';
     db->depth--;
     pthread_mutex_unlock(&db->mu);
     release(db);
+    if (wake)
+        client_served_changed();
     return rc;
 }
 
@@ -331,8 +334,11 @@ int pglite_close(pglite *db) {
     pthread_mutex_unlock(&db->be_mu);
     backend_close(be);
     store_close(&db->st);
+    int wake = db->served;
     db->depth--;
     pthread_mutex_unlock(&db->mu);
     release(db); /* frees db when no other thread holds it */
+    if (wake)
+        client_served_changed();
     return PGLITE_OK;
 }

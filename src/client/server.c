@@ -41,15 +41,27 @@ void pglite_server_options_init(pglite_server_options *o) {
     o->size = sizeof *o;
 }
 
-static void nap_ms(int ms) {
-    struct timespec ts = {0, (long)ms * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+/* Bumped (under g_idle_lock) whenever the program leaves a call on a
+ * served handle with no transaction open, closes one, or a server stops:
+ * what srv_acquire waits for. Global, not in the handle, since the handle
+ * may be freed meanwhile. */
+static pthread_mutex_t g_idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_idle_cv = PTHREAD_COND_INITIALIZER;
+static unsigned long g_idle_gen;
+
+void client_served_changed(void) {
+    pthread_mutex_lock(&g_idle_lock);
+    g_idle_gen++;
+    pthread_cond_broadcast(&g_idle_cv);
+    pthread_mutex_unlock(&g_idle_lock);
 }
 
 static void srv_acquire(void *ctx) {
     pglite_server *ps = ctx;
     for (;;) {
+        pthread_mutex_lock(&g_idle_lock);
+        unsigned long gen = g_idle_gen;
+        pthread_mutex_unlock(&g_idle_lock);
         if (client_enter(ps->db) != PGLITE_OK) {
             ps->entered = 0; /* closed under us: misuse, documented */
             return;
@@ -58,9 +70,14 @@ static void srv_acquire(void *ctx) {
             ps->entered = 1;
             return;
         }
-        /* the program has a transaction open: let it finish first */
+        /* the program has a transaction open: wait until it leaves a call
+         * with none (our own leave does not count: the transaction is
+         * still open), then look again */
         client_leave(ps->db, 0);
-        nap_ms(5);
+        pthread_mutex_lock(&g_idle_lock);
+        while (g_idle_gen == gen && !atomic_load(&ps->stopping))
+            pthread_cond_wait(&g_idle_cv, &g_idle_lock);
+        pthread_mutex_unlock(&g_idle_lock);
     }
 }
 
@@ -149,6 +166,7 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         return client_leave(db, PGLITE_NOMEM);
     }
     ps->db = db;
+    db->served = 1; /* kept after a stop: a spare wake-up costs nothing */
     server_options so = {
         .backend = db->be,
         .acquire = srv_acquire,
@@ -213,6 +231,7 @@ void pglite_server_stop(pglite_server *srv) {
     }
     pthread_mutex_unlock(&g_served_lock);
     atomic_store(&srv->stopping, 1);
+    client_served_changed(); /* a session waiting for the program's transaction */
     server_stop(srv->srv); /* joins the session thread: release has run */
     free(srv->uri);
     free(srv);
