@@ -185,8 +185,9 @@ int pglite_dump_archive_path(const char *data_dir, const char *path) {
     }
     cluster_options co = {.path = data_dir};
     cluster *c;
-    if (cluster_open(&co, &c, err, sizeof err) != 0) { /* validated and locked */
-        rc = strstr(err, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+    int st = cluster_open(&co, &c, err, sizeof err); /* validated and locked */
+    if (st != 0) {
+        rc = client_status(st);
         client_set_open_error(errobj_lib(rc, NULL, "%s", err));
         return rc;
     }

@@ -152,6 +152,10 @@ struct pglite {
     wire_buf blob_out;
 };
 
+/* The public status (PGLITE_*) of an internal one: 0 or a negative
+ * pgl_status of cluster, backend or server (cluster/status.h). */
+int client_status(int internal);
+
 /* server.c: the program left a call on a served handle with no
  * transaction open (or closed it): wakes a server session waiting for the
  * program's transaction to end. */

@@ -186,10 +186,12 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     char err[1024];
     /* The server reads the backend's startup reply now and uses the backend
      * only from its session thread, under acquire: we hold db meanwhile. */
-    if (server_start(&so, &ps->srv, err, sizeof err) != 0) {
+    int st = server_start(&so, &ps->srv, err, sizeof err);
+    if (st != 0) {
         free(ps);
-        client_fail(db, PGLITE_CANTOPEN, "08001", "cannot start the server: %s", err);
-        return client_leave(db, PGLITE_CANTOPEN);
+        int code = client_status(st);
+        client_fail(db, code, "08001", "cannot start the server: %s", err);
+        return client_leave(db, code);
     }
     const char *u = server_uri(ps->srv);
     size_t ul = strlen(u);

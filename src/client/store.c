@@ -68,7 +68,7 @@ int store_open(store *s, const char *path, const pglite_options *o, char *err, s
     if (r != 0) {
         snprintf(err, errlen, "%s", msg);
         store_close(s);
-        return strstr(msg, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+        return client_status(r);
     }
     s->cluster = c;
     s->temporary = cluster_is_temporary(c) || s->tmp_root;

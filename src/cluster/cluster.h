@@ -10,6 +10,8 @@
 #ifndef PGLITE_CLUSTER_H
 #define PGLITE_CLUSTER_H
 
+#include "cluster/status.h"
+
 #include <stddef.h>
 
 #include "engine/engine.h"
@@ -117,7 +119,10 @@ typedef struct cluster_options {
  * Temporary (path NULL): a private copy under
  * $TMPDIR/pglite-tmp-<pid>-<random>/db-N of this process's copy of the
  * template, removed by cluster_close; leftovers of dead processes are
- * removed at the first temporary open. Thread-safe. */
+ * removed at the first temporary open. Thread-safe.
+ * Returns 0, or a negative pgl_status with the message in err: PGL_EBUSY
+ * when the directory is in use (this or another process, or a native
+ * PostgreSQL server), PGL_ENOMEM, else PGL_EFAIL. */
 int cluster_open(const cluster_options *o, cluster **out, char *err, size_t errlen);
 
 /* The host data directory of c (valid until cluster_close). */

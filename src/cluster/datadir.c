@@ -666,9 +666,10 @@ static int take_lock(const char *dir, char *err, size_t errlen) {
                 snprintf(err, errlen, "data directory %s is in use by process %ld", dir, pid);
             else
                 snprintf(err, errlen, "data directory %s is in use by another process", dir);
-        } else {
-            snprintf(err, errlen, "cannot lock %s: %s", p, strerror(e));
+            close(fd);
+            return PGL_EBUSY;
         }
+        snprintf(err, errlen, "cannot lock %s: %s", p, strerror(e));
         close(fd);
         return -1;
     }
@@ -1259,7 +1260,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
                      "data directory %s is in use by a PostgreSQL server (postmaster.pid: "
                      "process %ld)", path, pid);
             close(dfd);
-            return -1;
+            return PGL_EBUSY;
         }
         if (dfd >= 0)
             close(dfd);
@@ -1270,7 +1271,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
     }
     int lfd = take_lock(path, err, errlen);
     if (lfd < 0)
-        return -1;
+        return lfd; /* PGL_EBUSY when another holds it */
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -1288,6 +1289,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
             snprintf(err, errlen,
                      "data directory %s is in use by a PostgreSQL server (postmaster.pid: "
                      "process %ld)", path, pid);
+            rc = PGL_EBUSY;
         } else if (unlinkat(dfd, "postmaster.pid", 0) != 0 && errno != ENOENT) {
             snprintf(err, errlen, "cannot remove the stale %s/postmaster.pid: %s", path,
                      strerror(errno));
@@ -1300,7 +1302,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
     close(dfd);
     if (rc == 0 && !(*out = new_cluster(path, 0, lfd))) {
         snprintf(err, errlen, "out of memory");
-        rc = -1;
+        rc = PGL_ENOMEM;
     }
     if (rc != 0)
         close(lfd);

@@ -161,7 +161,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return PGL_ENOMEM;
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -197,7 +197,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     if (!s->data_dir || !s->user || !s->database || !gucs_ok) {
         snprintf(err, errlen, "out of memory");
         server_free(s);
-        return -1;
+        return PGL_ENOMEM;
     }
     if (strlen(s->user) >= NAMEDATALEN || strlen(s->database) >= NAMEDATALEN) {
         snprintf(err, errlen, "user and database names are at most %d bytes", NAMEDATALEN - 1);

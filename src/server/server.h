@@ -96,7 +96,8 @@ typedef struct server_options {
 
 /* Start the backend on o->data_dir (or take o->backend), bind the sockets
  * and start serving.
- * Returns 0, or -1 with a message in err (nothing left behind). */
+ * Returns 0, or a negative pgl_status (cluster/status.h; -1 is PGL_EFAIL)
+ * with a message in err (nothing left behind). */
 int server_start(const server_options *o, server **out, char *err, size_t errlen);
 
 /* The host an empty HOST means: loopback only. */

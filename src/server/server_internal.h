@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "cluster/status.h"
 #include "server/auth.h"
 #include "server/frontdoor.h"
 #include "server/server.h"
