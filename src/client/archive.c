@@ -222,13 +222,6 @@ static const char *safe_member(const char *name, char *buf, size_t n) {
     return buf;
 }
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
 /* mkdir -p of the parents of rel under root. */
 static int make_parents(int rootfd, const char *rel) {
     char buf[4096];
@@ -404,7 +397,7 @@ int archive_load(const char *archive, const char *dir, char *err, size_t errlen)
         rc = PGLITE_IOERR;
     }
     if (rc != PGLITE_OK)
-        nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        cluster_rmtree(tmp);
     free(tmp);
     return rc;
 }

@@ -88,6 +88,11 @@ int cluster_template_path(char *out, size_t n, char *err, size_t errlen);
  * left as it was (gone or empty). */
 int cluster_copy_tree(const char *from, const char *to, char *err, size_t errlen);
 
+/* Remove path and everything below it, without following links, as much
+ * of it as can be removed. 0 if path is gone (or was never there), -1 if
+ * something is left. NULL is a no-op. */
+int cluster_rmtree(const char *path);
+
 /* An opened data directory, locked for this handle until cluster_close. */
 typedef struct cluster cluster;
 

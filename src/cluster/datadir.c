@@ -83,10 +83,15 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) 
     return 0; /* keep going: remove as much as possible */
 }
 
-static void rmtree(const char *p) {
-    if (p)
-        nftw(p, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+int cluster_rmtree(const char *path) {
+    if (!path)
+        return 0;
+    nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+    struct stat st;
+    return lstat(path, &st) == 0 ? -1 : 0;
 }
+
+static void rmtree(const char *p) { cluster_rmtree(p); }
 
 /* mkdir -p; the last component gets mode, missing parents 0700. */
 static int mkdir_p(const char *path, mode_t mode) {
