@@ -226,175 +226,180 @@ static void front_unlink(conn **front, conn *c) {
         *pp = c->fnext;
 }
 
-void *listener_main(void *arg) {
-    server *s = arg;
-    conn *front = NULL; /* the front door's connections (fnext links) */
-    int nfront = 0;
-    uint64_t serial = 0;
-    struct pollfd *pf = NULL;
-    conn **pc = NULL;
-    uint64_t *pid = NULL;
-    size_t pcap = 0;
-    for (;;) {
-        /* Poll: the stop pipe, the listeners, front-door connections for
-         * input, queued ones for the client going away. */
-        pthread_mutex_lock(&s->mu);
-        size_t need = 2 + (size_t)s->nlisten + (size_t)nfront + (size_t)s->nqueued;
-        if (need > pcap) {
-            size_t cap = need * 2;
-            struct pollfd *npf = realloc(pf, cap * sizeof *pf);
-            if (npf)
-                pf = npf;
-            conn **npc = realloc(pc, cap * sizeof *pc);
-            if (npc)
-                pc = npc;
-            uint64_t *npid = realloc(pid, cap * sizeof *pid);
-            if (npid)
-                pid = npid;
-            if (npf && npc && npid)
-                pcap = cap;
-        }
-        size_t k = 0, fstart = 2 + (size_t)s->nlisten, qstart = fstart;
-        int64_t now = srv_now_ms(), next = now + 60000;
-        if (pcap >= need) {
-            pf[k] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
-            pc[k++] = NULL;
-            pf[k] = (struct pollfd){.fd = s->wake_pipe[0], .events = POLLIN};
-            pc[k++] = NULL;
-            for (int i = 0; i < s->nlisten; i++) {
-                pf[k] = (struct pollfd){.fd = s->lfd[i], .events = POLLIN};
-                pc[k++] = NULL;
-            }
-            for (conn *c = front; c; c = c->fnext) {
-                pf[k] = (struct pollfd){.fd = c->fd, .events = POLLIN};
-                pid[k] = c->id;
-                pc[k++] = c;
-                if (c->deadline < next)
-                    next = c->deadline;
-            }
-            qstart = k;
-            for (conn *c = s->qhead; c; c = c->next) {
-                pf[k] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
-                pid[k] = c->id;
-                pc[k++] = c;
-                if (c->deadline < next)
-                    next = c->deadline;
-            }
-        }
+/* The listener thread's state: the front door's connections and the poll
+ * set, rebuilt every turn. */
+typedef struct listener {
+    server *s;
+    conn *front; /* the front door's connections (fnext links) */
+    int nfront;
+    uint64_t serial;
+    struct pollfd *pf;
+    conn **pc;     /* the connection of each pf entry (NULL: pipe or socket) */
+    uint64_t *pid; /* and its id, to recognise it in the queue later */
+    size_t cap, k, fstart, qstart;
+} listener;
+
+/* Poll entries: the stop pipe, the wake pipe, the listening sockets, the
+ * front door's connections (input), the queued ones (the client going
+ * away). Returns the poll timeout (ms), or -1 if out of memory. */
+static int poll_set(listener *l, int64_t now) {
+    server *s = l->s;
+    pthread_mutex_lock(&s->mu);
+    size_t need = 2 + (size_t)s->nlisten + (size_t)l->nfront + (size_t)s->nqueued;
+    if (need > l->cap) {
+        size_t cap = need * 2;
+        struct pollfd *npf = realloc(l->pf, cap * sizeof *l->pf);
+        if (npf)
+            l->pf = npf;
+        conn **npc = realloc(l->pc, cap * sizeof *l->pc);
+        if (npc)
+            l->pc = npc;
+        uint64_t *npid = realloc(l->pid, cap * sizeof *l->pid);
+        if (npid)
+            l->pid = npid;
+        if (npf && npc && npid)
+            l->cap = cap;
+    }
+    if (l->cap < need) {
         pthread_mutex_unlock(&s->mu);
-        if (k == 0) { /* out of memory for the poll set: try again soon */
-            struct timespec d = {0, 50 * 1000 * 1000};
-            nanosleep(&d, NULL);
+        return -1;
+    }
+    int64_t next = now + 60000;
+    size_t k = 0;
+    l->pf[k] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
+    l->pc[k++] = NULL;
+    l->pf[k] = (struct pollfd){.fd = s->wake_pipe[0], .events = POLLIN};
+    l->pc[k++] = NULL;
+    for (int i = 0; i < s->nlisten; i++) {
+        l->pf[k] = (struct pollfd){.fd = s->lfd[i], .events = POLLIN};
+        l->pc[k++] = NULL;
+    }
+    l->fstart = k;
+    for (conn *c = l->front; c; c = c->fnext) {
+        l->pf[k] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+        l->pid[k] = c->id;
+        l->pc[k++] = c;
+        if (c->deadline < next)
+            next = c->deadline;
+    }
+    l->qstart = k;
+    for (conn *c = s->qhead; c; c = c->next) {
+        l->pf[k] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
+        l->pid[k] = c->id;
+        l->pc[k++] = c;
+        if (c->deadline < next)
+            next = c->deadline;
+    }
+    l->k = k;
+    pthread_mutex_unlock(&s->mu);
+    return next > now ? (int)(next - now) : 0;
+}
+
+/* Accept what listening socket lfd has waiting into the front door. */
+static void accept_new(listener *l, int lfd, int64_t now) {
+    server *s = l->s;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: the backlog waits, we do not spin */
+                srv_log(s, SERVER_LOG_WARNING, "accept: %s", strerror(errno));
+                struct timespec d = {0, 100 * 1000 * 1000};
+                nanosleep(&d, NULL);
+            }
+            return; /* EAGAIN: the next poll */
+        }
+        char peer[128];
+        describe_peer(&ss, sl, peer, sizeof peer);
+        if (ss.ss_family != AF_UNIX) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        }
+        conn *c = l->nfront < s->max_startup ? calloc(1, sizeof *c) : NULL;
+        if (!c) {
+            srv_log(s, SERVER_LOG_WARNING, "connection from %s refused: %d connecting already",
+                    peer, l->nfront);
+            srv_send_fatal(fd, "53300", "sorry, too many clients already");
+            close(fd);
             continue;
         }
-        int timeout = next > now ? (int)(next - now) : 0;
-        int nready = poll(pf, k, timeout);
-        if (nready < 0 && errno != EINTR)
-            break;
-        if (pf[0].revents)
-            break; /* stopping */
-        if (pf[1].revents) { /* the session thread took a client: poll afresh */
-            char drain[64];
-            while (read(s->wake_pipe[0], drain, sizeof drain) > 0)
-                ;
-        }
-        now = srv_now_ms();
-        /* new connections */
-        for (int i = 0; i < s->nlisten; i++) {
-            if (!(pf[2 + i].revents & POLLIN))
-                continue;
-            for (;;) {
-                struct sockaddr_storage ss;
-                socklen_t sl = sizeof ss;
-                int fd = accept4(s->lfd[i], (struct sockaddr *)&ss, &sl,
-                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0) {
-                    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* out of descriptors: the backlog waits, we do not spin */
-                        srv_log(s, SERVER_LOG_WARNING, "accept: %s", strerror(errno));
-                        struct timespec d = {0, 100 * 1000 * 1000};
-                        nanosleep(&d, NULL);
-                    }
-                    break; /* EAGAIN: the next poll */
-                }
-                char peer[128];
-                describe_peer(&ss, sl, peer, sizeof peer);
-                if (ss.ss_family != AF_UNIX) {
-                    int one = 1;
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-                }
-                conn *c = nfront < s->max_startup ? calloc(1, sizeof *c) : NULL;
-                if (!c) {
-                    srv_log(s, SERVER_LOG_WARNING, "connection from %s refused: %d connecting already",
-                            peer, nfront);
-                    srv_send_fatal(fd, "53300", "sorry, too many clients already");
-                    close(fd);
-                    continue;
-                }
-                c->fd = fd;
-                c->id = ++serial;
-                snprintf(c->peer, sizeof c->peer, "%s", peer);
-                c->since = now;
-                c->deadline = now + s->startup_timeout_ms;
-                c->fnext = front;
-                front = c;
-                nfront++;
-                srv_log(s, SERVER_LOG_DEBUG, "connection from %s", peer);
-            }
-        }
-        /* front door: input and timeouts (these conns are ours alone) */
-        for (size_t j = fstart; j < qstart; j++) {
-            conn *c = pc[j];
-            int r = 0;
-            if (pf[j].revents)
-                r = front_read(s, c);
-            else if (c->deadline <= now) {
-                srv_log(s, SERVER_LOG_INFO, "connection from %s: timeout during startup", c->peer);
-                srv_send_fatal(c->fd, "08P01", "canceling authentication due to timeout");
-                r = -1;
-            }
-            if (r == 0)
-                continue;
-            front_unlink(&front, c);
-            nfront--;
-            if (r == 2 && enqueue(s, c) == 0)
-                continue; /* the queue's now */
-            srv_conn_free(c);
-        }
-        /* queue: clients that left or waited too long, if still queued (the
-         * session thread may have taken and even freed them meanwhile) */
-        pthread_mutex_lock(&s->mu);
-        for (size_t j = qstart; j < k; j++) {
-            conn **pp = &s->qhead, *prev = NULL;
-            while (*pp && (*pp != pc[j] || (*pp)->id != pid[j])) {
-                prev = *pp;
-                pp = &(*pp)->next;
-            }
-            conn *c = *pp;
-            if (!c)
-                continue;
-            int gone = (pf[j].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-            int late = c->deadline <= now;
-            if (!gone && !late)
-                continue;
-            *pp = c->next;
-            if (s->qtail == c)
-                s->qtail = prev;
-            s->nqueued--;
-            if (!gone) {
-                srv_log(s, SERVER_LOG_INFO,
-                        "client %s (user %s) waited %d ms for the database: turned away",
-                        c->peer, c->user, s->wait_timeout_ms);
-                srv_send_fatal(c->fd, "53300", "sorry, too many clients already");
-            } else {
-                srv_log(s, SERVER_LOG_INFO, "client %s left while waiting", c->peer);
-            }
-            srv_conn_free(c);
-        }
-        pthread_mutex_unlock(&s->mu);
+        c->fd = fd;
+        c->id = ++l->serial;
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+        c->since = now;
+        c->deadline = now + s->startup_timeout_ms;
+        c->fnext = l->front;
+        l->front = c;
+        l->nfront++;
+        srv_log(s, SERVER_LOG_DEBUG, "connection from %s", peer);
     }
-    /* Stopping: no new clients; turn away those connecting and waiting. */
+}
+
+/* The front door's connections that have input or timed out (ours
+ * alone: no lock needed). */
+static void serve_front_door(listener *l, int64_t now) {
+    server *s = l->s;
+    for (size_t j = l->fstart; j < l->qstart; j++) {
+        conn *c = l->pc[j];
+        int r = 0;
+        if (l->pf[j].revents)
+            r = front_read(s, c);
+        else if (c->deadline <= now) {
+            srv_log(s, SERVER_LOG_INFO, "connection from %s: timeout during startup", c->peer);
+            srv_send_fatal(c->fd, "08P01", "canceling authentication due to timeout");
+            r = -1;
+        }
+        if (r == 0)
+            continue;
+        front_unlink(&l->front, c);
+        l->nfront--;
+        if (r == 2 && enqueue(s, c) == 0)
+            continue; /* the queue's now */
+        srv_conn_free(c);
+    }
+}
+
+/* Queued clients that left or waited too long, if still queued (the
+ * session thread may have taken and even freed them meanwhile). */
+static void sweep_queue(listener *l, int64_t now) {
+    server *s = l->s;
+    pthread_mutex_lock(&s->mu);
+    for (size_t j = l->qstart; j < l->k; j++) {
+        conn **pp = &s->qhead, *prev = NULL;
+        while (*pp && (*pp != l->pc[j] || (*pp)->id != l->pid[j])) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        conn *c = *pp;
+        if (!c)
+            continue;
+        int gone = (l->pf[j].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+        int late = c->deadline <= now;
+        if (!gone && !late)
+            continue;
+        *pp = c->next;
+        if (s->qtail == c)
+            s->qtail = prev;
+        s->nqueued--;
+        if (!gone) {
+            srv_log(s, SERVER_LOG_INFO,
+                    "client %s (user %s) waited %d ms for the database: turned away", c->peer,
+                    c->user, s->wait_timeout_ms);
+            srv_send_fatal(c->fd, "53300", "sorry, too many clients already");
+        } else {
+            srv_log(s, SERVER_LOG_INFO, "client %s left while waiting", c->peer);
+        }
+        srv_conn_free(c);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Stopping: no new clients; turn away those connecting and waiting. */
+static void turn_away_all(listener *l) {
+    server *s = l->s;
     for (int i = 0; i < s->nlisten; i++) {
         close(s->lfd[i]);
         s->lfd[i] = -1;
@@ -403,9 +408,9 @@ void *listener_main(void *arg) {
         unlink(s->unix_path);
         s->unix_bound = 0;
     }
-    while (front) {
-        conn *c = front;
-        front = c->fnext;
+    while (l->front) {
+        conn *c = l->front;
+        l->front = c->fnext;
         srv_send_fatal(c->fd, "57P01", "terminating connection due to administrator command");
         srv_conn_free(c);
     }
@@ -419,9 +424,39 @@ void *listener_main(void *arg) {
     s->qtail = NULL;
     s->nqueued = 0;
     pthread_mutex_unlock(&s->mu);
-    free(pf);
-    free(pc);
-    free(pid);
+}
+
+void *listener_main(void *arg) {
+    listener l = {.s = arg};
+    server *s = l.s;
+    for (;;) {
+        int timeout = poll_set(&l, srv_now_ms());
+        if (timeout < 0) { /* out of memory for the poll set: try again soon */
+            struct timespec d = {0, 50 * 1000 * 1000};
+            nanosleep(&d, NULL);
+            continue;
+        }
+        int nready = poll(l.pf, l.k, timeout);
+        if (nready < 0 && errno != EINTR)
+            break;
+        if (l.pf[0].revents)
+            break; /* stopping */
+        if (l.pf[1].revents) { /* the session thread took a client: poll afresh */
+            char drain[64];
+            while (read(s->wake_pipe[0], drain, sizeof drain) > 0)
+                ;
+        }
+        int64_t now = srv_now_ms();
+        for (int i = 0; i < s->nlisten; i++)
+            if (l.pf[2 + i].revents & POLLIN)
+                accept_new(&l, s->lfd[i], now);
+        serve_front_door(&l, now);
+        sweep_queue(&l, now);
+    }
+    turn_away_all(&l);
+    free(l.pf);
+    free(l.pc);
+    free(l.pid);
     return NULL;
 }
 

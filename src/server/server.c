@@ -144,29 +144,9 @@ static void server_free(server *s) {
     free(s);
 }
 
-int server_start(const server_options *o, server **out, char *err, size_t errlen) {
-    *out = NULL;
-    if (!o || (!o->data_dir && !o->backend)) {
-        snprintf(err, errlen, "no data directory and no backend");
-        return -1;
-    }
-    if (!o->unix_path && !o->tcp_host) {
-        snprintf(err, errlen, "nowhere to listen: give a Unix socket path or a TCP host");
-        return -1;
-    }
-    if (o->tcp_host && (o->tcp_port < 0 || o->tcp_port > 65535)) {
-        snprintf(err, errlen, "invalid TCP port %d", o->tcp_port);
-        return -1;
-    }
-    server *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return PGL_ENOMEM;
-    }
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->stop_pipe[0] = s->stop_pipe[1] = s->wake_pipe[0] = s->wake_pipe[1] = -1;
-    s->tcp_port = -1;
+/* The options into s (copied), with their defaults, and the password
+ * verifier. 0, or a negative pgl_status with err (the caller frees s). */
+static int copy_options(server *s, const server_options *o, char *err, size_t errlen) {
     s->data_dir = strdup(o->data_dir ? o->data_dir : "(borrowed backend)");
     if (o->backend) {
         s->borrowed = 1;
@@ -196,12 +176,10 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     s->log_ctx = o->log_ctx;
     if (!s->data_dir || !s->user || !s->database || !gucs_ok) {
         snprintf(err, errlen, "out of memory");
-        server_free(s);
         return PGL_ENOMEM;
     }
     if (strlen(s->user) >= NAMEDATALEN || strlen(s->database) >= NAMEDATALEN) {
         snprintf(err, errlen, "user and database names are at most %d bytes", NAMEDATALEN - 1);
-        server_free(s);
         return -1;
     }
     s->auth = AUTH_TRUST;
@@ -215,15 +193,44 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
             s->auth = AUTH_PASSWORD;
         else {
             snprintf(err, errlen, "unknown authentication method \"%s\" (scram-sha-256, md5, password)", m);
-            server_free(s);
             return -1;
         }
         s->password = strdup(o->password);
         if (!s->password || scram_make_secret(s->password, &s->scram) != 0) {
             snprintf(err, errlen, "cannot prepare the password verifier");
-            server_free(s);
             return -1;
         }
+    }
+    return 0;
+}
+
+int server_start(const server_options *o, server **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!o || (!o->data_dir && !o->backend)) {
+        snprintf(err, errlen, "no data directory and no backend");
+        return -1;
+    }
+    if (!o->unix_path && !o->tcp_host) {
+        snprintf(err, errlen, "nowhere to listen: give a Unix socket path or a TCP host");
+        return -1;
+    }
+    if (o->tcp_host && (o->tcp_port < 0 || o->tcp_port > 65535)) {
+        snprintf(err, errlen, "invalid TCP port %d", o->tcp_port);
+        return -1;
+    }
+    server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return PGL_ENOMEM;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->stop_pipe[0] = s->stop_pipe[1] = s->wake_pipe[0] = s->wake_pipe[1] = -1;
+    s->tcp_port = -1;
+    int st = copy_options(s, o, err, errlen);
+    if (st != 0) {
+        server_free(s);
+        return st;
     }
     s->front = (frontdoor_cfg){.auth = s->auth, .password = s->password, .scram = &s->scram,
                                .log_level = s->log_level, .log = front_log_line, .log_ctx = s};
