@@ -38,7 +38,7 @@ set(_pglite_module_archives
 add_library(pglite SHARED $<TARGET_OBJECTS:pglite_install_objs>)
 target_link_libraries(pglite PRIVATE
   -Wl,--start-group ${_pglite_module_archives} -Wl,--end-group
-  archive crypto m Threads::Threads ${CMAKE_DL_LIBS}
+  archive ssl crypto m Threads::Threads ${CMAKE_DL_LIBS}
   "-Wl,--version-script=${PROJECT_SOURCE_DIR}/cmake/pglite.map" -Wl,--no-undefined)
 set_target_properties(pglite PROPERTIES
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}

@@ -74,6 +74,9 @@ static void usage(FILE *f) {
         "      --unix PATH                Unix socket file, or a directory for\n"
         "                                 DIR/.s.PGSQL.PORT (default /tmp)\n"
         "      --no-unix                  no Unix socket (needs --tcp)\n"
+        "      --ssl-cert FILE, --ssl-key FILE\n"
+        "                                 TLS on TCP with this PEM certificate and key\n"
+        "                                 (SSLRequest answered S; direct SSL with ALPN)\n"
         "Clients:\n"
         "  -U, --username NAME            the role clients log in as (default postgres;\n"
         "                                 created when missing)\n"
@@ -95,7 +98,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct args {
-    const char *root, *unix_path, *user, *database, *password, *auth;
+    const char *root, *unix_path, *user, *database, *password, *auth, *ssl_cert, *ssl_key;
     char tcp_buf[256];
     const char *tcp_host; /* tcp_buf with --tcp, else NULL */
     int trust_remote;
@@ -106,7 +109,7 @@ typedef struct args {
 /* Parse the command line into a: -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, args *a) {
     enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
-           O_STARTUP, O_TRUST_REMOTE };
+           O_STARTUP, O_TRUST_REMOTE, O_SSL_CERT, O_SSL_KEY };
     static const struct option longopts[] = {
         {"root", required_argument, NULL, 'D'},
         {"temporary", no_argument, NULL, 't'},
@@ -120,6 +123,8 @@ static int parse_args(int argc, char **argv, args *a) {
         {"password", required_argument, NULL, O_PASSWORD},
         {"auth-method", required_argument, NULL, O_AUTH},
         {"trust-remote", no_argument, NULL, O_TRUST_REMOTE},
+        {"ssl-cert", required_argument, NULL, O_SSL_CERT},
+        {"ssl-key", required_argument, NULL, O_SSL_KEY},
         {"max-waiting", required_argument, NULL, O_MAXWAIT},
         {"wait-timeout", required_argument, NULL, O_WAIT},
         {"startup-timeout", required_argument, NULL, O_STARTUP},
@@ -157,6 +162,8 @@ static int parse_args(int argc, char **argv, args *a) {
             break;
         }
         case O_TRUST_REMOTE: a->trust_remote = 1; break;
+        case O_SSL_CERT: a->ssl_cert = optarg; break;
+        case O_SSL_KEY: a->ssl_key = optarg; break;
         case O_UNIX: a->unix_path = optarg; a->no_unix = 0; break;
         case O_NO_UNIX: a->no_unix = 1; break;
         case 'U': a->user = optarg; break;
@@ -195,6 +202,10 @@ static int parse_args(int argc, char **argv, args *a) {
     }
     if (a->no_unix && !a->tcp_host) {
         fprintf(stderr, "pglite-proxy: --no-unix needs --tcp\n");
+        return 2;
+    }
+    if (!a->ssl_cert != !a->ssl_key) {
+        fprintf(stderr, "pglite-proxy: --ssl-cert and --ssl-key go together\n");
         return 2;
     }
     if (a->password && !*a->password)
@@ -249,6 +260,8 @@ int main(int argc, char **argv) {
         .password = a.password,
         .auth_method = a.auth,
         .trust_remote = a.trust_remote,
+        .ssl_cert = a.ssl_cert,
+        .ssl_key = a.ssl_key,
         .max_waiting = a.max_waiting,
         .wait_timeout_ms = a.wait_s > 0 ? a.wait_s * 1000 : 0,
         .startup_timeout_ms = a.startup_s > 0 ? a.startup_s * 1000 : 0,

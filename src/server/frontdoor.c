@@ -266,6 +266,10 @@ static frontdoor_result first_packet(const frontdoor_cfg *cfg, conn *c, wire_buf
                                code == WIRE_SSL_REQUEST
                                    ? "received unencrypted data after SSL request"
                                    : "received unencrypted data after GSSAPI encryption request");
+        if (code == WIRE_SSL_REQUEST && cfg->tls && c->tcp) {
+            wire_put_u8(out, 'S'); /* the caller begins TLS */
+            return FRONT_TLS;
+        }
         if (code == WIRE_SSL_REQUEST)
             c->ssl_done = 1;
         else

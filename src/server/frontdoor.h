@@ -2,7 +2,8 @@
  * frontdoor: the first packets of a connection, as a pure state machine
  * over bytes (internal to server/).
  *
- * SSLRequest and GSSENCRequest (answered 'N'), CancelRequest, the startup
+ * SSLRequest ('S' when TLS is configured and the connection is TCP, else
+ * 'N') and GSSENCRequest ('N'), CancelRequest, the startup
  * packet (protocol 3.0 to 3.2, NegotiateProtocolVersion), then trust,
  * SCRAM-SHA-256, md5 or cleartext authentication. The caller (the
  * listener) appends what a client sent to c->buf and calls
@@ -40,6 +41,10 @@ enum conn_state {
  * session thread. */
 typedef struct conn {
     int fd;
+    int tcp;          /* a TCP connection (TLS is offered on TCP only) */
+    void *tls;        /* OpenSSL's SSL once TLS began (tls.c), else NULL */
+    int tls_handshaking, tls_direct;
+    short tls_want;   /* what TLS waits for: POLLIN or POLLOUT */
     char peer[128];
     enum conn_state state;
     int ssl_done, gss_done;
@@ -67,6 +72,7 @@ typedef struct conn {
 /* How the front door authenticates, and where it logs. */
 typedef struct frontdoor_cfg {
     enum auth_kind auth;
+    int tls;                    /* TLS configured: SSLRequest on TCP answered 'S' */
     const char *password;       /* with auth other than trust */
     const scram_secret *scram;  /* with AUTH_SCRAM */
     server_log_level log_level;
@@ -79,6 +85,8 @@ typedef enum frontdoor_result {
     FRONT_MORE = 0,   /* keep it: more bytes are needed */
     FRONT_READY = 2,  /* authenticated: queue it for a session */
     FRONT_CANCEL = 3, /* a CancelRequest (c->cancel_*): act on it, then close */
+    FRONT_TLS = 4,    /* 'S' is in out: send it, then the TLS handshake; the
+                         bytes after it are the front door's again */
 } frontdoor_result;
 
 /* Consume what c->buf holds, appending replies to out. */

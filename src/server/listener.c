@@ -4,6 +4,7 @@
  * It only accepts and reads first packets: no client holds it. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
+#include "server/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +26,11 @@
 
 /* ---- writing to clients ----------------------------------------------------- */
 /* Write with a short deadline, for small front-door messages. */
-static int send_small(int fd, const void *data, size_t n) {
+static int send_small(conn *c, const void *data, size_t n) {
     const uint8_t *p = data;
     int64_t deadline = srv_now_ms() + 1000;
     while (n) {
-        ssize_t r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t r = conn_send(c, p, n);
         if (r > 0) {
             p += r;
             n -= (size_t)r;
@@ -40,7 +42,7 @@ static int send_small(int fd, const void *data, size_t n) {
             int64_t left = deadline - srv_now_ms();
             if (left <= 0)
                 return -1;
-            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            struct pollfd pf = {.fd = c->fd, .events = conn_events(c, POLLOUT)};
             poll(&pf, 1, (int)left);
             continue;
         }
@@ -49,7 +51,7 @@ static int send_small(int fd, const void *data, size_t n) {
     return 0;
 }
 
-void srv_send_fatal(int fd, const char *code, const char *fmt, ...) {
+void srv_send_fatal(conn *c, const char *code, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -59,15 +61,15 @@ void srv_send_fatal(int fd, const char *code, const char *fmt, ...) {
     wire_buf_init(&w);
     wire_error_response(&w, PqMsg_ErrorResponse, "FATAL", code, msg, NULL, NULL);
     if (!w.oom)
-        send_small(fd, w.data, w.len);
+        send_small(c, w.data, w.len);
     wire_buf_free(&w);
 }
 
-int srv_send_all(server *s, int fd, const void *data, size_t n) {
+int srv_send_all(server *s, conn *c, const void *data, size_t n) {
     const uint8_t *p = data;
     int64_t stuck_since = 0;
     while (n) {
-        ssize_t r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t r = conn_send(c, p, n);
         if (r > 0) {
             p += r;
             n -= (size_t)r;
@@ -79,7 +81,7 @@ int srv_send_all(server *s, int fd, const void *data, size_t n) {
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             /* A client that does not read holds the backend, as with
              * PostgreSQL; only a shutdown gives up on it (after 5 s). */
-            struct pollfd pf[2] = {{.fd = fd, .events = POLLOUT},
+            struct pollfd pf[2] = {{.fd = c->fd, .events = conn_events(c, POLLOUT)},
                                    {.fd = s->stop_pipe[0], .events = POLLIN}};
             int k = poll(pf, 2, 1000);
             if (k > 0 && (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) &&
@@ -98,9 +100,11 @@ int srv_send_all(server *s, int fd, const void *data, size_t n) {
     }
     return 0;
 }
+
 void srv_conn_free(conn *c) {
     if (!c)
         return;
+    tls_end(c);
     if (c->fd >= 0) {
         /* at once, even if another thread still polls this fd */
         shutdown(c->fd, SHUT_RDWR);
@@ -115,7 +119,7 @@ void srv_conn_free(conn *c) {
 /* Turn a client away from the listener: FATAL, a log line. Returns -1. */
 static int refuse(server *s, conn *c, const char *code, const char *msg) {
     srv_log(s, SERVER_LOG_INFO, "connection from %s refused: %s (%s)", c->peer, msg, code);
-    srv_send_fatal(c->fd, code, "%s", msg);
+    srv_send_fatal(c, code, "%s", msg);
     return -1;
 }
 
@@ -169,13 +173,46 @@ static int enqueue(server *s, conn *c) {
 
 /* ---- accepting and the front door ---------------------------------------- */
 
+/* A TCP client whose first byte is a TLS handshake record: PostgreSQL
+ * 17's direct SSL (sslnegotiation=direct). Peeked, so that OpenSSL reads
+ * the ClientHello itself. */
+static int direct_tls(server *s, conn *c) {
+    if (!s->tls || !c->tcp || c->tls || c->ssl_done || c->len || c->state != CONN_STARTUP)
+        return 0;
+    uint8_t b;
+    return recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && b == 0x16;
+}
+
+/* Advance a TLS handshake: 0 to keep going (done or in progress), -1 to
+ * close. */
+static int handshake(server *s, conn *c) {
+    char why[300];
+    int h = tls_handshake(c, why, sizeof why);
+    if (h < 0) {
+        srv_log(s, SERVER_LOG_INFO, "connection from %s closed: %s", c->peer, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* Data (or EOF) on a front-door connection: through the front door, its
  * replies sent. 0 keep the connection, 2 authenticated (to be queued), -1
  * close it. */
 static int front_read(server *s, conn *c) {
+    if (direct_tls(s, c)) {
+        if (tls_begin(s->tls, c) != 0)
+            return -1;
+        c->tls_direct = 1;
+    }
+    if (c->tls && c->tls_handshaking) {
+        if (handshake(s, c) != 0)
+            return -1;
+        if (c->tls_handshaking)
+            return 0;
+    }
     uint8_t chunk[4096];
     for (;;) {
-        ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        ssize_t r = conn_recv(c, chunk, sizeof chunk);
         if (r > 0) {
             if (frontdoor_append(c, chunk, (size_t)r) != 0)
                 return refuse(s, c, "08P01", "invalid startup packet");
@@ -193,7 +230,7 @@ static int front_read(server *s, conn *c) {
     wire_buf out;
     wire_buf_init(&out);
     frontdoor_result fr = frontdoor_process(&s->front, c, &out);
-    int sent = out.len && !out.oom ? send_small(c->fd, out.data, out.len) : 0;
+    int sent = out.len && !out.oom ? send_small(c, out.data, out.len) : 0;
     wire_buf_free(&out);
     if (fr == FRONT_CANCEL) {
         handle_cancel(s, c);
@@ -201,6 +238,11 @@ static int front_read(server *s, conn *c) {
     }
     if (fr == FRONT_CLOSE || sent != 0)
         return -1;
+    if (fr == FRONT_TLS) {
+        if (tls_begin(s->tls, c) != 0 || handshake(s, c) != 0)
+            return -1;
+        return 0;
+    }
     return fr == FRONT_READY ? 2 : 0;
 }
 
@@ -276,7 +318,7 @@ static int poll_set(listener *l, int64_t now) {
     }
     l->fstart = k;
     for (conn *c = l->front; c; c = c->fnext) {
-        l->pf[k] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+        l->pf[k] = (struct pollfd){.fd = c->fd, .events = conn_events(c, POLLIN)};
         l->pid[k] = c->id;
         l->pc[k++] = c;
         if (c->deadline < next)
@@ -322,11 +364,13 @@ static void accept_new(listener *l, int lfd, int64_t now) {
         if (!c) {
             srv_log(s, SERVER_LOG_WARNING, "connection from %s refused: %d connecting already",
                     peer, l->nfront);
-            srv_send_fatal(fd, "53300", "sorry, too many clients already");
+            conn plain = {.fd = fd};
+            srv_send_fatal(&plain, "53300", "sorry, too many clients already");
             close(fd);
             continue;
         }
         c->fd = fd;
+        c->tcp = ss.ss_family != AF_UNIX;
         c->id = ++l->serial;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
         c->since = now;
@@ -349,7 +393,7 @@ static void serve_front_door(listener *l, int64_t now) {
             r = front_read(s, c);
         else if (c->deadline <= now) {
             srv_log(s, SERVER_LOG_INFO, "connection from %s: timeout during startup", c->peer);
-            srv_send_fatal(c->fd, "08P01", "canceling authentication due to timeout");
+            srv_send_fatal(c, "08P01", "canceling authentication due to timeout");
             r = -1;
         }
         if (r == 0)
@@ -388,7 +432,7 @@ static void sweep_queue(listener *l, int64_t now) {
             srv_log(s, SERVER_LOG_INFO,
                     "client %s (user %s) waited %d ms for the database: turned away", c->peer,
                     c->user, s->wait_timeout_ms);
-            srv_send_fatal(c->fd, "53300", "sorry, too many clients already");
+            srv_send_fatal(c, "53300", "sorry, too many clients already");
         } else {
             srv_log(s, SERVER_LOG_INFO, "client %s left while waiting", c->peer);
         }
@@ -411,14 +455,14 @@ static void turn_away_all(listener *l) {
     while (l->front) {
         conn *c = l->front;
         l->front = c->fnext;
-        srv_send_fatal(c->fd, "57P01", "terminating connection due to administrator command");
+        srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
         srv_conn_free(c);
     }
     pthread_mutex_lock(&s->mu);
     while (s->qhead) {
         conn *c = s->qhead;
         s->qhead = c->next;
-        srv_send_fatal(c->fd, "57P01", "terminating connection due to administrator command");
+        srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
         srv_conn_free(c);
     }
     s->qtail = NULL;
@@ -429,6 +473,7 @@ static void turn_away_all(listener *l) {
 void *listener_main(void *arg) {
     listener l = {.s = arg};
     server *s = l.s;
+    srv_block_sigpipe();
     for (;;) {
         int timeout = poll_set(&l, srv_now_ms());
         if (timeout < 0) { /* out of memory for the poll set: try again soon */

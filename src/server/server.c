@@ -4,10 +4,12 @@
  * time. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
+#include "server/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,13 @@ void srv_log(server *s, server_log_level level, const char *fmt, ...) {
 }
 
 
+void srv_block_sigpipe(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* The front door's log lines go where the server's go. */
 static void front_log_line(void *ctx, server_log_level level, const char *line) {
     srv_log(ctx, level, "%s", line);
@@ -83,8 +92,8 @@ static void make_uri(server *s, const char *tcp_host) {
             snprintf(hb, sizeof hb, "[%s]", h);
         else
             snprintf(hb, sizeof hb, "%s", h);
-        snprintf(s->uri, sizeof s->uri, "postgresql://%s@%s:%d/%s?sslmode=disable", user, hb,
-                 s->tcp_port, db);
+        snprintf(s->uri, sizeof s->uri, "postgresql://%s@%s:%d/%s?sslmode=%s", user, hb,
+                 s->tcp_port, db, s->tls ? "require" : "disable");
         return;
     }
     /* libpq finds <dir>/.s.PGSQL.<port> */
@@ -138,6 +147,7 @@ static void server_free(server *s) {
         free(s->gucs[i]);
     free(s->gucs);
     free(s->be_db);
+    tls_ctx_free(s->tls);
     OPENSSL_cleanse(&s->scram, sizeof s->scram);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -232,7 +242,19 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         server_free(s);
         return st;
     }
-    s->front = (frontdoor_cfg){.auth = s->auth, .password = s->password, .scram = &s->scram,
+    if ((o->ssl_cert && *o->ssl_cert) || (o->ssl_key && *o->ssl_key)) {
+        if (!o->ssl_cert || !*o->ssl_cert || !o->ssl_key || !*o->ssl_key) {
+            snprintf(err, errlen, "TLS needs both a certificate and its key");
+            server_free(s);
+            return -1;
+        }
+        if (tls_ctx_new(o->ssl_cert, o->ssl_key, &s->tls, err, errlen) != 0) {
+            server_free(s);
+            return -1;
+        }
+    }
+    s->front = (frontdoor_cfg){.auth = s->auth, .tls = s->tls != NULL, .password = s->password,
+                               .scram = &s->scram,
                                .log_level = s->log_level, .log = front_log_line, .log_ctx = s};
     for (int i = 0; i < MAX_LISTEN; i++)
         s->lfd[i] = -1;

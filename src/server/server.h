@@ -82,6 +82,13 @@ typedef struct server_options {
     int trust_remote;              /* allow trust on a non-loopback TCP address: every
                                       client that reaches it is a superuser */
 
+    /* TLS on TCP (both or neither): PEM files of the certificate (chain)
+     * and its key. SSLRequest is then answered 'S', and a direct TLS
+     * handshake (ALPN "postgresql", PostgreSQL 17's sslnegotiation=direct)
+     * accepted; without them SSLRequest gets 'N'. Never on Unix sockets. */
+    const char *ssl_cert;
+    const char *ssl_key;
+
     /* Limits (0: the default). */
     int max_waiting;               /* clients queued for the backend (default 32) */
     int wait_timeout_ms;           /* how long one may wait (default 30000) */

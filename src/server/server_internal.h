@@ -31,6 +31,7 @@ struct server {
     enum auth_kind auth;
     scram_secret scram;
     frontdoor_cfg front;             /* auth, password and scram above, our log */
+    struct tls_ctx *tls;             /* with ssl_cert and ssl_key, else NULL */
     int max_waiting, wait_timeout_ms, startup_timeout_ms, max_startup;
     server_log_level log_level;
     void (*log)(void *ctx, server_log_level level, const char *line);
@@ -80,6 +81,9 @@ struct server {
 void srv_log(server *s, server_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int64_t srv_now_ms(void);
+/* Block SIGPIPE in the calling thread: OpenSSL writes with write(), not
+ * send(MSG_NOSIGNAL), and a vanished client must not kill the program. */
+void srv_block_sigpipe(void);
 
 /* listener.c */
 void *listener_main(void *arg);
@@ -90,11 +94,11 @@ int listener_bind_tcp(server *s, const char *host, int port, int trust_remote, c
                       size_t errlen);
 int listener_bind_unix(server *s, const char *path, int port, char *err, size_t errlen);
 /* Best-effort FATAL to a client (non-blocking socket, short wait). */
-void srv_send_fatal(int fd, const char *code, const char *fmt, ...)
+void srv_send_fatal(conn *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Write all of data: 0, or -1 if the client is gone (or stuck for
  * timeout_ms while stopping). */
-int srv_send_all(server *s, int fd, const void *data, size_t n);
+int srv_send_all(server *s, conn *c, const void *data, size_t n);
 void srv_conn_free(conn *c);
 
 /* session.c */

@@ -3,6 +3,7 @@
  * their messages, and resets the backend after them. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
+#include "server/tls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -339,7 +340,7 @@ static void client_fatal(sess *ss, const char *code, const char *msg, const char
     wire_buf_init(&w);
     wire_error_response(&w, PqMsg_ErrorResponse, "FATAL", code, msg, detail, hint);
     if (!w.oom)
-        srv_send_all(ss->s, ss->c->fd, w.data, w.len);
+        srv_send_all(ss->s, ss->c, w.data, w.len);
     wire_buf_free(&w);
     ss->gone = 1;
     srv_log(ss->s, SERVER_LOG_INFO, "session of %s ended: %s (%s)", ss->c->peer, msg, code);
@@ -351,7 +352,7 @@ static void client_fatal_r(sess *ss, const qres *r) {
 
 /* Wait until the client socket is readable (1), or the server stops (0). */
 static int wait_input(sess *ss) {
-    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = POLLIN},
+    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
                            {.fd = ss->s->stop_pipe[0], .events = POLLIN}};
     for (;;) {
         int k = poll(pf, 2, -1);
@@ -397,7 +398,7 @@ static int read_more(sess *ss) {
         ss->cap = cap;
     }
     for (;;) {
-        ssize_t r = recv(ss->c->fd, ss->buf + ss->len, ss->cap - ss->len, MSG_DONTWAIT);
+        ssize_t r = conn_recv(ss->c, ss->buf + ss->len, ss->cap - ss->len);
         if (r > 0) {
             ss->len += (size_t)r;
             return 1;
@@ -433,7 +434,7 @@ static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
 static int supply(void *ctx, const uint8_t *out, size_t outlen, const uint8_t **in,
                   size_t *inlen) {
     sess *ss = ctx;
-    if (!ss->gone && outlen && srv_send_all(ss->s, ss->c->fd, out, outlen) != 0)
+    if (!ss->gone && outlen && srv_send_all(ss->s, ss->c, out, outlen) != 0)
         ss->gone = 1;
     while (!ss->gone) {
         size_t p = ss->rpos;
@@ -487,7 +488,7 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     }
     if (ss->gone)
         return -1;
-    if (outlen && srv_send_all(s, ss->c->fd, out, outlen) != 0) {
+    if (outlen && srv_send_all(s, ss->c, out, outlen) != 0) {
         ss->gone = 1;
         return -1;
     }
@@ -742,7 +743,7 @@ static int hello(sess *ss) {
     memcpy(s->cancel_key, key, keylen);
     s->cancel_keylen = keylen;
     pthread_mutex_unlock(&s->mu);
-    int rc = w.oom ? -1 : srv_send_all(s, ss->c->fd, w.data, w.len);
+    int rc = w.oom ? -1 : srv_send_all(s, ss->c, w.data, w.len);
     wire_buf_free(&w);
     if (rc != 0)
         ss->gone = 1;
@@ -830,6 +831,7 @@ static void run_session(server *s, conn *c) {
 
 void *session_main(void *arg) {
     server *s = arg;
+    srv_block_sigpipe();
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->stopping && !s->qhead)

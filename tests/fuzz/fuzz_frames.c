@@ -7,7 +7,8 @@
  *
  * Input: byte 0 chooses the authentication (bits 0-1: trust, SCRAM, md5,
  * cleartext) and how the rest arrives (bits 2-7: 0 at once, else in pieces
- * of that many bytes); the rest is what a client sends.
+ * of that many bytes; an odd count also offers TLS); the rest is what a
+ * client sends.
  *
  * Built with clang (-fsanitize=fuzzer,address,undefined) from the front
  * door, auth and wire sources only: no sockets, threads or backend.
@@ -34,8 +35,8 @@ static const scram_secret *secret(void) {
  * time; 0: at once) under authentication auth, as the listener does. */
 static void front_door(const uint8_t *data, size_t n, int auth, size_t chunk) {
     frontdoor_cfg cfg = {.auth = (enum auth_kind)auth, .password = "secret", .scram = secret(),
-                         .log_level = SERVER_LOG_DEBUG};
-    conn c = {.fd = -1, .state = CONN_STARTUP, .peer = "[fuzz]"};
+                         .log_level = SERVER_LOG_DEBUG, .tls = (int)(chunk & 1)};
+    conn c = {.fd = -1, .tcp = 1, .state = CONN_STARTUP, .peer = "[fuzz]"};
     wire_buf out;
     wire_buf_init(&out);
     if (!chunk)

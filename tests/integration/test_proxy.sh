@@ -421,6 +421,63 @@ out=$("$PROXY" --temporary --tcp 127.0.0.1:99999 2>&1) || rc=$?
 check "--tcp with a bad port is a usage error" "2" "$rc"
 check_has "... naming the argument" '"127.0.0.1:99999" is not HOST:PORT' "$out"
 
+# TLS: a test certificate for localhost and 127.0.0.1
+if command -v openssl >/dev/null &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+        -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        >"$WORK/openssl.log" 2>&1; then
+    chmod 600 "$WORK/key.pem"
+    start_proxy tls --root "$ROOT" --ssl-cert "$WORK/cert.pem" --ssl-key "$WORK/key.pem"
+    TLS="host=localhost port=$PORT sslrootcert=$WORK/cert.pem"
+    check "sslmode=verify-full connects over TCP" "tls" "$(Q "$TLS sslmode=verify-full" -c "SELECT 'tls'")"
+    check_has "... and the connection is encrypted" "SSL connection (protocol: TLS" \
+        "$(psql -X "$TLS sslmode=verify-full" -c '\conninfo' 2>&1)"
+    check "sslmode=require connects" "required" "$(Q "$TLS sslmode=require" -c "SELECT 'required'")"
+    check "a large result over TLS" "200000|21088895" "$(Q "$TLS sslmode=verify-full" \
+        -c "SELECT count(*), sum(length(x)) FROM (SELECT repeat('x', 100) || g AS x FROM generate_series(1, 200000) g) s")"
+    check "COPY TO STDOUT over TLS" "100000" "$(Q "$TLS sslmode=verify-full" \
+        -c "COPY (SELECT g, repeat('z', 50) FROM generate_series(1, 100000) g) TO STDOUT" | wc -l)"
+    check "verify-full refuses a certificate for another name" "1" \
+        "$(Q "host=db.invalid hostaddr=127.0.0.1 port=$PORT sslrootcert=$WORK/cert.pem sslmode=verify-full" -c 'SELECT 1' | grep -c 'does not match host name')"
+    check "sslmode=disable still connects" "plain" "$(Q "$TLS sslmode=disable" -c "SELECT 'plain'")"
+    check "the Unix socket stays plain (SSLRequest answered N there)" "unix" \
+        "$(PGSSLMODE=prefer Q -h "$SOCK" -c "SELECT 'unix'")"
+    out=$(python3 - "$PORT" "$WORK/cert.pem" <<'PY' 2>&1
+import socket, ssl, struct, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+body = struct.pack("!I", 3 << 16) + b"user\0postgres\0\0"
+pkt = struct.pack("!I", len(body) + 4) + body
+for alpn in (["postgresql"], None, ["http/1.1"]):
+    ctx = ssl.create_default_context(cafile=ca)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(pkt)
+        d = b""
+        while not d.endswith(b"Z\0\0\0\x05I"):
+            c = t.recv(4096)
+            if not c:
+                break
+            d += c
+        print("direct", alpn, "ready" if d.endswith(b"Z\0\0\0\x05I") else "closed")
+    except (ssl.SSLError, OSError):
+        print("direct", alpn, "refused")
+PY
+)
+    check_has "direct SSL with ALPN postgresql (sslnegotiation=direct)" "direct ['postgresql'] ready" "$out"
+    check_has "direct SSL without ALPN is closed" "direct None closed" "$out"
+    check_has "direct SSL with another ALPN is refused" "direct ['http/1.1'] refused" "$out"
+    stop_proxy tls
+else
+    bad "openssl for a test certificate" "$(cat "$WORK/openssl.log" 2>/dev/null)"
+fi
+rc=0
+out=$("$PROXY" --temporary --ssl-cert "$WORK/none.pem" --ssl-key "$WORK/none.pem" 2>&1) || rc=$?
+check "a missing certificate file: exit 1" "1" "$rc"
+check_has "... naming it" "could not load server certificate file \"$WORK/none.pem\"" "$out"
+
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
 check_has "--version" "PostgreSQL $PG_VERSION" "$("$PROXY" --version)"

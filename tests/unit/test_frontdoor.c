@@ -198,6 +198,32 @@ static void test_ssl_gss_then_startup(void **state) {
     door_free(&d);
 }
 
+static void test_ssl_request_with_tls(void **state) {
+    (void)state;
+    wire_buf b;
+    wire_buf_init(&b);
+    wire_put_u32(&b, 8);
+    wire_put_u32(&b, WIRE_SSL_REQUEST);
+    /* TLS configured, TCP: 'S', and the caller begins the handshake */
+    door d;
+    door_init(&d, AUTH_TRUST);
+    d.cfg.tls = 1;
+    d.c.tcp = 1;
+    assert_int_equal(feed(&d, b.data, b.len), FRONT_TLS);
+    assert_int_equal(d.out.len, 1);
+    assert_int_equal(d.out.data[0], 'S');
+    assert_int_equal(d.c.len, 0);
+    door_free(&d);
+    /* a Unix socket: 'N' as PostgreSQL answers there */
+    door_init(&d, AUTH_TRUST);
+    d.cfg.tls = 1;
+    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
+    assert_int_equal(d.out.len, 1);
+    assert_int_equal(d.out.data[0], 'N');
+    door_free(&d);
+    wire_buf_free(&b);
+}
+
 static void test_cancel_request(void **state) {
     (void)state;
     door d;
@@ -443,6 +469,7 @@ int main(void) {
         cmocka_unit_test(test_quiet_close),
         cmocka_unit_test(test_fatal_replies),
         cmocka_unit_test(test_ssl_gss_then_startup),
+        cmocka_unit_test(test_ssl_request_with_tls),
         cmocka_unit_test(test_cancel_request),
         cmocka_unit_test(test_cleartext_and_md5),
         cmocka_unit_test(test_scram),
