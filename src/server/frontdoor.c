@@ -14,14 +14,12 @@ static void front_log(const frontdoor_cfg *cfg, server_log_level level, const ch
     __attribute__((format(printf, 3, 4)));
 
 static void front_log(const frontdoor_cfg *cfg, server_log_level level, const char *fmt, ...) {
-    if (!cfg->log || level > cfg->log_level)
+    if (!cfg->log)
         return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    cfg->log(cfg->log_ctx, level, fmt, ap);
     va_end(ap);
-    cfg->log(cfg->log_ctx, level, line);
 }
 
 int frontdoor_append(conn *c, const void *data, size_t n) {

@@ -14,6 +14,7 @@
 #ifndef PGLITE_SERVER_FRONTDOOR_H
 #define PGLITE_SERVER_FRONTDOOR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,8 +76,7 @@ typedef struct frontdoor_cfg {
     int tls;                    /* TLS configured: SSLRequest on TCP answered 'S' */
     const char *password;       /* with auth other than trust */
     const scram_secret *scram;  /* with AUTH_SCRAM */
-    server_log_level log_level;
-    void (*log)(void *ctx, server_log_level level, const char *line); /* may be NULL */
+    void (*log)(void *ctx, server_log_level level, const char *fmt, va_list ap); /* or NULL */
     void *log_ctx;
 } frontdoor_cfg;
 

@@ -34,19 +34,23 @@ static const char *level_name(server_log_level l) {
     }
 }
 
-void srv_log(server *s, server_log_level level, const char *fmt, ...) {
+void srv_vlog(server *s, server_log_level level, const char *fmt, va_list ap) {
     if (level > s->log_level)
         return;
     char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     if (s->log) {
         s->log(s->log_ctx, level, line);
         return;
     }
     fprintf(stderr, "pglite-server: %s: %s\n", level_name(level), line);
+}
+
+void srv_log(server *s, server_log_level level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    srv_vlog(s, level, fmt, ap);
+    va_end(ap);
 }
 
 
@@ -58,8 +62,8 @@ void srv_block_sigpipe(void) {
 }
 
 /* The front door's log lines go where the server's go. */
-static void front_log_line(void *ctx, server_log_level level, const char *line) {
-    srv_log(ctx, level, "%s", line);
+static void front_log(void *ctx, server_log_level level, const char *fmt, va_list ap) {
+    srv_vlog(ctx, level, fmt, ap);
 }
 
 static void uri_escape(const char *in, char *out, size_t n) {
@@ -255,7 +259,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     }
     s->front = (frontdoor_cfg){.auth = s->auth, .tls = s->tls != NULL, .password = s->password,
                                .scram = &s->scram,
-                               .log_level = s->log_level, .log = front_log_line, .log_ctx = s};
+                               .log = front_log, .log_ctx = s};
     for (int i = 0; i < MAX_LISTEN; i++)
         s->lfd[i] = -1;
     if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||

@@ -8,6 +8,7 @@
 #define PGLITE_SERVER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "backend/backend.h"
@@ -80,6 +81,7 @@ struct server {
 /* server.c */
 void srv_log(server *s, server_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void srv_vlog(server *s, server_log_level level, const char *fmt, va_list ap);
 int64_t srv_now_ms(void);
 /* Block SIGPIPE in the calling thread: OpenSSL writes with write(), not
  * send(MSG_NOSIGNAL), and a vanished client must not kill the program. */

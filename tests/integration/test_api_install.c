@@ -134,22 +134,29 @@ static void test_examples_with_pkg_config(void **state) {
     assert_int_equal(run(NULL, "mv '%s/moved' '%s'", g_tmp, g_prefix), 0);
 }
 
-static void test_static_library(void **state) {
-    (void)state;
-    char *out = NULL;
+/* Link src statically against the installed libpglite.a as exe (in
+ * g_tmp) and run it; its output. A static program has no library path to
+ * start from: it uses the configured prefix, or PGLITE_RUNTIME_DIR. */
+static char *static_run(const char *src, const char *exe) {
     assert_int_equal(run(NULL, "cd '%s' && PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
                                "export PKG_CONFIG_PATH && "
-                               "cc -std=c11 '%s/examples/quickstart.c' $(pkg-config --cflags pglite) "
+                               "cc -std=c11 -Wall -Wextra '%s' $(pkg-config --cflags pglite) "
                                "'%s/lib/libpglite.a' $(pkg-config --static --libs-only-other "
-                               "--libs-only-l pglite | sed 's/-lpglite//') -o quickstart_static",
-                         g_tmp, g_prefix, g_src, g_prefix),
+                               "--libs-only-l pglite | sed 's/-lpglite//') -o %s",
+                         g_tmp, g_prefix, src, g_prefix, exe),
                      0);
-    /* a static program has no library path to start from: it uses the
-     * configured prefix, or PGLITE_RUNTIME_DIR */
-    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' "
-                               "./quickstart_static",
-                         g_tmp, g_prefix),
+    char *out = NULL;
+    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' ./%s",
+                         g_tmp, g_prefix, exe),
                      0);
+    return out;
+}
+
+static void test_static_library(void **state) {
+    (void)state;
+    char quickstart[PATH_MAX + 64];
+    snprintf(quickstart, sizeof quickstart, "%s/examples/quickstart.c", g_src);
+    char *out = static_run(quickstart, "quickstart_static");
     assert_non_null(strstr(out, "2 banana (long)"));
     free(out);
 
@@ -183,17 +190,7 @@ static void test_static_library(void **state) {
     char src[PATH_MAX + 64];
     snprintf(src, sizeof src, "%s/own_names.c", g_tmp);
     assert_int_equal(fx_write_file(src, prog, strlen(prog)), 0);
-    assert_int_equal(run(NULL, "cd '%s' && PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
-                               "export PKG_CONFIG_PATH && "
-                               "cc -std=c11 -Wall -Wextra own_names.c $(pkg-config --cflags pglite) "
-                               "'%s/lib/libpglite.a' $(pkg-config --static --libs-only-other "
-                               "--libs-only-l pglite | sed 's/-lpglite//') -o own_names",
-                         g_tmp, g_prefix, g_prefix),
-                     0);
-    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' "
-                               "./own_names",
-                         g_tmp, g_prefix),
-                     0);
+    out = static_run(src, "own_names");
     assert_non_null(strstr(out, "42 2 mine 7"));
     free(out);
 }
