@@ -2,7 +2,7 @@
 # `make install PREFIX=P`) puts
 #   P/include/pglite.h
 #   P/lib/libpglite.so*      the public API only (pglite.map)
-#   P/lib/libpglite.a        everything in one archive (core + compiled modules)
+#   P/lib/libpglite.a        core + compiled modules as one object, pglite_* only
 #   P/lib/pkgconfig/pglite.pc
 #   P/lib/cmake/pglite/      pgliteConfig.cmake: pglite::pglite, pglite::pglite_static
 #   P/share/pglite/runtime/  the read-only runtime tree (/pglite in the guest)
@@ -38,7 +38,7 @@ set(_pglite_module_archives
 add_library(pglite SHARED $<TARGET_OBJECTS:pglite_install_objs>)
 target_link_libraries(pglite PRIVATE
   -Wl,--start-group ${_pglite_module_archives} -Wl,--end-group
-  archive crypto m Threads::Threads ${CMAKE_DL_LIBS}
+  archive ssl crypto m Threads::Threads ${CMAKE_DL_LIBS}
   "-Wl,--version-script=${PROJECT_SOURCE_DIR}/cmake/pglite.map" -Wl,--no-undefined)
 set_target_properties(pglite PROPERTIES
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
@@ -46,19 +46,21 @@ set_target_properties(pglite PROPERTIES
   LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/install-lib")
 add_dependencies(pglite pglite_wasm_build initdb_wasm_build sidemodules_wasm_build)
 
-# Static: one archive with the objects and every module archive's members.
+# Static: the objects and every module archive linked into one object that
+# exports pglite_* only (public-archive.cmake), archived alone.
 add_library(pglite_install_static STATIC $<TARGET_OBJECTS:pglite_install_objs>)
 set_target_properties(pglite_install_static PROPERTIES
   ARCHIVE_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/install-lib/parts")
 set(_pglite_static "${CMAKE_BINARY_DIR}/install-lib/libpglite.a")
 add_custom_command(
   OUTPUT "${_pglite_static}"
-  COMMAND "${CMAKE_COMMAND}" "-DAR=${CMAKE_AR}" "-DOUT=${_pglite_static}"
+  COMMAND "${CMAKE_COMMAND}" "-DAR=${CMAKE_AR}" "-DLD=${CMAKE_LINKER}"
+          "-DOBJCOPY=${CMAKE_OBJCOPY}" "-DOUT=${_pglite_static}"
           "-DLIBS=$<TARGET_FILE:pglite_install_static>;${_pglite_module_archives}"
-          -P "${PROJECT_SOURCE_DIR}/cmake/merge-archives.cmake"
+          -P "${PROJECT_SOURCE_DIR}/cmake/public-archive.cmake"
   DEPENDS pglite_install_static ${_pglite_module_archives}
-          "${PROJECT_SOURCE_DIR}/cmake/merge-archives.cmake"
-  COMMENT "Merging libpglite.a"
+          "${PROJECT_SOURCE_DIR}/cmake/public-archive.cmake"
+  COMMENT "Linking libpglite.a (public symbols only)"
   VERBATIM)
 add_custom_target(pglite_static_lib ALL DEPENDS "${_pglite_static}")
 add_dependencies(pglite_static_lib pglite_wasm_build initdb_wasm_build sidemodules_wasm_build)

@@ -464,7 +464,9 @@ typedef struct pglite_server_options {
                                 else 5432); NULL: no Unix socket */
     const char *tcp;         /* "HOST:PORT", ":PORT" or "PORT" (host 127.0.0.1);
                                 port 0 picks a free one; NULL: no TCP. With
-                                neither unix_socket nor tcp: "127.0.0.1:0" */
+                                neither unix_socket nor tcp: "127.0.0.1:0".
+                                A HOST that is not loopback needs a password
+                                (else PGLITE_CANTOPEN, saying why) */
     const char *password;    /* NULL or "": trust (anyone who can connect);
                                 otherwise SCRAM-SHA-256 (or md5, for clients
                                 that ask) as user `username` */

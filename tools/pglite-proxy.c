@@ -22,12 +22,9 @@
 #include <unistd.h>
 
 #include "cluster/cluster.h"
+#include "pglite.h"
 #include "runtime_version.h"
 #include "server/server.h"
-
-#ifndef PGLITE_C_VERSION
-#define PGLITE_C_VERSION "0.1.0"
-#endif
 
 static server_log_level g_level = SERVER_LOG_INFO;
 
@@ -71,11 +68,15 @@ static void usage(FILE *f) {
         "      --relaxed-durability       fsync and synchronous_commit off (faster, may\n"
         "                                 lose recent commits on a crash)\n"
         "Listening:\n"
-        "      --tcp HOST:PORT            listen on TCP; PORT 0 picks a free port. Use\n"
-        "                                 0.0.0.0 or :: to listen beyond this machine\n"
+        "      --tcp HOST:PORT            listen on TCP; PORT 0 picks a free port, an\n"
+        "                                 empty HOST is 127.0.0.1. Other than loopback\n"
+        "                                 (0.0.0.0, ::) needs --password or --trust-remote\n"
         "      --unix PATH                Unix socket file, or a directory for\n"
         "                                 DIR/.s.PGSQL.PORT (default /tmp)\n"
         "      --no-unix                  no Unix socket (needs --tcp)\n"
+        "      --ssl-cert FILE, --ssl-key FILE\n"
+        "                                 TLS on TCP with this PEM certificate and key\n"
+        "                                 (SSLRequest answered S; direct SSL with ALPN)\n"
         "Clients:\n"
         "  -U, --username NAME            the role clients log in as (default postgres;\n"
         "                                 created when missing)\n"
@@ -84,6 +85,8 @@ static void usage(FILE *f) {
         "      --password PASSWORD        require this password (default: trust)\n"
         "      --auth-method METHOD       with a password: scram-sha-256 (default), md5,\n"
         "                                 password\n"
+        "      --trust-remote             allow --tcp on a non-loopback address without a\n"
+        "                                 password (anyone reaching it is a superuser)\n"
         "      --max-waiting N            clients that may queue for the database (32)\n"
         "      --wait-timeout SECONDS     how long a queued client waits (30)\n"
         "      --startup-timeout SECONDS  time to send the startup packet and the\n"
@@ -94,28 +97,11 @@ static void usage(FILE *f) {
         "  -V, --version                  the version\n");
 }
 
-static int parse_hostport(const char *arg, char **host, int *port) {
-    const char *colon = strrchr(arg, ':');
-    if (!colon || !colon[1])
-        return -1;
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535)
-        return -1;
-    const char *h = arg;
-    size_t hl = (size_t)(colon - arg);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') { /* [::1]:5432 */
-        h++;
-        hl -= 2;
-    }
-    *host = strndup(h, hl);
-    *port = (int)p;
-    return *host ? 0 : -1;
-}
-
 typedef struct args {
-    const char *root, *unix_path, *user, *database, *password, *auth;
-    char *tcp_host;
+    const char *root, *unix_path, *user, *database, *password, *auth, *ssl_cert, *ssl_key;
+    char tcp_buf[256];
+    const char *tcp_host; /* tcp_buf with --tcp, else NULL */
+    int trust_remote;
     int tcp_port, temporary, relaxed, no_unix, max_waiting, wait_s, startup_s;
     const char **gucs; /* NULL-terminated */
 } args;
@@ -123,7 +109,7 @@ typedef struct args {
 /* Parse the command line into a: -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, args *a) {
     enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
-           O_STARTUP };
+           O_STARTUP, O_TRUST_REMOTE, O_SSL_CERT, O_SSL_KEY };
     static const struct option longopts[] = {
         {"root", required_argument, NULL, 'D'},
         {"temporary", no_argument, NULL, 't'},
@@ -136,6 +122,9 @@ static int parse_args(int argc, char **argv, args *a) {
         {"database", required_argument, NULL, 'd'},
         {"password", required_argument, NULL, O_PASSWORD},
         {"auth-method", required_argument, NULL, O_AUTH},
+        {"trust-remote", no_argument, NULL, O_TRUST_REMOTE},
+        {"ssl-cert", required_argument, NULL, O_SSL_CERT},
+        {"ssl-key", required_argument, NULL, O_SSL_KEY},
         {"max-waiting", required_argument, NULL, O_MAXWAIT},
         {"wait-timeout", required_argument, NULL, O_WAIT},
         {"startup-timeout", required_argument, NULL, O_STARTUP},
@@ -162,13 +151,19 @@ static int parse_args(int argc, char **argv, args *a) {
             a->gucs[ng++] = optarg;
             break;
         case O_RELAXED: a->relaxed = 1; break;
-        case O_TCP:
-            free(a->tcp_host);
-            if (parse_hostport(optarg, &a->tcp_host, &a->tcp_port) != 0) {
-                fprintf(stderr, "pglite-proxy: --tcp wants HOST:PORT, not \"%s\"\n", optarg);
+        case O_TCP: {
+            char why[300];
+            if (server_parse_hostport(optarg, a->tcp_buf, sizeof a->tcp_buf, &a->tcp_port, why,
+                                      sizeof why) != 0) {
+                fprintf(stderr, "pglite-proxy: --tcp: %s\n", why);
                 return 2;
             }
+            a->tcp_host = a->tcp_buf;
             break;
+        }
+        case O_TRUST_REMOTE: a->trust_remote = 1; break;
+        case O_SSL_CERT: a->ssl_cert = optarg; break;
+        case O_SSL_KEY: a->ssl_key = optarg; break;
         case O_UNIX: a->unix_path = optarg; a->no_unix = 0; break;
         case O_NO_UNIX: a->no_unix = 1; break;
         case 'U': a->user = optarg; break;
@@ -190,7 +185,7 @@ static int parse_args(int argc, char **argv, args *a) {
             break;
         case 'h': usage(stdout); return 0;
         case 'V':
-            printf("pglite-proxy (pglite-c) %s, PostgreSQL %s (PGlite %s)\n", PGLITE_C_VERSION,
+            printf("pglite-proxy (pglite-c) %s, PostgreSQL %s (PGlite %s)\n", pglite_version(),
                    PGLITE_PG_VERSION, PGLITE_RUNTIME_VERSION);
             return 0;
         default: usage(stderr); return 2;
@@ -209,6 +204,10 @@ static int parse_args(int argc, char **argv, args *a) {
         fprintf(stderr, "pglite-proxy: --no-unix needs --tcp\n");
         return 2;
     }
+    if (!a->ssl_cert != !a->ssl_key) {
+        fprintf(stderr, "pglite-proxy: --ssl-cert and --ssl-key go together\n");
+        return 2;
+    }
     if (a->password && !*a->password)
         a->password = NULL;
     return -1;
@@ -218,7 +217,6 @@ int main(int argc, char **argv) {
     args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0) {
-        free(a.tcp_host);
         free(a.gucs);
         return rc;
     }
@@ -261,6 +259,9 @@ int main(int argc, char **argv) {
         .tcp_port = a.tcp_port,
         .password = a.password,
         .auth_method = a.auth,
+        .trust_remote = a.trust_remote,
+        .ssl_cert = a.ssl_cert,
+        .ssl_key = a.ssl_key,
         .max_waiting = a.max_waiting,
         .wait_timeout_ms = a.wait_s > 0 ? a.wait_s * 1000 : 0,
         .startup_timeout_ms = a.startup_s > 0 ? a.startup_s * 1000 : 0,
@@ -291,7 +292,6 @@ int main(int argc, char **argv) {
 done:
     cluster_close(cl); /* unlocks; removes a temporary database */
     free(data);
-    free(a.tcp_host);
     free(a.gucs);
     return rc;
 }

@@ -185,8 +185,9 @@ int pglite_dump_archive_path(const char *data_dir, const char *path) {
     }
     cluster_options co = {.path = data_dir};
     cluster *c;
-    if (cluster_open(&co, &c, err, sizeof err) != 0) { /* validated and locked */
-        rc = strstr(err, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+    int st = cluster_open(&co, &c, err, sizeof err); /* validated and locked */
+    if (st != 0) {
+        rc = client_status(st);
         client_set_open_error(errobj_lib(rc, NULL, "%s", err));
         return rc;
     }
@@ -219,13 +220,6 @@ static const char *safe_member(const char *name, char *buf, size_t n) {
         p += cl + (slash ? 1 : 0);
     }
     return buf;
-}
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
 }
 
 /* mkdir -p of the parents of rel under root. */
@@ -403,7 +397,7 @@ int archive_load(const char *archive, const char *dir, char *err, size_t errlen)
         rc = PGLITE_IOERR;
     }
     if (rc != PGLITE_OK)
-        nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        cluster_rmtree(tmp);
     free(tmp);
     return rc;
 }

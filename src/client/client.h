@@ -131,6 +131,7 @@ struct pglite {
     store st;
     backend *be;
     char tx;             /* 'I', 'T', 'E' from the last ReadyForQuery */
+    int served;          /* pglite_server_start serves it: leaving wakes the server */
     wire_buf req;
 
     errobj *last_err;    /* NULL after a success */
@@ -150,6 +151,15 @@ struct pglite {
     int blob_capture;
     wire_buf blob_out;
 };
+
+/* The public status (PGLITE_*) of an internal one: 0 or a negative
+ * pgl_status of cluster, backend or server (cluster/status.h). */
+int client_status(int internal);
+
+/* server.c: the program left a call on a served handle with no
+ * transaction open (or closed it): wakes a server session waiting for the
+ * program's transaction to end. */
+void client_served_changed(void);
 
 /* Enter a public call on db: PGLITE_OK with the mutex held, or
  * PGLITE_MISUSE (db NULL, not open, closed). */

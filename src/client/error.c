@@ -2,6 +2,7 @@
  * or the same fields made up by the library. */
 #define _GNU_SOURCE
 #include "client/client.h"
+#include "cluster/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,4 +195,17 @@ void errobj_free(errobj *o) {
         return;
     free(o->body);
     free(o);
+}
+
+int client_status(int internal) {
+    switch (internal) {
+    case PGL_OK:
+        return PGLITE_OK;
+#define PGL_STATUS_CASE(kind, n, pub, text) \
+    case PGL_E##kind:                        \
+        return pub;
+        PGL_STATUS_MAP(PGL_STATUS_CASE)
+#undef PGL_STATUS_CASE
+    }
+    return PGLITE_CANTOPEN; /* a kind this table does not know: a failure all the same */
 }

@@ -67,9 +67,12 @@ int client_enter(pglite *db) {
 int client_leave(pglite *db, int rc) {
     if (db->depth == 1)
         events_deliver(db);
+    int wake = db->depth == 1 && db->served && db->tx == 'I';
     db->depth--;
     pthread_mutex_unlock(&db->mu);
     release(db);
+    if (wake)
+        client_served_changed();
     return rc;
 }
 
@@ -274,11 +277,11 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
     int got_ready = 0, w;
     while ((w = wire_next(&r, &m)) == 1) {
         const char *name, *value;
-        if (m.type == 'S' && wire_parameter_status(&m, &name, &value) == 0)
+        if (m.type == PqMsg_ParameterStatus && wire_parameter_status(&m, &name, &value) == 0)
             client_set_param(db, name, value);
-        else if (m.type == 'Z' && wire_ready_for_query(&m, &db->tx) == 0)
+        else if (m.type == PqMsg_ReadyForQuery && wire_ready_for_query(&m, &db->tx) == 0)
             got_ready = 1;
-        else if (m.type == 'E') {
+        else if (m.type == PqMsg_ErrorResponse) {
             char msg[1024] = "";
             wire_error_field(&m, 'M', msg, sizeof msg);
             return open_fail(db, PGLITE_CANTOPEN, "the session was refused: %s", msg);
@@ -331,8 +334,11 @@ int pglite_close(pglite *db) {
     pthread_mutex_unlock(&db->be_mu);
     backend_close(be);
     store_close(&db->st);
+    int wake = db->served;
     db->depth--;
     pthread_mutex_unlock(&db->mu);
     release(db); /* frees db when no other thread holds it */
+    if (wake)
+        client_served_changed();
     return PGLITE_OK;
 }

@@ -66,25 +66,25 @@ static int read_reply(pglite *db, const uint8_t *out, size_t len, collect *c, in
     while ((w = wire_next(&rd, &m)) == 1) {
         pglite_result *r;
         switch (m.type) {
-        case 'T': /* RowDescription */
+        case PqMsg_RowDescription:
             if (!(r = cur(c)) || result_set_fields(r, &m, &bad) != 0)
                 return bad ? -2 : -1;
             break;
-        case 't': /* ParameterDescription */
+        case PqMsg_ParameterDescription:
             if (!(r = cur(c)) || result_set_params(r, &m, &bad) != 0)
                 return bad ? -2 : -1;
             break;
-        case 'n': /* NoData */
+        case PqMsg_NoData:
             if (!cur(c))
                 return -1;
             break;
-        case 'D':
+        case PqMsg_DataRow:
             if (!c->cur)
                 return -2;
             if (result_add_row(c->cur, &m, &bad) != 0)
                 return bad ? -2 : -1;
             break;
-        case 'C': {
+        case PqMsg_CommandComplete: {
             const char *tag;
             if (wire_command_complete(&m, &tag) != 0)
                 return -2;
@@ -95,21 +95,21 @@ static int read_reply(pglite *db, const uint8_t *out, size_t len, collect *c, in
                 return -1;
             break;
         }
-        case 's': /* PortalSuspended: not asked for (Execute 0), but harmless */
+        case PqMsg_PortalSuspended: /* not asked for (Execute 0), but harmless */
             if (!(r = cur(c)))
                 return -1;
             r->status = r->has_rowdesc ? PGLITE_RESULT_TUPLES_OK : PGLITE_RESULT_COMMAND_OK;
             if (finish(c) != 0)
                 return -1;
             break;
-        case 'I': /* EmptyQueryResponse */
+        case PqMsg_EmptyQueryResponse:
             if (!(r = cur(c)))
                 return -1;
             r->status = PGLITE_RESULT_EMPTY_QUERY;
             if (finish(c) != 0)
                 return -1;
             break;
-        case 'E': {
+        case PqMsg_ErrorResponse: {
             errobj *e = errobj_from_wire(&m, &bad);
             if (!e)
                 return bad ? -2 : -1;
@@ -120,14 +120,14 @@ static int read_reply(pglite *db, const uint8_t *out, size_t len, collect *c, in
                 return -1;
             break;
         }
-        case 'N': {
+        case PqMsg_NoticeResponse: {
             errobj *e = errobj_from_wire(&m, &bad);
             if (!e)
                 return bad ? -2 : -1;
             events_push_notice(db, e);
             break;
         }
-        case 'A': {
+        case PqMsg_NotificationResponse: {
             int32_t pid;
             const char *ch, *pl;
             if (wire_notification(&m, &pid, &ch, &pl) != 0)
@@ -135,14 +135,14 @@ static int read_reply(pglite *db, const uint8_t *out, size_t len, collect *c, in
             events_push_notify(db, pid, ch, pl);
             break;
         }
-        case 'S': {
+        case PqMsg_ParameterStatus: {
             const char *name, *value;
             if (wire_parameter_status(&m, &name, &value) != 0)
                 return -2;
             client_set_param(db, name, value);
             break;
         }
-        case 'Z':
+        case PqMsg_ReadyForQuery:
             if (wire_ready_for_query(&m, &db->tx) != 0)
                 return -2;
             if (c->cur && finish(c) != 0) /* a Describe's result */

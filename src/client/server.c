@@ -41,15 +41,27 @@ void pglite_server_options_init(pglite_server_options *o) {
     o->size = sizeof *o;
 }
 
-static void nap_ms(int ms) {
-    struct timespec ts = {0, (long)ms * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+/* Bumped (under g_idle_lock) whenever the program leaves a call on a
+ * served handle with no transaction open, closes one, or a server stops:
+ * what srv_acquire waits for. Global, not in the handle, since the handle
+ * may be freed meanwhile. */
+static pthread_mutex_t g_idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_idle_cv = PTHREAD_COND_INITIALIZER;
+static unsigned long g_idle_gen;
+
+void client_served_changed(void) {
+    pthread_mutex_lock(&g_idle_lock);
+    g_idle_gen++;
+    pthread_cond_broadcast(&g_idle_cv);
+    pthread_mutex_unlock(&g_idle_lock);
 }
 
 static void srv_acquire(void *ctx) {
     pglite_server *ps = ctx;
     for (;;) {
+        pthread_mutex_lock(&g_idle_lock);
+        unsigned long gen = g_idle_gen;
+        pthread_mutex_unlock(&g_idle_lock);
         if (client_enter(ps->db) != PGLITE_OK) {
             ps->entered = 0; /* closed under us: misuse, documented */
             return;
@@ -58,9 +70,14 @@ static void srv_acquire(void *ctx) {
             ps->entered = 1;
             return;
         }
-        /* the program has a transaction open: let it finish first */
+        /* the program has a transaction open: wait until it leaves a call
+         * with none (our own leave does not count: the transaction is
+         * still open), then look again */
         client_leave(ps->db, 0);
-        nap_ms(5);
+        pthread_mutex_lock(&g_idle_lock);
+        while (g_idle_gen == gen && !atomic_load(&ps->stopping))
+            pthread_cond_wait(&g_idle_cv, &g_idle_lock);
+        pthread_mutex_unlock(&g_idle_lock);
     }
 }
 
@@ -77,32 +94,6 @@ static void srv_log(void *ctx, server_log_level level, const char *line) {
     (void)ctx;
     (void)level;
     fprintf(stderr, "pglite-server: %s\n", line);
-}
-
-/* "HOST:PORT", ":PORT", "PORT", "[V6]:PORT" -> host (in buf) and port. */
-static int parse_tcp(const char *spec, char *host, size_t hn, int *port) {
-    const char *colon = strrchr(spec, ':');
-    const char *ps = colon ? colon + 1 : spec;
-    size_t hl = colon ? (size_t)(colon - spec) : 0;
-    if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
-        spec++;
-        hl -= 2;
-    }
-    if (hl >= hn)
-        return -1;
-    if (hl == 0)
-        snprintf(host, hn, "127.0.0.1");
-    else {
-        memcpy(host, spec, hl);
-        host[hl] = 0;
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(ps, &end, 10);
-    if (!*ps || *end || errno || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
 }
 
 int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_server **out) {
@@ -149,9 +140,9 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     const char *tcp = opt.tcp;
     if (!tcp && !opt.unix_socket)
         tcp = "127.0.0.1:0";
-    if (tcp && parse_tcp(tcp, host, sizeof host, &port) != 0) {
-        client_fail(db, PGLITE_MISUSE, NULL,
-                    "pglite_server_start: bad TCP address \"%s\" (HOST:PORT expected)", tcp);
+    char why[300];
+    if (tcp && server_parse_hostport(tcp, host, sizeof host, &port, why, sizeof why) != 0) {
+        client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start: bad TCP address: %s", why);
         return client_leave(db, PGLITE_MISUSE);
     }
 
@@ -175,6 +166,7 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         return client_leave(db, PGLITE_NOMEM);
     }
     ps->db = db;
+    db->served = 1; /* kept after a stop: a spare wake-up costs nothing */
     server_options so = {
         .backend = db->be,
         .acquire = srv_acquire,
@@ -194,10 +186,12 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     char err[1024];
     /* The server reads the backend's startup reply now and uses the backend
      * only from its session thread, under acquire: we hold db meanwhile. */
-    if (server_start(&so, &ps->srv, err, sizeof err) != 0) {
+    int st = server_start(&so, &ps->srv, err, sizeof err);
+    if (st != 0) {
         free(ps);
-        client_fail(db, PGLITE_CANTOPEN, "08001", "cannot start the server: %s", err);
-        return client_leave(db, PGLITE_CANTOPEN);
+        int code = client_status(st);
+        client_fail(db, code, "08001", "cannot start the server: %s", err);
+        return client_leave(db, code);
     }
     const char *u = server_uri(ps->srv);
     size_t ul = strlen(u);
@@ -239,6 +233,7 @@ void pglite_server_stop(pglite_server *srv) {
     }
     pthread_mutex_unlock(&g_served_lock);
     atomic_store(&srv->stopping, 1);
+    client_served_changed(); /* a session waiting for the program's transaction */
     server_stop(srv->srv); /* joins the session thread: release has run */
     free(srv->uri);
     free(srv);

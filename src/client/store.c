@@ -7,24 +7,11 @@
 #include "cluster/cluster.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p);
-}
-
-static void rmtree(const char *p) {
-    if (p)
-        nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
@@ -68,7 +55,7 @@ int store_open(store *s, const char *path, const pglite_options *o, char *err, s
     if (r != 0) {
         snprintf(err, errlen, "%s", msg);
         store_close(s);
-        return strstr(msg, " is in use by ") ? PGLITE_BUSY : PGLITE_CANTOPEN;
+        return client_status(r);
     }
     s->cluster = c;
     s->temporary = cluster_is_temporary(c) || s->tmp_root;
@@ -83,7 +70,7 @@ int store_open(store *s, const char *path, const pglite_options *o, char *err, s
 
 void store_close(store *s) {
     cluster_close(s->cluster); /* unlocks; removes a temporary cluster */
-    rmtree(s->tmp_root);
+    cluster_rmtree(s->tmp_root);
     free(s->tmp_root);
     free(s->dir);
     memset(s, 0, sizeof *s);

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +27,6 @@ static const char *const guest_env[] = {
     "ICU_DATA=/pglite/icu", NULL};
 
 const char *const *cluster_guest_env(void) { return guest_env; }
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st; (void)flag; (void)f;
-    return remove(p);
-}
-
-static void rmtree(const char *p) {
-    if (p)
-        nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
                       size_t errlen) {
@@ -79,7 +68,7 @@ int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
 }
 
 void cluster_tree_close(cluster_tree *t) {
-    rmtree(t->scratch);
+    cluster_rmtree(t->scratch);
     free(t->scratch);
     free(t->data_dir);
     t->scratch = t->data_dir = NULL;

@@ -10,6 +10,8 @@
 #ifndef PGLITE_CLUSTER_H
 #define PGLITE_CLUSTER_H
 
+#include "cluster/status.h"
+
 #include <stddef.h>
 
 #include "engine/engine.h"
@@ -86,6 +88,11 @@ int cluster_template_path(char *out, size_t n, char *err, size_t errlen);
  * left as it was (gone or empty). */
 int cluster_copy_tree(const char *from, const char *to, char *err, size_t errlen);
 
+/* Remove path and everything below it, without following links, as much
+ * of it as can be removed. 0 if path is gone (or was never there), -1 if
+ * something is left. NULL is a no-op. */
+int cluster_rmtree(const char *path);
+
 /* An opened data directory, locked for this handle until cluster_close. */
 typedef struct cluster cluster;
 
@@ -117,7 +124,10 @@ typedef struct cluster_options {
  * Temporary (path NULL): a private copy under
  * $TMPDIR/pglite-tmp-<pid>-<random>/db-N of this process's copy of the
  * template, removed by cluster_close; leftovers of dead processes are
- * removed at the first temporary open. Thread-safe. */
+ * removed at the first temporary open. Thread-safe.
+ * Returns 0, or a negative pgl_status with the message in err: PGL_EBUSY
+ * when the directory is in use (this or another process, or a native
+ * PostgreSQL server), PGL_ENOMEM, else PGL_EFAIL. */
 int cluster_open(const cluster_options *o, cluster **out, char *err, size_t errlen);
 
 /* The host data directory of c (valid until cluster_close). */

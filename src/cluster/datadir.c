@@ -83,10 +83,15 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f) 
     return 0; /* keep going: remove as much as possible */
 }
 
-static void rmtree(const char *p) {
-    if (p)
-        nftw(p, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+int cluster_rmtree(const char *path) {
+    if (!path)
+        return 0;
+    nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+    struct stat st;
+    return lstat(path, &st) == 0 ? -1 : 0;
 }
+
+static void rmtree(const char *p) { cluster_rmtree(p); }
 
 /* mkdir -p; the last component gets mode, missing parents 0700. */
 static int mkdir_p(const char *path, mode_t mode) {
@@ -666,9 +671,10 @@ static int take_lock(const char *dir, char *err, size_t errlen) {
                 snprintf(err, errlen, "data directory %s is in use by process %ld", dir, pid);
             else
                 snprintf(err, errlen, "data directory %s is in use by another process", dir);
-        } else {
-            snprintf(err, errlen, "cannot lock %s: %s", p, strerror(e));
+            close(fd);
+            return PGL_EBUSY;
         }
+        snprintf(err, errlen, "cannot lock %s: %s", p, strerror(e));
         close(fd);
         return -1;
     }
@@ -1259,7 +1265,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
                      "data directory %s is in use by a PostgreSQL server (postmaster.pid: "
                      "process %ld)", path, pid);
             close(dfd);
-            return -1;
+            return PGL_EBUSY;
         }
         if (dfd >= 0)
             close(dfd);
@@ -1270,7 +1276,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
     }
     int lfd = take_lock(path, err, errlen);
     if (lfd < 0)
-        return -1;
+        return lfd; /* PGL_EBUSY when another holds it */
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -1288,6 +1294,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
             snprintf(err, errlen,
                      "data directory %s is in use by a PostgreSQL server (postmaster.pid: "
                      "process %ld)", path, pid);
+            rc = PGL_EBUSY;
         } else if (unlinkat(dfd, "postmaster.pid", 0) != 0 && errno != ENOENT) {
             snprintf(err, errlen, "cannot remove the stale %s/postmaster.pid: %s", path,
                      strerror(errno));
@@ -1300,7 +1307,7 @@ static int open_persistent(const cluster_options *o, cluster **out, char *err, s
     close(dfd);
     if (rc == 0 && !(*out = new_cluster(path, 0, lfd))) {
         snprintf(err, errlen, "out of memory");
-        rc = -1;
+        rc = PGL_ENOMEM;
     }
     if (rc != 0)
         close(lfd);

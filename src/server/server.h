@@ -34,6 +34,8 @@
 
 #include <stddef.h>
 
+struct sockaddr;
+
 struct backend;
 typedef struct server server;
 
@@ -68,13 +70,24 @@ typedef struct server_options {
     /* Where to listen (at least one). */
     const char *unix_path;         /* socket file, or a directory for <dir>/.s.PGSQL.<port>
                                       (port: tcp_port if set, else 5432); NULL: none */
-    const char *tcp_host;          /* host name or address; NULL: no TCP */
+    const char *tcp_host;          /* host name or address ("": loopback); NULL: no TCP */
     int tcp_port;                  /* 0: a free port (see server_tcp_port) */
 
     /* Authentication. */
-    const char *password;          /* NULL or "": trust */
+    const char *password;          /* NULL or "": trust (then TCP is refused on any
+                                      address that is not loopback, unless
+                                      trust_remote) */
     const char *auth_method;       /* with a password: "scram-sha-256" (default), "md5",
                                       or "password" (cleartext) */
+    int trust_remote;              /* allow trust on a non-loopback TCP address: every
+                                      client that reaches it is a superuser */
+
+    /* TLS on TCP (both or neither): PEM files of the certificate (chain)
+     * and its key. SSLRequest is then answered 'S', and a direct TLS
+     * handshake (ALPN "postgresql", PostgreSQL 17's sslnegotiation=direct)
+     * accepted; without them SSLRequest gets 'N'. Never on Unix sockets. */
+    const char *ssl_cert;
+    const char *ssl_key;
 
     /* Limits (0: the default). */
     int max_waiting;               /* clients queued for the backend (default 32) */
@@ -90,8 +103,23 @@ typedef struct server_options {
 
 /* Start the backend on o->data_dir (or take o->backend), bind the sockets
  * and start serving.
- * Returns 0, or -1 with a message in err (nothing left behind). */
+ * Returns 0, or a negative pgl_status (cluster/status.h; -1 is PGL_EFAIL)
+ * with a message in err (nothing left behind). */
 int server_start(const server_options *o, server **out, char *err, size_t errlen);
+
+/* The host an empty HOST means: loopback only. */
+#define SERVER_LOOPBACK_HOST "127.0.0.1"
+
+/* Parse "HOST:PORT", ":PORT", "PORT" or "[IPV6]:PORT" into host (hostlen
+ * bytes; an empty HOST becomes SERVER_LOOPBACK_HOST) and port (0 to 65535).
+ * Returns 0, or -1 with the reason in err. For the command line and the
+ * API alike. */
+int server_parse_hostport(const char *spec, char *host, size_t hostlen, int *port, char *err,
+                          size_t errlen);
+
+/* 1 if sa is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z) or a
+ * Unix socket, else 0. */
+int server_address_is_loopback(const struct sockaddr *sa);
 
 /* The bound TCP port, or -1 without TCP. */
 int server_tcp_port(const server *s);

@@ -3,6 +3,7 @@
  * their messages, and resets the backend after them. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
+#include "server/tls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,7 +16,7 @@
 
 /* Input held for one session beyond this is refused (a client streaming
  * messages without ever ending a batch). */
-#define MAX_PENDING ((size_t)PQ_LARGE_MESSAGE_LIMIT + (16u << 20))
+#define MAX_PENDING ((size_t)WIRE_LARGE_MESSAGE_LIMIT + (16u << 20))
 
 typedef struct sess {
     server *s;
@@ -25,11 +26,8 @@ typedef struct sess {
     int gone;        /* the client is gone or has been sent its FATAL */
     int copyfail;    /* a CopyFail was made up for the backend */
     int stop_seen;
+    wire_buf fail;   /* CopyFail + Sync, sent for a client that vanished mid-COPY */
 } sess;
-
-static uint32_t be32(const uint8_t *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* ---- ParameterStatus as the backend has it ---------------------------------- */
 
@@ -96,45 +94,45 @@ static void read_reply(server *s, const uint8_t *out, size_t n, qres *r) {
     wire_reader_init(&rd, out, n);
     while (wire_next(&rd, &m) == 1) {
         switch (m.type) {
-        case 'S': {
-            const char *name = (const char *)m.body;
-            size_t nl = strnlen(name, m.len);
-            if (nl + 1 < m.len && memchr(m.body + nl + 1, 0, m.len - nl - 1))
-                param_set(s, name, name + nl + 1);
+        case PqMsg_ParameterStatus: {
+            const char *name, *value;
+            if (wire_parameter_status(&m, &name, &value) == 0)
+                param_set(s, name, value);
             break;
         }
-        case 'E':
+        case PqMsg_ErrorResponse:
             if (!r->error) {
                 r->error = 1;
-                field(&m, 'C', r->code, sizeof r->code);
-                field(&m, 'M', r->msg, sizeof r->msg);
-                field(&m, 'D', r->detail, sizeof r->detail);
-                field(&m, 'H', r->hint, sizeof r->hint);
+                field(&m, PG_DIAG_SQLSTATE, r->code, sizeof r->code);
+                field(&m, PG_DIAG_MESSAGE_PRIMARY, r->msg, sizeof r->msg);
+                field(&m, PG_DIAG_MESSAGE_DETAIL, r->detail, sizeof r->detail);
+                field(&m, PG_DIAG_MESSAGE_HINT, r->hint, sizeof r->hint);
             }
             break;
-        case 'D':
-            if (r->rows++ == 0 && m.len >= 6 && (m.body[0] << 8 | m.body[1]) >= 1) {
-                int32_t l = (int32_t)be32(m.body + 2);
-                if (l < 0)
+        case PqMsg_DataRow: {
+            wire_value v;
+            if (r->rows++ == 0 && wire_data_row(&m, &v, 1) >= 1) {
+                if (v.len < 0)
                     r->isnull = 1;
-                else if ((size_t)l + 6 <= m.len) {
-                    size_t k = (size_t)l < sizeof r->val - 1 ? (size_t)l : sizeof r->val - 1;
-                    memcpy(r->val, m.body + 6, k);
+                else {
+                    size_t k = (size_t)v.len < sizeof r->val - 1 ? (size_t)v.len : sizeof r->val - 1;
+                    memcpy(r->val, v.data, k);
                     r->val[k] = 0;
                 }
             }
             break;
-        case 'C':
-            snprintf(r->tag, sizeof r->tag, "%.*s", (int)strnlen((const char *)m.body, m.len),
-                     (const char *)m.body);
+        }
+        case PqMsg_CommandComplete: {
+            const char *tag;
+            if (wire_command_complete(&m, &tag) == 0)
+                snprintf(r->tag, sizeof r->tag, "%s", tag);
             break;
-        case 'Z':
-            if (m.len == 1)
-                r->status = (char)m.body[0];
+        }
+        case PqMsg_ReadyForQuery:
+            wire_ready_for_query(&m, &r->status);
             break;
-        case 'K':
-            if (m.len >= 8)
-                r->key_pid = (int32_t)be32(m.body);
+        case PqMsg_BackendKeyData:
+            wire_backend_key(&m, &r->key_pid, NULL);
             break;
         }
     }
@@ -160,26 +158,9 @@ static int bq(server *s, const char *sql, int np, const char *const *pv, qres *r
               size_t errlen) {
     wire_buf w;
     wire_buf_init(&w);
-    size_t off = wire_begin(&w, 'P');
-    wire_put_str(&w, "");
-    wire_put_str(&w, sql);
-    wire_put_u16(&w, 0);
-    wire_end(&w, off);
-    off = wire_begin(&w, 'B');
-    wire_put_str(&w, "");
-    wire_put_str(&w, "");
-    wire_put_u16(&w, 0);
-    wire_put_u16(&w, (uint16_t)np);
-    for (int i = 0; i < np; i++) {
-        wire_put_u32(&w, (uint32_t)strlen(pv[i]));
-        wire_put(&w, pv[i], strlen(pv[i]));
-    }
-    wire_put_u16(&w, 0);
-    wire_end(&w, off);
-    off = wire_begin(&w, 'E');
-    wire_put_str(&w, "");
-    wire_put_u32(&w, 0);
-    wire_end(&w, off);
+    wire_parse(&w, "", sql, 0, NULL);
+    wire_bind(&w, "", "", np, pv, NULL, NULL, 0);
+    wire_execute(&w, "", 0);
     wire_sync(&w);
     int rc = exchange_read(s, &w, r, err, errlen);
     wire_buf_free(&w);
@@ -357,9 +338,9 @@ static void client_fatal(sess *ss, const char *code, const char *msg, const char
         return;
     wire_buf w;
     wire_buf_init(&w);
-    srv_put_error(&w, "FATAL", code, msg, detail, hint);
+    wire_error_response(&w, PqMsg_ErrorResponse, "FATAL", code, msg, detail, hint);
     if (!w.oom)
-        srv_send_all(ss->s, ss->c->fd, w.data, w.len);
+        srv_send_all(ss->s, ss->c, w.data, w.len);
     wire_buf_free(&w);
     ss->gone = 1;
     srv_log(ss->s, SERVER_LOG_INFO, "session of %s ended: %s (%s)", ss->c->peer, msg, code);
@@ -371,7 +352,7 @@ static void client_fatal_r(sess *ss, const qres *r) {
 
 /* Wait until the client socket is readable (1), or the server stops (0). */
 static int wait_input(sess *ss) {
-    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = POLLIN},
+    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
                            {.fd = ss->s->stop_pipe[0], .events = POLLIN}};
     for (;;) {
         int k = poll(pf, 2, -1);
@@ -417,7 +398,7 @@ static int read_more(sess *ss) {
         ss->cap = cap;
     }
     for (;;) {
-        ssize_t r = recv(ss->c->fd, ss->buf + ss->len, ss->cap - ss->len, MSG_DONTWAIT);
+        ssize_t r = conn_recv(ss->c, ss->buf + ss->len, ss->cap - ss->len);
         if (r > 0) {
             ss->len += (size_t)r;
             return 1;
@@ -437,48 +418,10 @@ static int read_more(sess *ss) {
     }
 }
 
-/* The frame at p (avail bytes): its total size, 0 if incomplete, -1 if
- * invalid (the message in m). copy: inside COPY FROM STDIN. */
-long session_frame_length(const uint8_t *p, size_t avail, int copy, char *m, size_t mn) {
-    if (avail < 5)
-        return 0;
-    uint8_t t = p[0];
-    uint32_t limit = 0;
-    switch (t) {
-    case 'd': /* CopyData */
-        limit = PQ_LARGE_MESSAGE_LIMIT;
-        break;
-    case 'c': case 'f': case 'H': case 'S': /* CopyDone CopyFail Flush Sync */
-        limit = PQ_SMALL_MESSAGE_LIMIT;
-        break;
-    case 'Q': case 'F': case 'B': case 'P': /* Query FunctionCall Bind Parse */
-        limit = copy ? 0 : PQ_LARGE_MESSAGE_LIMIT;
-        break;
-    case 'C': case 'D': case 'E': case 'X': /* Close Describe Execute Terminate */
-        limit = copy ? 0 : PQ_SMALL_MESSAGE_LIMIT;
-        break;
-    }
-    if (!limit) {
-        if (copy)
-            snprintf(m, mn, "unexpected message type 0x%02X during COPY from stdin", t);
-        else
-            snprintf(m, mn, "invalid frontend message type %d", t);
-        return -1;
-    }
-    uint32_t len = be32(p + 1);
-    if (len < 4 || len > limit) {
-        snprintf(m, mn, "invalid message length %u for message type %d", len, t);
-        return -1;
-    }
-    if (avail < (size_t)len + 1)
-        return 0;
-    return (long)len + 1;
-}
-
 /* The same, with FATAL 08P01 sent to the client when invalid. */
 static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
     char m[128];
-    long r = session_frame_length(p, avail, copy, m, sizeof m);
+    long r = wire_frame(p, avail, copy ? WIRE_FROM_COPY : WIRE_FROM_CLIENT, m, sizeof m);
     if (r < 0)
         client_fatal(ss, "08P01", m, NULL, NULL);
     return r;
@@ -491,10 +434,7 @@ static long check_frame(sess *ss, const uint8_t *p, size_t avail, int copy) {
 static int supply(void *ctx, const uint8_t *out, size_t outlen, const uint8_t **in,
                   size_t *inlen) {
     sess *ss = ctx;
-    static const uint8_t fail[] = {'f', 0, 0, 0, 4 + 16, 'c', 'l', 'i', 'e', 'n', 't', ' ',
-                                   'i', 's', ' ', 'g', 'o', 'n', 'e', '.', 0,
-                                   'S', 0, 0, 0, 4};
-    if (!ss->gone && outlen && srv_send_all(ss->s, ss->c->fd, out, outlen) != 0)
+    if (!ss->gone && outlen && srv_send_all(ss->s, ss->c, out, outlen) != 0)
         ss->gone = 1;
     while (!ss->gone) {
         size_t p = ss->rpos;
@@ -503,7 +443,7 @@ static int supply(void *ctx, const uint8_t *out, size_t outlen, const uint8_t **
         while (!end && (n = check_frame(ss, ss->buf + p, ss->len - p, 1)) > 0) {
             uint8_t t = ss->buf[p];
             p += (size_t)n;
-            end = t == 'c' || t == 'f';
+            end = t == PqMsg_CopyDone || t == PqMsg_CopyFail;
         }
         if (n < 0)
             break;
@@ -519,8 +459,13 @@ static int supply(void *ctx, const uint8_t *out, size_t outlen, const uint8_t **
     if (ss->copyfail)
         return -1; /* asked again after the CopyFail: should not happen */
     ss->copyfail = 1;
-    *in = fail;
-    *inlen = sizeof fail;
+    wire_buf_reset(&ss->fail);
+    wire_copy_fail(&ss->fail, "client is gone.");
+    wire_sync(&ss->fail);
+    if (ss->fail.oom)
+        return -1;
+    *in = ss->fail.data;
+    *inlen = ss->fail.len;
     return 0;
 }
 
@@ -543,7 +488,7 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     }
     if (ss->gone)
         return -1;
-    if (outlen && srv_send_all(s, ss->c->fd, out, outlen) != 0) {
+    if (outlen && srv_send_all(s, ss->c, out, outlen) != 0) {
         ss->gone = 1;
         return -1;
     }
@@ -559,14 +504,15 @@ static void pump(sess *ss) {
         long n;
         while ((n = check_frame(ss, ss->buf + p, ss->len - p, 0)) > 0) {
             uint8_t t = ss->buf[p];
-            if (t == 'X') { /* Terminate: what came before it, then the end */
+            if (t == PqMsg_Terminate) { /* what came before it, then the end */
                 if (p > start)
                     run_batch(ss, ss->buf + start, p - start);
                 ss->gone = 1;
                 return;
             }
             p += (size_t)n;
-            if (t == 'Q' || t == 'S' || t == 'H' || t == 'F') {
+            if (t == PqMsg_Query || t == PqMsg_Sync || t == PqMsg_Flush ||
+                t == PqMsg_FunctionCall) {
                 ss->rpos = p; /* supply() reads on from here */
                 if (run_batch(ss, ss->buf + start, p - start) != 0)
                     return;
@@ -786,29 +732,18 @@ static int hello(sess *ss) {
     }
     wire_buf w;
     wire_buf_init(&w);
-    size_t off = wire_begin(&w, 'R');
-    wire_put_u32(&w, 0);
-    wire_end(&w, off);
-    for (int i = 0; i < s->nparams; i++) {
-        off = wire_begin(&w, 'S');
-        wire_put_str(&w, s->params[i].name);
-        wire_put_str(&w, s->params[i].value);
-        wire_end(&w, off);
-    }
-    off = wire_begin(&w, 'K');
-    wire_put_u32(&w, (uint32_t)s->be_pid);
-    wire_put(&w, key, keylen);
-    wire_end(&w, off);
-    off = wire_begin(&w, 'Z');
-    wire_put_u8(&w, 'I');
-    wire_end(&w, off);
+    wire_auth_request(&w, AUTH_REQ_OK, NULL, 0);
+    for (int i = 0; i < s->nparams; i++)
+        wire_parameter_status_msg(&w, s->params[i].name, s->params[i].value);
+    wire_backend_key_msg(&w, s->be_pid, key, keylen);
+    wire_ready_for_query_msg(&w, 'I');
     pthread_mutex_lock(&s->mu);
     s->cancel_active = 1;
     s->cancel_pid = s->be_pid;
     memcpy(s->cancel_key, key, keylen);
     s->cancel_keylen = keylen;
     pthread_mutex_unlock(&s->mu);
-    int rc = w.oom ? -1 : srv_send_all(s, ss->c->fd, w.data, w.len);
+    int rc = w.oom ? -1 : srv_send_all(s, ss->c, w.data, w.len);
     wire_buf_free(&w);
     if (rc != 0)
         ss->gone = 1;
@@ -887,6 +822,7 @@ static void run_session(server *s, conn *c) {
     srv_log(s, SERVER_LOG_INFO, "session %llu: %s disconnected after %.3f s", (unsigned long long)id,
             c->peer, (double)(srv_now_ms() - t0) / 1000.0);
     free(ss.buf);
+    wire_buf_free(&ss.fail);
     srv_conn_free(c); /* closes the socket */
     reset(s);
     if (s->release)
@@ -895,6 +831,7 @@ static void run_session(server *s, conn *c) {
 
 void *session_main(void *arg) {
     server *s = arg;
+    srv_block_sigpipe();
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->stopping && !s->qhead)

@@ -11,11 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_PROTOCOL_3_0 196608u /* 3 << 16 */
-#define WIRE_SSL_REQUEST 80877103u
-#define WIRE_GSSENC_REQUEST 80877104u
-#define WIRE_CANCEL_REQUEST 80877102u
-/* Largest message we accept (PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GB). */
+#include "wire/protocol.h"
+
+/* Largest message we write, and accept from the backend (whose replies,
+ * a DataRow of a 1 GB value for one, may exceed what it accepts from a
+ * client: the per-type WIRE_*_LIMIT of wire_frame). */
 #define WIRE_MAX_MESSAGE (1u << 30)
 
 typedef struct wire_buf {
@@ -64,8 +64,27 @@ void wire_reader_init(wire_reader *r, const void *data, size_t len);
  * (bad length) or truncated. */
 int wire_next(wire_reader *r, wire_msg *m);
 
-/* Length of the first complete typed message at data, 0 if incomplete, or
- * -1 if its length word is invalid. */
+/* Big-endian 32-bit word at p (p must have 4 bytes). */
+uint32_t wire_be32(const uint8_t *p);
+
+/* Who sent the bytes a frame is cut from, which decides the message types
+ * and lengths allowed. */
+typedef enum wire_from {
+    WIRE_FROM_BACKEND,  /* any type, 4 to WIRE_MAX_MESSAGE */
+    WIRE_FROM_CLIENT,   /* a frontend message of a session, PostgreSQL's per-type limit */
+    WIRE_FROM_COPY,     /* the same during COPY FROM STDIN: CopyData, CopyDone,
+                           CopyFail, Flush, Sync only */
+    WIRE_FROM_AUTH,     /* during authentication: a 'p' message (password, SASL)
+                           of at most WIRE_MAX_AUTH_TOKEN bytes */
+} wire_from;
+
+/* The one frame parser: the length of the first complete typed message at
+ * data (type byte included), 0 if more bytes are needed, -1 if its type or
+ * length is refused (the reason, PostgreSQL's words, in why). A length is
+ * judged as soon as its word is there, never after buffering it. */
+long wire_frame(const uint8_t *data, size_t len, wire_from from, char *why, size_t whylen);
+
+/* wire_frame(data, len, WIRE_FROM_BACKEND, NULL, 0). */
 long wire_frame_len(const uint8_t *data, size_t len);
 
 /* Fields of an ErrorResponse/NoticeResponse body: value of field code
@@ -164,5 +183,48 @@ int wire_backend_key(const wire_msg *m, int32_t *pid, uint32_t *key);
  * *code and *value (pointing into the message), 0 at the terminator, -1
  * if malformed. Start with wire_cur_init on the message. */
 int wire_error_next(wire_cur *c, char *code, const char **value);
+
+/* ---- backend messages the server writes ------------------------------------
+ * Each appends one whole message; 0, or -1 (the buffer marked oom). */
+
+/* ErrorResponse (type PqMsg_ErrorResponse) or NoticeResponse: severity
+ * ("FATAL", "ERROR", ...), SQLSTATE, message, and detail and hint when not
+ * NULL or empty. */
+int wire_error_response(wire_buf *b, char type, const char *severity, const char *code,
+                        const char *msg, const char *detail, const char *hint);
+/* AuthenticationRequest: code (AUTH_REQ_*) and n bytes of data. */
+int wire_auth_request(wire_buf *b, uint32_t code, const void *data, size_t n);
+/* NegotiateProtocolVersion: the newest minor version of 3 we speak, and the
+ * protocol options (_pq_.*) we do not know. */
+int wire_negotiate_protocol(wire_buf *b, uint32_t minor, const char *const *unknown,
+                            size_t nunknown);
+int wire_parameter_status_msg(wire_buf *b, const char *name, const char *value);
+/* BackendKeyData: pid and a key of keylen (4 to WIRE_MAX_CANCEL_KEY) bytes. */
+int wire_backend_key_msg(wire_buf *b, int32_t pid, const uint8_t *key, size_t keylen);
+/* ReadyForQuery with status 'I', 'T' or 'E'. */
+int wire_ready_for_query_msg(wire_buf *b, char status);
+
+/* ---- frontend packets the server reads ----------------------------------------
+ * The untyped first packet (length word, then a code): pkt and len span
+ * it all, length word included. */
+
+/* The code of the first packet (protocol version or request code). */
+uint32_t wire_packet_code(const uint8_t *pkt);
+/* CancelRequest: 0 with the pid and the key (pointing into pkt), or -1
+ * for a key of a length PostgreSQL refuses (0 or over 256 bytes). */
+int wire_cancel_request(const uint8_t *pkt, size_t len, int32_t *pid, const uint8_t **key,
+                        size_t *keylen);
+/* StartupMessage: the parameters one at a time. Start with *pos 0; 1 with
+ * name and value (pointing into pkt), 0 at the terminator that ends the
+ * packet, -1 if the layout is invalid ("invalid startup packet layout:
+ * expected terminator as last byte"). */
+int wire_startup_param(const uint8_t *pkt, size_t len, size_t *pos, const char **name,
+                       const char **value);
+/* PasswordMessage (md5 or cleartext): exactly one NUL-terminated string. */
+int wire_password_message(const wire_msg *m, const char **password);
+/* SASLInitialResponse: the mechanism name and the client's first message
+ * (data, n; the length -1 for none is refused). 0 or -1 if malformed. */
+int wire_sasl_initial_response(const wire_msg *m, const char **mechanism,
+                               const uint8_t **data, size_t *n);
 
 #endif

@@ -1,53 +1,86 @@
 /*
  * libFuzzer target for the server's pure parsing: the front door
  * (SSLRequest, GSSENCRequest, CancelRequest, startup packet, password,
- * SASL messages: server_fuzz_front_door), the frame splitter of the
- * session pump (session_frame_length) and the reader of backend replies
- * (wire_next, wire_error_field, ...).
+ * SASL messages: frontdoor_process, called as the listener calls it), the
+ * frame parser (wire_frame, as the session pump and the front door use it)
+ * and the reader of backend replies (wire_next, wire_error_field, ...).
  *
  * Input: byte 0 chooses the authentication (bits 0-1: trust, SCRAM, md5,
  * cleartext) and how the rest arrives (bits 2-7: 0 at once, else in pieces
- * of that many bytes); the rest is what a client sends.
+ * of that many bytes; an odd count also offers TLS); the rest is what a
+ * client sends.
  *
- * Built with clang (-fsanitize=fuzzer,address,undefined) from the server
- * sources only: the backend is stubbed out (the front door never uses it).
+ * Built with clang (-fsanitize=fuzzer,address,undefined) from the front
+ * door, auth and wire sources only: no sockets, threads or backend.
  */
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "server/server_internal.h"
+#include "server/frontdoor.h"
 #include "wire/wire.h"
 
-/* ---- the backend, never reached from the parts fuzzed here ---- */
-int backend_start(const backend_options *o, backend **out, char *err, size_t errlen) {
-    (void)o; (void)out; (void)err; (void)errlen;
-    abort();
+static const scram_secret *secret(void) {
+    static scram_secret sec;
+    static int made;
+    if (!made) {
+        if (scram_make_secret("secret", &sec) != 0)
+            abort();
+        made = 1;
+    }
+    return &sec;
 }
-const uint8_t *backend_startup_reply(backend *b, size_t *len) { (void)b; (void)len; abort(); }
-int backend_exchange(backend *b, const uint8_t *in, size_t len, const uint8_t **out,
-                     size_t *outlen, char *err, size_t errlen) {
-    (void)b; (void)in; (void)len; (void)out; (void)outlen; (void)err; (void)errlen;
-    abort();
+
+/* Format every log line (and print none). */
+static void format_log(void *ctx, server_log_level level, const char *fmt, va_list ap) {
+    (void)ctx;
+    (void)level;
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
 }
-void backend_set_input(backend *b, backend_input_fn fn, void *ctx) { (void)b; (void)fn; (void)ctx; abort(); }
-void backend_cancel(backend *b) { (void)b; abort(); }
-int backend_alive(const backend *b) { (void)b; abort(); }
-void backend_close(backend *b) { (void)b; abort(); }
 
-static int g_sock[2] = {-1, -1};
-
-static void drain(void) {
-    char buf[65536];
-    while (recv(g_sock[1], buf, sizeof buf, MSG_DONTWAIT) > 0)
-        ;
+/* data through the front door as one connection (fed chunk bytes at a
+ * time; 0: at once) under authentication auth, as the listener does. */
+static void front_door(const uint8_t *data, size_t n, int auth, size_t chunk) {
+    frontdoor_cfg cfg = {.auth = (enum auth_kind)auth, .password = "secret", .scram = secret(),
+                         .log = format_log, .tls = (int)(chunk & 1)};
+    conn c = {.fd = -1, .tcp = 1, .state = CONN_STARTUP, .peer = "[fuzz]"};
+    wire_buf out;
+    wire_buf_init(&out);
+    if (!chunk)
+        chunk = n ? n : 1;
+    size_t off = 0;
+    frontdoor_result r = FRONT_MORE;
+    do {
+        size_t k = n - off < chunk ? n - off : chunk;
+        if (frontdoor_append(&c, data + off, k) != 0)
+            break;
+        off += k;
+        size_t before = out.len;
+        r = frontdoor_process(&cfg, &c, &out);
+        if (out.len < before || c.len > FRONT_BUF_MAX)
+            abort();
+        /* what it wrote is whole messages (or the one-byte 'N') */
+        wire_reader rd;
+        wire_msg m;
+        size_t p = before;
+        while (p < out.len && out.data[p] == 'N' && (p + 1 == out.len || out.data[p + 1] != 0))
+            p++;
+        if (p < out.len) {
+            wire_reader_init(&rd, out.data + p, out.len - p);
+            while (wire_next(&rd, &m) == 1)
+                ;
+        }
+        if (r == FRONT_READY && (!c.user || !c.database))
+            abort(); /* authenticated without a user */
+    } while (r == FRONT_MORE && off < n);
+    wire_buf_free(&out);
+    frontdoor_conn_clear(&c);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (g_sock[0] < 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, g_sock) != 0)
-        abort();
     if (size < 1)
         return 0;
     int auth = data[0] & 3;
@@ -56,15 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = size - 1;
 
     /* the front door */
-    server_fuzz_front_door(p, n, auth, chunk, g_sock[0]);
-    drain();
+    front_door(p, n, auth, chunk);
 
-    /* the session's frame splitter, outside and inside COPY */
-    for (int copy = 0; copy < 2; copy++) {
+    /* the session's frame parser, outside and inside COPY, and in auth */
+    for (int from = WIRE_FROM_CLIENT; from <= WIRE_FROM_AUTH; from++) {
         size_t off = 0;
         char m[128];
         for (;;) {
-            long k = session_frame_length(p + off, n - off, copy, m, sizeof m);
+            long k = wire_frame(p + off, n - off, (wire_from)from, m, sizeof m);
             if (k <= 0)
                 break;
             if ((size_t)k > n - off)
@@ -72,7 +104,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             off += (size_t)k;
         }
     }
-
     /* the same bytes as backend replies */
     wire_reader r;
     wire_msg msg;

@@ -134,23 +134,64 @@ static void test_examples_with_pkg_config(void **state) {
     assert_int_equal(run(NULL, "mv '%s/moved' '%s'", g_tmp, g_prefix), 0);
 }
 
-static void test_static_library(void **state) {
-    (void)state;
-    char *out = NULL;
+/* Link src statically against the installed libpglite.a as exe (in
+ * g_tmp) and run it; its output. A static program has no library path to
+ * start from: it uses the configured prefix, or PGLITE_RUNTIME_DIR. */
+static char *static_run(const char *src, const char *exe) {
     assert_int_equal(run(NULL, "cd '%s' && PKG_CONFIG_PATH='%s/lib/pkgconfig' && "
                                "export PKG_CONFIG_PATH && "
-                               "cc -std=c11 '%s/examples/quickstart.c' $(pkg-config --cflags pglite) "
+                               "cc -std=c11 -Wall -Wextra '%s' $(pkg-config --cflags pglite) "
                                "'%s/lib/libpglite.a' $(pkg-config --static --libs-only-other "
-                               "--libs-only-l pglite | sed 's/-lpglite//') -o quickstart_static",
-                         g_tmp, g_prefix, g_src, g_prefix),
+                               "--libs-only-l pglite | sed 's/-lpglite//') -o %s",
+                         g_tmp, g_prefix, src, g_prefix, exe),
                      0);
-    /* a static program has no library path to start from: it uses the
-     * configured prefix, or PGLITE_RUNTIME_DIR */
-    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' "
-                               "./quickstart_static",
-                         g_tmp, g_prefix),
+    char *out = NULL;
+    assert_int_equal(run(&out, "cd '%s' && PGLITE_RUNTIME_DIR='%s/share/pglite/runtime' ./%s",
+                         g_tmp, g_prefix, exe),
                      0);
+    return out;
+}
+
+static void test_static_library(void **state) {
+    (void)state;
+    char quickstart[PATH_MAX + 64];
+    snprintf(quickstart, sizeof quickstart, "%s/examples/quickstart.c", g_src);
+    char *out = static_run(quickstart, "quickstart_static");
     assert_non_null(strstr(out, "2 banana (long)"));
+    free(out);
+
+    /* it defines pglite_* and nothing else ... */
+    assert_int_equal(run(&out, "nm -g --defined-only '%s/lib/libpglite.a' | "
+                               "awk 'NF == 3 {print $3}' | grep -v '^pglite_' | wc -l",
+                         g_prefix),
+                     0);
+    assert_int_equal(atoi(out), 0);
+    free(out);
+    /* ... so a program may use the library's internal names for its own */
+    static const char prog[] =
+        "#include <pglite.h>\n"
+        "#include <stdio.h>\n"
+        "int vfs_new(int x) { return x + 1; }\n"
+        "const char *server_start = \"mine\";\n"
+        "int wire_put(void) { return 7; }\n"
+        "double result_new;\n"
+        "int main(void) {\n"
+        "    pglite *db;\n"
+        "    if (pglite_open(NULL, NULL, &db) != PGLITE_OK) return 1;\n"
+        "    pglite_result *r;\n"
+        "    if (pglite_query(db, \"SELECT 6 * 7\", 0, NULL, NULL, NULL, NULL, 0, &r) != PGLITE_OK)\n"
+        "        return 2;\n"
+        "    printf(\"%s %d %s %d\\n\", pglite_result_getvalue(r, 0, 0), vfs_new(1),\n"
+        "           server_start, wire_put());\n"
+        "    pglite_result_free(r);\n"
+        "    pglite_close(db);\n"
+        "    return result_new != 0;\n"
+        "}\n";
+    char src[PATH_MAX + 64];
+    snprintf(src, sizeof src, "%s/own_names.c", g_tmp);
+    assert_int_equal(fx_write_file(src, prog, strlen(prog)), 0);
+    out = static_run(src, "own_names");
+    assert_non_null(strstr(out, "42 2 mine 7"));
     free(out);
 }
 

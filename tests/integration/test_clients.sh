@@ -58,7 +58,7 @@ install_pg() {
         { cat "$WORK/npm.log"; rm -rf "$dir/node_modules"; return 1; }
 }
 
-"$PROXY" --temporary --unix "$SOCK" --log-level warning >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
+"$PROXY" --temporary --unix "$SOCK/.s.PGSQL.5432" --tcp 127.0.0.1:0 --log-level warning >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
 PROXY_PID=$!
 for _ in $(seq 600); do
     grep -q '^  uri:' "$WORK/proxy.out" 2>/dev/null && break
@@ -71,7 +71,8 @@ if [ ! -S "$SOCK/.s.PGSQL.5432" ]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-echo "ok   - pglite-proxy starts on $SOCK"
+TCP_PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/proxy.out")
+echo "ok   - pglite-proxy starts on $SOCK and 127.0.0.1:$TCP_PORT"
 PASSED=$((PASSED + 1))
 
 if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
@@ -89,6 +90,8 @@ elif ! install_pg; then
     SKIPPED=$((SKIPPED + 1))
 else
     run_client pg env NODE_PATH="$BUILD/clients/node_modules" node "$HERE/pg_test.js" "$SOCK" 5432
+    run_client pg-quick-disconnect env NODE_PATH="$BUILD/clients/node_modules" \
+        node "$HERE/pg_quick_disconnect.js" 127.0.0.1 "$TCP_PORT" 20
 fi
 
 # a clean stop: SIGTERM, exit 0, socket removed

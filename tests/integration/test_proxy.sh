@@ -249,8 +249,17 @@ def session():
         if not c: break
         d += c
     return s
-s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); print("garbage:", err(read(s)))
-s = conn(); s.sendall(struct.pack("!I", 1 << 30) + b"xxxx"); print("huge startup length:", err(read(s)))
+# a startup length PostgreSQL refuses: closed with no reply, as PostgreSQL does
+s = conn(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); print("garbage:", repr(read(s)))
+s = conn(); s.sendall(struct.pack("!I", 1 << 30) + b"xxxx"); print("huge startup length:", repr(read(s)))
+s = conn(); s.sendall(b"X\0\0\0\4"); print("Terminate first:", repr(read(s)))
+s = conn(); s.sendall(b"\0\0\0\4"); print("startup length 4:", repr(read(s)))
+s = conn(); s.sendall(b"\0\0\0\7\0\3\0"); print("startup length 7:", repr(read(s)))
+s = conn(); s.sendall(struct.pack("!II", 8, 80877103)); n = s.recv(1)
+s.sendall(b"X\0\0\0\4"); print("Terminate after N:", repr(n + read(s)))
+s = conn(); s.sendall(struct.pack("!IIII", 16, 80877103, 0, 0)); n = s.recv(1)
+s.sendall(startup([("user", "postgres")]))
+print("a 16-byte SSLRequest:", n, [t for t, b in msgs(read(s, 1))][-1:]); s.close()
 s = conn(); s.sendall(struct.pack("!II", 8, 2 << 16)); print("protocol 2:", err(read(s)))
 s = conn(); s.sendall(struct.pack("!II", 8, 80877103) + b"junk"); print("data after SSLRequest:", err(read(s)))
 s = conn(); s.sendall(startup([("user", "postgres"), ("_pq_.x", "1")], 9))
@@ -286,8 +295,13 @@ print("a normal client afterwards:", [b for t, b in msgs(read(s, 2)) if t == 'D'
 EOF
 )
     echo "$out" | sed 's/^/       /'
-    check_has "garbage before the startup packet: FATAL 08P01" "garbage: FATAL 08P01" "$out"
-    check_has "a 1 GB startup length: FATAL 08P01" "huge startup length: FATAL 08P01" "$out"
+    check_has "garbage before the startup packet: closed, no reply" "garbage: b''" "$out"
+    check_has "a 1 GB startup length: closed, no reply" "huge startup length: b''" "$out"
+    check_has "Terminate as the first packet: closed, no reply" "Terminate first: b''" "$out"
+    check_has "a startup length of 4: closed, no reply" "startup length 4: b''" "$out"
+    check_has "a startup length of 7: closed, no reply" "startup length 7: b''" "$out"
+    check_has "Terminate after SSLRequest's N: closed, no other reply" "Terminate after N: b'N'" "$out"
+    check_has "an SSLRequest longer than 8 bytes is answered as PostgreSQL does" "a 16-byte SSLRequest: b'N' ['Z']" "$out"
     check_has "protocol 2: FATAL 0A000" "protocol 2: FATAL 0A000" "$out"
     check_has "data pipelined after SSLRequest: FATAL 08P01" "data after SSLRequest: FATAL 08P01" "$out"
     check_has "protocol 3.9 gets NegotiateProtocolVersion 3.2" "3.9 negotiation: [b'\\x00\\x03\\x00\\x02\\x00\\x00\\x00\\x01_pq_.x\\x00'] ['Z']" "$out"
@@ -376,6 +390,111 @@ start_proxy lock1 --root "$ROOT"
 out=$("$PROXY" --root "$ROOT" --tcp 127.0.0.1:0 --no-unix 2>&1)
 check_has "a data directory in use is refused" "is in use by process" "$out"
 stop_proxy lock1
+
+# Where --tcp listens: an empty host is loopback only; trust on any other
+# address is refused with the reason, unless asked for by --trust-remote.
+# listen_addrs PORT: the local addresses in LISTEN on PORT (from /proc).
+listen_addrs() {
+    python3 - "$1" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+out = []
+for name, fam in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+    try:
+        lines = open(name).read().splitlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        addr, p = f[1].split(":")
+        if int(p, 16) != port or f[3] != "0A":
+            continue
+        raw = bytes.fromhex(addr)
+        # /proc prints each 32-bit word in host order
+        raw = b"".join(struct.pack("=I", struct.unpack(">I", raw[i:i + 4])[0]) for i in range(0, len(raw), 4))
+        out.append(socket.inet_ntop(fam, raw))
+print(" ".join(sorted(out)))
+PY
+}
+start_proxy anyhost --root "$ROOT" --tcp :0
+check "--tcp :PORT listens on loopback only" "127.0.0.1" "$(listen_addrs "$PORT")"
+check "--tcp :PORT serves" "1" "$(Q -c 'SELECT 1')"
+stop_proxy anyhost
+rc=0
+out=$("$PROXY" --temporary --tcp 0.0.0.0:0 --no-unix 2>&1) || rc=$?
+check "--tcp 0.0.0.0:PORT without a password exits non-zero" "1" "$rc"
+check_has "... saying why" "refusing to listen on 0.0.0.0:0 with trust authentication" "$out"
+check_has "... and how to ask for it" "--trust-remote" "$out"
+rc=0
+out=$("$PROXY" --temporary --tcp '[::]:0' --no-unix 2>&1) || rc=$?
+check "--tcp [::]:PORT without a password exits non-zero" "1" "$rc"
+start_proxy anyaddr --root "$ROOT" --tcp 0.0.0.0:0 --trust-remote
+check "--trust-remote allows 0.0.0.0" "0.0.0.0" "$(listen_addrs "$PORT")"
+stop_proxy anyaddr
+start_proxy anypw --root "$ROOT" --tcp 0.0.0.0:0 --password pw
+check "a password allows 0.0.0.0" "pw" "$(PGPASSWORD=pw Q -c "SELECT 'pw'")"
+stop_proxy anypw
+rc=0
+out=$("$PROXY" --temporary --tcp 127.0.0.1:99999 2>&1) || rc=$?
+check "--tcp with a bad port is a usage error" "2" "$rc"
+check_has "... naming the argument" '"127.0.0.1:99999" is not HOST:PORT' "$out"
+
+# TLS: a test certificate for localhost and 127.0.0.1
+if command -v openssl >/dev/null &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+        -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        >"$WORK/openssl.log" 2>&1; then
+    chmod 600 "$WORK/key.pem"
+    start_proxy tls --root "$ROOT" --ssl-cert "$WORK/cert.pem" --ssl-key "$WORK/key.pem"
+    TLS="host=localhost port=$PORT sslrootcert=$WORK/cert.pem"
+    check "sslmode=verify-full connects over TCP" "tls" "$(Q "$TLS sslmode=verify-full" -c "SELECT 'tls'")"
+    check_has "... and the connection is encrypted" "SSL connection (protocol: TLS" \
+        "$(psql -X "$TLS sslmode=verify-full" -c '\conninfo' 2>&1)"
+    check "sslmode=require connects" "required" "$(Q "$TLS sslmode=require" -c "SELECT 'required'")"
+    check "a large result over TLS" "200000|21088895" "$(Q "$TLS sslmode=verify-full" \
+        -c "SELECT count(*), sum(length(x)) FROM (SELECT repeat('x', 100) || g AS x FROM generate_series(1, 200000) g) s")"
+    check "COPY TO STDOUT over TLS" "100000" "$(Q "$TLS sslmode=verify-full" \
+        -c "COPY (SELECT g, repeat('z', 50) FROM generate_series(1, 100000) g) TO STDOUT" | wc -l)"
+    check "verify-full refuses a certificate for another name" "1" \
+        "$(Q "host=db.invalid hostaddr=127.0.0.1 port=$PORT sslrootcert=$WORK/cert.pem sslmode=verify-full" -c 'SELECT 1' | grep -c 'does not match host name')"
+    check "sslmode=disable still connects" "plain" "$(Q "$TLS sslmode=disable" -c "SELECT 'plain'")"
+    check "the Unix socket stays plain (SSLRequest answered N there)" "unix" \
+        "$(PGSSLMODE=prefer Q -h "$SOCK" -c "SELECT 'unix'")"
+    out=$(python3 - "$PORT" "$WORK/cert.pem" <<'PY' 2>&1
+import socket, ssl, struct, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+body = struct.pack("!I", 3 << 16) + b"user\0postgres\0\0"
+pkt = struct.pack("!I", len(body) + 4) + body
+for alpn in (["postgresql"], None, ["http/1.1"]):
+    ctx = ssl.create_default_context(cafile=ca)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(pkt)
+        d = b""
+        while not d.endswith(b"Z\0\0\0\x05I"):
+            c = t.recv(4096)
+            if not c:
+                break
+            d += c
+        print("direct", alpn, "ready" if d.endswith(b"Z\0\0\0\x05I") else "closed")
+    except (ssl.SSLError, OSError):
+        print("direct", alpn, "refused")
+PY
+)
+    check_has "direct SSL with ALPN postgresql (sslnegotiation=direct)" "direct ['postgresql'] ready" "$out"
+    check_has "direct SSL without ALPN is closed" "direct None closed" "$out"
+    check_has "direct SSL with another ALPN is refused" "direct ['http/1.1'] refused" "$out"
+    stop_proxy tls
+else
+    bad "openssl for a test certificate" "$(cat "$WORK/openssl.log" 2>/dev/null)"
+fi
+rc=0
+out=$("$PROXY" --temporary --ssl-cert "$WORK/none.pem" --ssl-key "$WORK/none.pem" 2>&1) || rc=$?
+check "a missing certificate file: exit 1" "1" "$rc"
+check_has "... naming it" "could not load server certificate file \"$WORK/none.pem\"" "$out"
 
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
