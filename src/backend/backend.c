@@ -186,7 +186,7 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     backend *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return PGL_ENOMEM;
     }
     wire_buf_init(&b->out);
     wire_buf_init(&b->startup);
@@ -209,7 +209,7 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         asprintf(&b->env[ne++], "PGDATABASE=%s", db) < 0) {
         snprintf(err, errlen, "out of memory");
         backend_close(b);
-        return -1;
+        return PGL_ENOMEM;
     }
     snprintf(b->log_path, sizeof b->log_path, "%s/postgres.log", b->tree.scratch);
     b->log_fd = open(b->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -227,7 +227,13 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     uint32_t cbs[2] = {rcb, wcb};
     uint32_t one = 1;
     engine_result r;
-    if (!rcb || !wcb || engine_call(b->pg, "pgl_set_rw_cbs", cbs, 2, &r) != ENGINE_OK ||
+    if (!rcb || !wcb) {
+        /* (no guest call was made: r holds nothing to report) */
+        snprintf(err, errlen, "cannot set up the backend: its function table is full");
+        backend_close(b);
+        return -1;
+    }
+    if (engine_call(b->pg, "pgl_set_rw_cbs", cbs, 2, &r) != ENGINE_OK ||
         engine_call(b->pg, "pgl_setPGliteActive", &one, 1, &r) != ENGINE_OK) {
         snprintf(err, errlen, "cannot set up the backend: %s", r.message);
         backend_close(b);

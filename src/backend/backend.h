@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/status.h"
+
 typedef struct backend backend;
 
 typedef struct backend_options {
@@ -36,7 +38,8 @@ typedef struct backend_options {
     long (*blob_write)(void *ctx, const void *buf, size_t len);
 } backend_options;
 
-/* Start a backend on an existing cluster. Returns 0, or -1 with a message
+/* Start a backend on an existing cluster. Returns 0, or a negative
+ * pgl_status (cluster/status.h: PGL_ENOMEM, else PGL_EFAIL) with a message
  * (PostgreSQL's own FATAL when there is one) in err. */
 int backend_start(const backend_options *o, backend **out, char *err, size_t errlen);
 

@@ -266,8 +266,8 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
                           .blob_ctx = db,
                           .blob_read = client_blob_read,
                           .blob_write = client_blob_write};
-    if (backend_start(&bo, &db->be, err, sizeof err) != 0)
-        return open_fail(db, PGLITE_CANTOPEN, "%s", err);
+    if ((rc = backend_start(&bo, &db->be, err, sizeof err)) != 0)
+        return open_fail(db, client_status(rc), "%s", err);
     /* What the server said at startup: parameters, then ReadyForQuery. */
     size_t n;
     const uint8_t *hello = backend_startup_reply(db->be, &n);
