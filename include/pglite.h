@@ -477,6 +477,15 @@ typedef struct pglite_server_options {
     int max_waiting;         /* clients waiting at once; 0: 32 */
     int verbose;             /* 1: log connects and disconnects to stderr;
                                 0: only warnings and errors */
+    const char *ssl_cert;    /* TLS on TCP: PEM certificate (chain) file and */
+    const char *ssl_key;     /* its key (both or neither); SSLRequest is then
+                                answered 'S' and PostgreSQL 17's direct SSL
+                                accepted; never on the Unix socket */
+    int ssl_self_signed;     /* 1 (without ssl_cert): TLS with server.crt and
+                                server.key of the database's data directory,
+                                made as a self-signed pair for localhost,
+                                127.0.0.1 and ::1 when missing; clients verify
+                                with sslrootcert=DATADIR/server.crt */
 } pglite_server_options;
 
 /* Fill o with the defaults. */

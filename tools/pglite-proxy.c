@@ -77,6 +77,10 @@ static void usage(FILE *f) {
         "      --ssl-cert FILE, --ssl-key FILE\n"
         "                                 TLS on TCP with this PEM certificate and key\n"
         "                                 (SSLRequest answered S; direct SSL with ALPN)\n"
+        "      --ssl-self-signed          TLS with DIR/server.crt and DIR/server.key of the\n"
+        "                                 --root data directory, made as a self-signed pair\n"
+        "                                 for localhost when missing (clients verify with\n"
+        "                                 sslrootcert=DIR/server.crt)\n"
         "Clients:\n"
         "  -U, --username NAME            the role clients log in as (default postgres;\n"
         "                                 created when missing)\n"
@@ -101,7 +105,7 @@ typedef struct args {
     const char *root, *unix_path, *user, *database, *password, *auth, *ssl_cert, *ssl_key;
     char tcp_buf[256];
     const char *tcp_host; /* tcp_buf with --tcp, else NULL */
-    int trust_remote;
+    int trust_remote, ssl_self_signed;
     int tcp_port, temporary, relaxed, no_unix, max_waiting, wait_s, startup_s;
     const char **gucs; /* NULL-terminated */
 } args;
@@ -109,7 +113,7 @@ typedef struct args {
 /* Parse the command line into a: -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, args *a) {
     enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
-           O_STARTUP, O_TRUST_REMOTE, O_SSL_CERT, O_SSL_KEY };
+           O_STARTUP, O_TRUST_REMOTE, O_SSL_CERT, O_SSL_KEY, O_SSL_SELF };
     static const struct option longopts[] = {
         {"root", required_argument, NULL, 'D'},
         {"temporary", no_argument, NULL, 't'},
@@ -125,6 +129,7 @@ static int parse_args(int argc, char **argv, args *a) {
         {"trust-remote", no_argument, NULL, O_TRUST_REMOTE},
         {"ssl-cert", required_argument, NULL, O_SSL_CERT},
         {"ssl-key", required_argument, NULL, O_SSL_KEY},
+        {"ssl-self-signed", no_argument, NULL, O_SSL_SELF},
         {"max-waiting", required_argument, NULL, O_MAXWAIT},
         {"wait-timeout", required_argument, NULL, O_WAIT},
         {"startup-timeout", required_argument, NULL, O_STARTUP},
@@ -164,6 +169,7 @@ static int parse_args(int argc, char **argv, args *a) {
         case O_TRUST_REMOTE: a->trust_remote = 1; break;
         case O_SSL_CERT: a->ssl_cert = optarg; break;
         case O_SSL_KEY: a->ssl_key = optarg; break;
+        case O_SSL_SELF: a->ssl_self_signed = 1; break;
         case O_UNIX: a->unix_path = optarg; a->no_unix = 0; break;
         case O_NO_UNIX: a->no_unix = 1; break;
         case 'U': a->user = optarg; break;
@@ -208,6 +214,11 @@ static int parse_args(int argc, char **argv, args *a) {
         fprintf(stderr, "pglite-proxy: --ssl-cert and --ssl-key go together\n");
         return 2;
     }
+    if (a->ssl_self_signed && (a->ssl_cert || !a->root)) {
+        fprintf(stderr, "pglite-proxy: --ssl-self-signed keeps its pair in the --root data "
+                        "directory, instead of --ssl-cert/--ssl-key\n");
+        return 2;
+    }
     if (a->password && !*a->password)
         a->password = NULL;
     return -1;
@@ -248,6 +259,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "pglite-proxy: %s: %s\n", cluster_data_dir(cl), strerror(errno));
         goto done;
     }
+    char cert[4200], key[4200];
+    if (a.ssl_self_signed) {
+        if (server_self_signed_pair(data, cert, key, sizeof cert, err, sizeof err) != 0) {
+            fprintf(stderr, "pglite-proxy: %s\n", err);
+            goto done;
+        }
+        a.ssl_cert = cert;
+        a.ssl_key = key;
+    }
     server_options o = {
         .data_dir = data,
         .user = a.user,
@@ -279,6 +299,9 @@ int main(int argc, char **argv) {
         printf("  tcp:  %s:%d\n", a.tcp_host && *a.tcp_host ? a.tcp_host : "*", server_tcp_port(s));
     if (server_unix_path(s))
         printf("  unix: %s\n", server_unix_path(s));
+    if (a.ssl_cert)
+        printf("  tls:  %s (clients: sslmode=verify-full sslrootcert=%s)\n", a.ssl_cert,
+               a.ssl_self_signed ? a.ssl_cert : "YOUR_CA");
     printf("  uri:  %s\n", uri);
     printf("  psql: psql '%s'\n", uri);
     fflush(stdout);

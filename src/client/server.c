@@ -146,6 +146,22 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         return client_leave(db, PGLITE_MISUSE);
     }
 
+    char cert[4200], key[4200];
+    const char *ssl_cert = opt.ssl_cert, *ssl_key = opt.ssl_key;
+    if (!ssl_cert != !ssl_key || (opt.ssl_self_signed && ssl_cert)) {
+        client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start: ssl_cert and ssl_key go "
+                                             "together, and exclude ssl_self_signed");
+        return client_leave(db, PGLITE_MISUSE);
+    }
+    if (opt.ssl_self_signed) {
+        if (server_self_signed_pair(db->st.dir, cert, key, sizeof cert, why, sizeof why) != 0) {
+            client_fail(db, PGLITE_CANTOPEN, NULL, "pglite_server_start: %s", why);
+            return client_leave(db, PGLITE_CANTOPEN);
+        }
+        ssl_cert = cert;
+        ssl_key = key;
+    }
+
     /* The database and role the backend's session runs as. */
     pglite_result *r = NULL;
     int rc = client_simple(db, "SELECT current_database(), session_user", &r);
@@ -178,6 +194,8 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         .tcp_host = tcp ? host : NULL,
         .tcp_port = port,
         .password = opt.password,
+        .ssl_cert = ssl_cert,
+        .ssl_key = ssl_key,
         .max_waiting = opt.max_waiting,
         .wait_timeout_ms = opt.max_wait_ms,
         .log_level = opt.verbose ? SERVER_LOG_INFO : SERVER_LOG_WARNING,

@@ -117,6 +117,16 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
 int server_parse_hostport(const char *spec, char *host, size_t hostlen, int *port, char *err,
                           size_t errlen);
 
+/* The certificate and key for --ssl-self-signed: dir/server.crt and
+ * dir/server.key (PostgreSQL's names in its data directory), made as a
+ * self-signed pair (EC P-256, CN=localhost, SAN localhost, 127.0.0.1 and
+ * ::1, ten years) when neither exists, else used as they are. Writes both
+ * paths (n bytes each). Returns 0, or -1 with the reason in err (one file
+ * without the other is an error, not overwritten). Clients verify with
+ * sslrootcert=dir/server.crt. */
+int server_self_signed_pair(const char *dir, char *cert, char *key, size_t n, char *err,
+                            size_t errlen);
+
 /* 1 if sa is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z) or a
  * Unix socket, else 0. */
 int server_address_is_loopback(const struct sockaddr *sa);

@@ -197,10 +197,64 @@ static void test_tcp_and_stop_with_client(void **state) {
     assert_int_equal(pglite_close(db), PGLITE_OK);
 }
 
+/* TLS from the API: a self-signed pair made in the data directory, which
+ * libpq verifies (sslmode=verify-full); the Unix socket stays plain. */
+static void test_tls_self_signed(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("tls");
+    char path[4096], cert[4200];
+    snprintf(path, sizeof path, "%s/db", dir);
+    snprintf(cert, sizeof cert, "%s/server.crt", path);
+    pglite *db;
+    assert_int_equal(pglite_open(path, NULL, &db), PGLITE_OK);
+    pglite_server_options so;
+    pglite_server_options_init(&so);
+    so.tcp = "127.0.0.1:0";
+    so.unix_socket = dir;
+    so.ssl_self_signed = 1;
+    so.ssl_cert = "x.pem"; /* with ssl_self_signed, or without ssl_key: misuse */
+    pglite_server *srv;
+    assert_int_equal(pglite_server_start(db, &so, &srv), PGLITE_MISUSE);
+    so.ssl_cert = NULL;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(pglite_server_start(db, &so, &srv), PGLITE_OK);
+        char *before = fx_slurp(cert);
+        assert_non_null(before);
+        char ci[8500];
+        snprintf(ci, sizeof ci, "host=localhost port=%d user=postgres dbname=postgres "
+                 "sslmode=verify-full sslrootcert=%s", pglite_server_port(srv), cert);
+        PGconn *c = PQconnectdb(ci);
+        if (PQstatus(c) != CONNECTION_OK)
+            fprintf(stderr, "%s: %s\n", ci, PQerrorMessage(c));
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        assert_int_equal(PQsslInUse(c), 1);
+        char *v = pq_value(c, "SELECT 'over tls'");
+        assert_string_equal(v, "over tls");
+        free(v);
+        PQfinish(c);
+        snprintf(ci, sizeof ci, "host=%s port=%d user=postgres dbname=postgres", dir,
+                 pglite_server_port(srv));
+        c = PQconnectdb(ci);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        assert_int_equal(PQsslInUse(c), 0);
+        PQfinish(c);
+        pglite_server_stop(srv);
+        /* the second start uses the pair the first one made */
+        char *after = fx_slurp(cert);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+    }
+    assert_int_equal(pglite_close(db), PGLITE_OK);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unix_socket_round_trip),
         cmocka_unit_test(test_tcp_and_stop_with_client),
+        cmocka_unit_test(test_tls_self_signed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -496,6 +496,24 @@ out=$("$PROXY" --temporary --ssl-cert "$WORK/none.pem" --ssl-key "$WORK/none.pem
 check "a missing certificate file: exit 1" "1" "$rc"
 check_has "... naming it" "could not load server certificate file \"$WORK/none.pem\"" "$out"
 
+# --ssl-self-signed: a pair made in the data directory, verified by psql
+SSROOT=$WORK/selfsigned
+start_proxy self --root "$SSROOT" --ssl-self-signed
+check_has "--ssl-self-signed prints where the certificate is" "sslrootcert=$SSROOT/server.crt" \
+    "$(cat "$WORK/self.out")"
+check "a self-signed pair verifies with sslmode=verify-full" "t" \
+    "$(Q "host=localhost port=$PORT sslmode=verify-full sslrootcert=$SSROOT/server.crt" \
+         -c "SELECT true")"
+check "... its key is private to the owner" "600" "$(stat -c %a "$SSROOT/server.key")"
+stop_proxy self
+first=$(md5sum <"$SSROOT/server.crt")
+start_proxy self2 --root "$SSROOT" --ssl-self-signed
+check "the next start keeps the pair" "$first" "$(md5sum <"$SSROOT/server.crt")"
+stop_proxy self2
+rc=0
+out=$("$PROXY" --temporary --ssl-self-signed 2>&1) || rc=$?
+check "--ssl-self-signed needs --root: usage error" "2" "$rc"
+
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
 check_has "--version" "PostgreSQL $PG_VERSION" "$("$PROXY" --version)"
