@@ -132,6 +132,23 @@ EOF
 check_has "a failed transaction reports 25P02" "current transaction is aborted" "$out"
 check_has "and recovers after ROLLBACK" "after rollback" "$out"
 
+# PostgreSQL's defaults and limits hold for a client of the proxy too
+check "allow_system_table_mods is off" "off" "$(Q -c 'SHOW allow_system_table_mods')"
+check_has "a system catalog cannot be altered" \
+    'ERROR:  42501: permission denied: "pg_class" is a system catalog' \
+    "$(psql -X -q -v VERBOSITY=verbose -c 'ALTER TABLE pg_class ALTER relname DROP NOT NULL' 2>&1)"
+out=$(psql -X -A -t -q -v VERBOSITY=verbose 2>&1 <<'EOF'
+SELECT repeat('[', 20000000)::json;
+SELECT 'json survived';
+SET max_stack_depth = '100kB';
+SELECT repeat('[', 10000)::jsonb;
+SELECT 'jsonb survived';
+EOF
+)
+check "deep JSON is ERROR 54001, twice, and the connection goes on" \
+    "2|json survived|jsonb survived" \
+    "$(printf '%s\n' "$out" | grep -c '^ERROR:  54001: stack depth limit exceeded')|$(printf '%s\n' "$out" | grep -v -e '^ERROR' -e '^HINT' -e '^LOCATION' | paste -sd'|')"
+
 # startup parameters, applied as PostgreSQL applies them
 out=$(PGOPTIONS="-c search_path=foo,public --work-mem=7MB" PGTZ=Europe/Paris PGDATESTYLE=German PGAPPNAME=myapp \
     Q -c 'SHOW search_path' -c 'SHOW work_mem' -c 'SHOW TimeZone' -c 'SHOW DateStyle' -c 'SHOW application_name')
