@@ -15,22 +15,21 @@
  * kills the session). So the limit is also enforced here, on the stack that
  * actually runs out:
  *
- * - A tripwire: one PROT_NONE zone of TRIP bytes just beyond the limit,
- *   placed on each call into a backend from its current max_stack_depth
- *   (a system call only when the limit changed). Calls that stay within
- *   the limit never touch it and pay nothing.
+ * - A tripwire: one PROT_NONE zone of TRIP bytes on the native stack,
+ *   first just beyond 100kB, the smallest max_stack_depth PostgreSQL
+ *   accepts. Calls that never go that deep (all of PGlite's benchmark
+ *   suite) never touch it and pay nothing.
  * - When the stack grows into it, the SIGSEGV handler (wasm_rt.c) reads the
- *   backend's max_stack_depth_bytes from linear memory again. Raised since
- *   the zone was placed: the zone moves one step deeper and the faulting
- *   instruction resumes. Exceeded: the zone is lifted and
- *   max_stack_depth_bytes is set to 0, so the very next check_stack_depth()
- *   or stack_is_too_deep() the recursion makes, at a point PostgreSQL chose
- *   as safe, raises PostgreSQL's own ERROR 54001 "stack depth limit
- *   exceeded" (with the hint naming the real max_stack_depth, a separate
- *   variable). No guest code runs in the signal handler. A limit lowered
- *   during a call (SET max_stack_depth and a deep statement in one Query
- *   message) takes effect from the next call; until then the old one
- *   holds.
+ *   running backend's max_stack_depth_bytes from linear memory, so a SET
+ *   earlier in the same message counts. Within the limit: the zone moves to
+ *   just beyond the limit and the faulting instruction resumes (one fault
+ *   per call that goes deeper than 100kB; the zone moves back up at the
+ *   next call). Beyond it: the zone is lifted and max_stack_depth_bytes is
+ *   set to 0, so the very next check_stack_depth() or stack_is_too_deep()
+ *   the recursion makes, at a point PostgreSQL chose as safe, raises
+ *   PostgreSQL's own ERROR 54001 "stack depth limit exceeded" (with the
+ *   hint naming the real max_stack_depth, a separate variable). No guest
+ *   code runs in the signal handler.
  * - The real value goes back as soon as the error has unwound to a frame
  *   within the limit (engine_stack_unwound, from the setThrew of the
  *   invoke_* that caught the longjmp) or the call into the guest ends
@@ -45,8 +44,8 @@
  *
  * The tripwire needs our SIGSEGV handler in place: a host that installs its
  * own takes it over until engine_signals_claim (wasm_rt.c) takes it back,
- * at the next call 100 ms later at most; a statement passing the limit in
- * between reaches the host's handler, as a trap always has. */
+ * at the next call 100 ms later at most; a statement going deeper than
+ * 100kB in between reaches the host's handler, as a trap always has. */
 #define _GNU_SOURCE
 #include "engine/engine_internal.h"
 
@@ -66,6 +65,7 @@
 #define ALTSTACK ((size_t)1 << 16)
 #define TRIP ((size_t)1 << 16)          /* tripwire zone and step */
 #define ERR_RESERVE ((size_t)16 << 20)  /* kept for reaching the check and the error */
+#define MIN_LIMIT ((size_t)100 << 10)   /* the smallest max_stack_depth (100kB) */
 
 typedef struct {
     uint8_t *base;  /* mapping start (guard at the bottom) */
@@ -177,10 +177,11 @@ static size_t native_limit(void) {
     return cap;
 }
 
-/* Arm the zone just beyond the limit, or, if this frame is already deeper,
- * the first zone wholly below it (never one holding live frames). */
+/* Arm the first zone: just beyond the smallest max_stack_depth PostgreSQL
+ * accepts, or, if this frame is already deeper, the first zone wholly below
+ * it (never one holding live frames). */
 static void trip_rearm(size_t depth) {
-    size_t want = native_limit() / TRIP + 1;
+    size_t want = MIN_LIMIT / TRIP + 1;
     if (want * TRIP <= depth)
         want = depth / TRIP + 1;
     trip_move(want);
@@ -211,7 +212,8 @@ int engine_stack_trip_hit(uintptr_t a) {
         *max_bytes_word(ts.lim_mem) = 0;
         trip_move(0);
     } else {
-        trip_move(hit + 1);
+        size_t next = limit / TRIP + 1; /* just beyond the limit */
+        trip_move(next > hit ? next : hit + 1);
     }
     return ts.trip == hit ? -1 : 1; /* -1: the zone could not be lifted */
 }
@@ -232,8 +234,7 @@ void engine_stack_enter(uint8_t *backend_mem, engine_stack_scope *sc) {
     sc->prev = ts.lim_mem;
     sc->mem = backend_mem;
     ts.lim_mem = backend_mem;
-    /* where the zone belongs for this backend's max_stack_depth: no
-     * system call unless the limit changed since the last call */
+    /* the first zone back in place after a deep call (else no system call) */
     if (backend_mem && ts.base && ts.depth > 0 && !ts.poison_mem)
         trip_rearm(depth_here());
 }

@@ -135,7 +135,11 @@ static void test_stack_depth_json(void **state) {
     expect_error("SELECT ('{' || repeat('\"a\":{', 1000000) || '}')::jsonb", "54001",
                  STACK_DEPTH);
 
-    /* a smaller limit is the limit */
+    /* a smaller limit is the limit, also in the call that sets it */
+    expect_error("DO $$BEGIN SET max_stack_depth = '100kB'; "
+                 "PERFORM repeat('[', 10000)::json; END$$",
+                 "54001", STACK_DEPTH);
+    ok_exec("RESET max_stack_depth");
     ok_exec("SET max_stack_depth = '100kB'");
     expect_error("SELECT repeat('[', 10000)::json", "54001", STACK_DEPTH);
     expect_error("SELECT repeat('[', 10000)::jsonb", "54001", STACK_DEPTH);

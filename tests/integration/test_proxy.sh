@@ -145,6 +145,9 @@ SELECT repeat('[', 10000)::jsonb;
 SELECT 'jsonb survived';
 EOF
 )
+check_has "SET max_stack_depth and deep JSON in one Query message: 54001" \
+    "ERROR:  54001: stack depth limit exceeded" \
+    "$(psql -X -q -v VERBOSITY=verbose -c "SET max_stack_depth = '100kB'; SELECT repeat('[', 10000)::json" 2>&1)"
 check "deep JSON is ERROR 54001, twice, and the connection goes on" \
     "2|json survived|jsonb survived" \
     "$(printf '%s\n' "$out" | grep -c '^ERROR:  54001: stack depth limit exceeded')|$(printf '%s\n' "$out" | grep -v -e '^ERROR' -e '^HINT' -e '^LOCATION' | paste -sd'|')"
