@@ -186,6 +186,7 @@ add_dependencies(sidemodules_wasm sidemodules_wasm_build)
 # 4. C generated from the module headers (scripts owned by src/abi, src/engine):
 #    gen/abi_invoke.c               invoke_* imports      (gen-invokes.py OUT HEADER...)
 #    gen/engine_exports_<mod>.c     by-name export tables (gen-exports.py OUT MOD HEADER)
+#    gen/engine_stack_pglite.c      stack-depth variables (gen-stack-limit.py OUT WASM)
 set(PGLITE_GEN_DIR "${CMAKE_BINARY_DIR}/gen")
 file(MAKE_DIRECTORY "${PGLITE_GEN_DIR}")
 set(PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_invoke.c")
@@ -211,6 +212,16 @@ if(EXISTS "${_pglite_tools}/gen-exports.py")
     list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_exports_${mod}.c")
   endforeach()
 endif()
+
+# Where pglite.wasm keeps PostgreSQL's stack-depth variables (src/engine/stack.c).
+add_custom_command(
+  OUTPUT "${PGLITE_GEN_DIR}/engine_stack_pglite.c"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-stack-limit.py"
+          "${PGLITE_GEN_DIR}/engine_stack_pglite.c" "${PGLITE_DIST_DIR}/pglite.wasm"
+  DEPENDS "${_pglite_tools}/gen-stack-limit.py" "${PGLITE_WASM_DIR}/pglite.h"
+  COMMENT "Locating the stack-depth variables of pglite.wasm"
+  VERBATIM)
+list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_stack_pglite.c")
 
 # The side-module registry and linker glue (src/abi/dylink.h).
 add_custom_command(

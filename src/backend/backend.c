@@ -239,16 +239,24 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         backend_close(b);
         return -1;
     }
-    /* argv: PGlite's start parameters, but durable by default (no -F). */
+    /* argv: PGlite's start parameters, but durable by default (no -F) and
+     * otherwise with PostgreSQL's defaults (no -O: allow_system_table_mods
+     * stays off; parallel plans as in PostgreSQL, a Gather run by the
+     * leader). Only what an embedded backend cannot do is turned off, each
+     * measured (docs/runtime.md, "What an embedded backend lacks"):
+     * - max_worker_processes=0: there is no postmaster to start a
+     *   background worker. With slots to register one, a parallel query
+     *   waits forever for workers that never come; with none, Gather
+     *   launches 0 workers and the leader runs the plan.
+     * - io_method=sync: PostgreSQL 18's default, worker, hands reads to I/O
+     *   worker processes that never start, and the first read from disk
+     *   hangs. */
     const char *argv[MAX_ARGS];
     char *owned[MAX_ARGS];
     int argc = 0, nowned = 0;
     static const char *const start[] = {
-        "/pglite/bin/postgres", "--single", "-O", "-j",
-        "-c", "exit_on_error=false", "-c", "log_checkpoints=false",
-        "-c", "max_worker_processes=0", "-c", "max_parallel_workers=0",
-        "-c", "max_parallel_workers_per_gather=0", "-c", "io_method=sync",
-        "-c", "max_parallel_maintenance_workers=0", NULL};
+        "/pglite/bin/postgres", "--single", "-j",
+        "-c", "max_worker_processes=0", "-c", "io_method=sync", NULL};
     for (int i = 0; start[i]; i++)
         argv[argc++] = start[i];
     if (o->relaxed_durability) {

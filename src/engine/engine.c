@@ -40,7 +40,12 @@ struct engine {
 
 static u32 pg_sp(void *mi) { return Z_pgliteZ_emscripten_stack_get_current(mi); }
 static void pg_sp_restore(void *mi, u32 sp) { Z_pgliteZ__emscripten_stack_restore(mi, sp); }
-static void pg_threw(void *mi, u32 a, u32 b) { Z_pgliteZ_setThrew(mi, a, b); }
+/* setThrew runs where an invoke_* caught a longjmp: the stack has unwound
+ * to there (a stack-depth ERROR may have been caught). */
+static void pg_threw(void *mi, u32 a, u32 b) {
+    engine_stack_unwound();
+    Z_pgliteZ_setThrew(mi, a, b);
+}
 static void pg_timeout(void *mi, u32 w, double now) { Z_pgliteZ__emscripten_timeout(mi, w, now); }
 static u32 pg_memalign(void *mi, u32 a, u32 n) { return Z_pgliteZ_emscripten_builtin_memalign(mi, a, n); }
 static void pg_free(void *mi, u32 p) { Z_pgliteZ_free(mi, p); }
@@ -80,6 +85,8 @@ typedef struct run_ctx {
 static void run_on_stack(void *p) {
     run_ctx *c = p;
     engine *e = c->e;
+    engine_stack_scope sc;
+    engine_stack_enter(e->module == ENGINE_PGLITE ? e->memory.data : NULL, &sc);
     abi_frame_push(&c->frame);
     volatile uint32_t sp = 0;
     volatile bool have_sp = false;
@@ -97,6 +104,7 @@ static void run_on_stack(void *p) {
             idb_sp_restore(e->mi, sp);
     }
     abi_frame_pop(&c->frame);
+    engine_stack_leave(&sc);
 }
 
 engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,

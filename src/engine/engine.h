@@ -7,8 +7,8 @@
  * its abi host (fd table, vfs, clocks). Several may live in one process.
  *
  * Every call into the guest runs on a large per-thread native stack (a stack
- * switch on the calling thread, with a guard page), so PostgreSQL's own
- * max_stack_depth check fires long before the native stack runs out, and
+ * switch on the calling thread, with a guard page, where PostgreSQL's
+ * max_stack_depth is also enforced: see stack.c), and
  * inside an abi frame, so a trap, abort() or exit() of the guest comes back
  * as an engine_result, never as a crash or a process exit. A guest that
  * trapped or aborted is dead: later calls fail with ENGINE_DEAD.

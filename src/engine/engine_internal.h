@@ -11,6 +11,20 @@
 bool engine_in_guest(void);
 bool engine_stack_guard_hit(uintptr_t addr);
 int engine_on_guest_stack(void (*fn)(void *), void *arg);
+/* max_stack_depth on the native stack (stack.c explains). */
+/* From the SIGSEGV handler: 0 not the tripwire, 1 resume, -1 stuck (trap). */
+int engine_stack_trip_hit(uintptr_t addr);
+void engine_stack_unwound(void);             /* a longjmp was caught */
+typedef struct engine_stack_scope {
+    uint8_t *mem, *prev;
+} engine_stack_scope;
+/* Around each call into an instance: backend_mem is a pglite instance's
+ * linear memory (NULL for others). */
+void engine_stack_enter(uint8_t *backend_mem, engine_stack_scope *sc);
+void engine_stack_leave(const engine_stack_scope *sc);
+/* gen/engine_stack_pglite.c (tools/build/gen-stack-limit.py) */
+extern const uint32_t engine_pglite_stack_base_ptr;
+extern const uint32_t engine_pglite_max_stack_depth_bytes;
 
 /* wasm_rt.c */
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max);

@@ -293,6 +293,11 @@ static atomic_bool handler_installed;
 static void on_fault(int sig, siginfo_t *si, void *uc) {
     uintptr_t a = (uintptr_t)si->si_addr;
     if (engine_in_guest()) {
+        int trip = engine_stack_trip_hit(a);
+        if (trip > 0)
+            return; /* the tripwire moved (or the limit was passed): resume */
+        if (trip < 0)
+            abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_EXHAUSTION);
         if (engine_stack_guard_hit(a))
             abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_EXHAUSTION);
         if (in_region(a))

@@ -150,6 +150,26 @@ check_has "an unconvertible error message is PostgreSQL's 22P05" \
 check_has "and the session goes on" "still here" "$out"
 check "the server goes on" "up" "$(Q -c "SELECT 'up'")"
 
+# PostgreSQL's defaults and limits hold for a client of the proxy too
+check "allow_system_table_mods is off" "off" "$(Q -c 'SHOW allow_system_table_mods')"
+check_has "a system catalog cannot be altered" \
+    'ERROR:  42501: permission denied: "pg_class" is a system catalog' \
+    "$(psql -X -q -v VERBOSITY=verbose -c 'ALTER TABLE pg_class ALTER relname DROP NOT NULL' 2>&1)"
+out=$(psql -X -A -t -q -v VERBOSITY=verbose 2>&1 <<'EOF'
+SELECT repeat('[', 20000000)::json;
+SELECT 'json survived';
+SET max_stack_depth = '100kB';
+SELECT repeat('[', 10000)::jsonb;
+SELECT 'jsonb survived';
+EOF
+)
+check_has "SET max_stack_depth and deep JSON in one Query message: 54001" \
+    "ERROR:  54001: stack depth limit exceeded" \
+    "$(psql -X -q -v VERBOSITY=verbose -c "SET max_stack_depth = '100kB'; SELECT repeat('[', 10000)::json" 2>&1)"
+check "deep JSON is ERROR 54001, twice, and the connection goes on" \
+    "2|json survived|jsonb survived" \
+    "$(printf '%s\n' "$out" | grep -c '^ERROR:  54001: stack depth limit exceeded')|$(printf '%s\n' "$out" | grep -v -e '^ERROR' -e '^HINT' -e '^LOCATION' | paste -sd'|')"
+
 # startup parameters, applied as PostgreSQL applies them
 out=$(PGOPTIONS="-c search_path=foo,public --work-mem=7MB" PGTZ=Europe/Paris PGDATESTYLE=German PGAPPNAME=myapp \
     Q -c 'SHOW search_path' -c 'SHOW work_mem' -c 'SHOW TimeZone' -c 'SHOW DateStyle' -c 'SHOW application_name')
