@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -177,6 +178,29 @@ static int run_cycle(backend *b) {
     return pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
 }
 
+/* A start setting that would hang an embedded backend (see the start
+ * arguments below): why, or NULL. PostgreSQL's own names and spellings
+ * (case-insensitive names, "-" for "_"; values as the GUC parses them). */
+static const char *unsupported_setting(const char *kv) {
+    const char *eq = strchr(kv, '=');
+    char name[64];
+    size_t n = (size_t)(eq - kv);
+    if (n >= sizeof name)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        name[i] = kv[i] == '-' ? '_' : (char)(kv[i] >= 'A' && kv[i] <= 'Z' ? kv[i] + 32 : kv[i]);
+    name[n] = 0;
+    const char *v = eq + 1;
+    while (*v == ' ' || *v == '\'')
+        v++;
+    if (!strcmp(name, "max_worker_processes") && strtol(v, NULL, 10) != 0)
+        return "an embedded backend has no postmaster to start background workers, so "
+               "a parallel query would wait for them forever (only 0)";
+    if (!strcmp(name, "io_method") && strncasecmp(v, "sync", 4) != 0)
+        return "an embedded backend has no I/O worker processes (only sync)";
+    return NULL;
+}
+
 int backend_start(const backend_options *o, backend **out, char *err, size_t errlen) {
     *out = NULL;
     if (!o || !o->data_dir) {
@@ -268,6 +292,12 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     for (size_t i = 0; o->gucs && o->gucs[i] && argc < MAX_ARGS - 8; i++) {
         if (!strchr(o->gucs[i], '=')) {
             snprintf(err, errlen, "invalid setting \"%s\": expected name=value", o->gucs[i]);
+            backend_close(b);
+            return -1;
+        }
+        const char *why = unsupported_setting(o->gucs[i]);
+        if (why) {
+            snprintf(err, errlen, "setting \"%s\" is not supported: %s", o->gucs[i], why);
             backend_close(b);
             return -1;
         }

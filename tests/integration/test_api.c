@@ -930,6 +930,20 @@ static void test_typed_getters(void **state) {
 
 static void test_bad_input(void **state) {
     (void)state;
+    /* settings that would hang an embedded backend are refused at open */
+    const char *bad[][2] = {{"max_worker_processes=8", "background workers"},
+                            {"IO_METHOD=worker", "I/O worker processes"}};
+    for (int i = 0; i < 2; i++) {
+        pglite_options o;
+        pglite_options_init(&o);
+        const char *g[] = {bad[i][0], NULL};
+        o.gucs = g;
+        pglite *db = NULL;
+        assert_int_equal(pglite_open(NULL, &o, &db), PGLITE_CANTOPEN);
+        assert_non_null(strstr(pglite_errmsg(db), "is not supported"));
+        assert_non_null(strstr(pglite_errmsg(db), bad[i][1]));
+        pglite_close(db);
+    }
     pglite_result *r = (pglite_result *)1, **rs = (pglite_result **)1;
     int n = 7;
     /* NULL pointers */
