@@ -261,7 +261,23 @@ class Native:
         self.scratch.close()
 
 
-class Proxy:
+class ServedProcess:
+    """A server that is one process (self.proc): its peak RSS, SIGTERM."""
+
+    def rss(self):
+        return vm_hwm(self.proc.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.scratch.close()
+
+
+class Proxy(ServedProcess):
     label = "pglite-c"
 
     def start(self, durability):
@@ -278,20 +294,9 @@ class Proxy:
         self.started = (time.perf_counter() - t0) * 1e3
         return sock
 
-    def rss(self):
-        return vm_hwm(self.proc.pid)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.scratch.close()
 
 
-class PGliteSocket:
+class PGliteSocket(ServedProcess):
     label = "PGlite"
 
     def __init__(self, nodedir):
@@ -313,17 +318,6 @@ class PGliteSocket:
         self.started = (time.perf_counter() - t0) * 1e3
         return sock
 
-    def rss(self):
-        return vm_hwm(self.proc.pid)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.scratch.close()
 
 
 def served(system, client, files, durability):

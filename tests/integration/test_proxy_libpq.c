@@ -34,52 +34,12 @@ int main(void) {
 #include "backend/backend.h"
 #include "cluster/cluster.h"
 #include "server/server.h"
+#include "../support/server_fixture.h"
 #include "wire/wire.h"
-
-static cluster *g_cluster;
-static server *g_server;
-static char g_conninfo[256];
-static atomic_int g_backend_stops; /* log lines about a backend that stopped */
-
-static void log_cb(void *ctx, server_log_level level, const char *line) {
-    (void)ctx;
-    if (strstr(line, "backend stopped") || strstr(line, "restarting the backend") ||
-        strstr(line, "could not reset"))
-        atomic_fetch_add(&g_backend_stops, 1);
-    if (level <= SERVER_LOG_WARNING)
-        fprintf(stderr, "server: %s\n", line);
-}
 
 static int setup(void **state) {
     (void)state;
-    char err[2048];
-    if (cluster_open(NULL, &g_cluster, err, sizeof err) != 0) {
-        fprintf(stderr, "cluster_open: %s\n", err);
-        return -1;
-    }
-    server_options o = {
-        .data_dir = cluster_data_dir(g_cluster),
-        .tcp_host = "127.0.0.1",
-        .tcp_port = 0,
-        .max_waiting = 64,
-        .log_level = SERVER_LOG_DEBUG,
-        .log = log_cb,
-    };
-    if (server_start(&o, &g_server, err, sizeof err) != 0) {
-        fprintf(stderr, "server_start: %s\n", err);
-        return -1;
-    }
-    snprintf(g_conninfo, sizeof g_conninfo,
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=60",
-             server_tcp_port(g_server));
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    server_stop(g_server);
-    cluster_close(g_cluster);
-    return 0;
+    return fxs_start(64, NULL);
 }
 
 static PGconn *connect_db(void) {
@@ -739,6 +699,6 @@ int main(void) {
         cmocka_unit_test(test_borrowed_backend),
         cmocka_unit_test(test_fuzz),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, fxs_teardown);
 }
 #endif
