@@ -94,6 +94,46 @@ else
         node "$HERE/pg_quick_disconnect.js" 127.0.0.1 "$TCP_PORT" 20
 fi
 
+# TLS: a second server with a self-signed pair in its data directory;
+# node-postgres and psycopg2 verify it (sslmode=verify-full)
+"$PROXY" --root "$WORK/tlsdb" --ssl-self-signed --no-unix --tcp 127.0.0.1:0 \
+    --log-level warning >"$WORK/tls.out" 2>"$WORK/tls.err" &
+TLS_PID=$!
+for _ in $(seq 600); do
+    grep -q '^  uri:' "$WORK/tls.out" 2>/dev/null && break
+    kill -0 "$TLS_PID" 2>/dev/null || break
+    sleep 0.1
+done
+TLS_PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/tls.out")
+CERT=$WORK/tlsdb/server.crt
+if [ -z "$TLS_PORT" ] || [ ! -f "$CERT" ]; then
+    echo "FAIL - pglite-proxy --ssl-self-signed starts"
+    cat "$WORK/tls.err"
+    FAILED=$((FAILED + 1))
+else
+    if [ -f "$BUILD/clients/node_modules/pg/package.json" ]; then
+        run_client pg-ssl env NODE_PATH="$BUILD/clients/node_modules" \
+            node "$HERE/pg_ssl.js" "$TLS_PORT" "$CERT"
+    fi
+    if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
+        run_client psycopg2-ssl /usr/bin/python3 -c '
+import sys, psycopg2
+c = psycopg2.connect(host="localhost", port=int(sys.argv[1]), user="postgres", dbname="postgres",
+                     sslmode="verify-full", sslrootcert=sys.argv[2])
+cur = c.cursor(); cur.execute("SELECT 41 + 1")
+print("ok   - psycopg2 sslmode=verify-full" if cur.fetchone()[0] == 42 else "FAIL - psycopg2 TLS row")
+try:
+    psycopg2.connect(host="localhost", port=int(sys.argv[1]), user="postgres", dbname="postgres",
+                     sslmode="verify-full", sslrootcert="/dev/null")
+    print("FAIL - psycopg2 verify-full without the CA connected")
+except psycopg2.OperationalError:
+    print("ok   - psycopg2 verify-full without the CA is refused")
+' "$TLS_PORT" "$CERT"
+    fi
+fi
+kill -TERM "$TLS_PID" 2>/dev/null
+wait "$TLS_PID" 2>/dev/null
+
 # a clean stop: SIGTERM, exit 0, socket removed
 kill -TERM "$PROXY_PID"
 rc=0
