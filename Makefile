@@ -2,7 +2,7 @@
 
 # Debian packages the build and the tests need (one list; see `make deps`).
 DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
-        postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config
+        postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config openssl
 # `make bench`: native PostgreSQL 15 to compare with, and what building
 # PostgreSQL 18 from Debian's source package needs (bench/native-pg18.sh).
 BENCH_DEPS := postgresql-15 dpkg-dev bison flex procps
