@@ -451,7 +451,8 @@ def main():
              "- machine: %s, %d cores, %s" % (platform.processor() or platform.machine(),
                                               os.cpu_count(), platform.platform()),
              "- suite: %s (%d files), %d repetitions, medians; %.0f s in all" %
-             (sqldir if "shared" in sqldir else "generated (bench/gen-suite.py)", len(files),
+             (os.path.relpath(sqldir, ROOT) if "shared" in sqldir else "generated (bench/gen-suite.py)",
+              len(files),
               args.reps, time.time() - t_begin),
              "- %s; %s; pglite-c %s; PGlite %s in node %s" % (
                  versions["native-15"], versions["native-18"], pglite_c_version(),
