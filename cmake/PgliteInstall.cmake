@@ -18,6 +18,7 @@ file(RELATIVE_PATH _pglite_rt_from_lib "${CMAKE_INSTALL_FULL_LIBDIR}"
 
 add_library(pglite_install_objs OBJECT ${PGLITE_CORE_SOURCES} ${PGLITE_GEN_SOURCES}
             "${PROJECT_SOURCE_DIR}/src/client/install/runtime_tree.c")
+add_dependencies(pglite_install_objs pglite_gen)
 target_include_directories(pglite_install_objs PRIVATE
   "${PROJECT_SOURCE_DIR}/include" "${PROJECT_SOURCE_DIR}/src" "${PGLITE_RUNTIME_DIR}")
 target_compile_definitions(pglite_install_objs PRIVATE

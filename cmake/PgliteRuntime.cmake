@@ -237,3 +237,7 @@ add_custom_command(
   COMMENT "Generating the side-module registry"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")
+# One target owns the generated sources: pglite_core and pglite_install_objs
+# both compile them, and without a common owner a parallel make runs each
+# generator twice at once (two writers racing on the same temporary file).
+add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES})
