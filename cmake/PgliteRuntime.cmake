@@ -237,7 +237,18 @@ add_custom_command(
   COMMENT "Generating the side-module registry"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")
+# The internal entry points [sessions] needs, located by content and checked
+# (tools/build/locate-sessions.py): a runtime whose code has another shape
+# stops the build here, naming what it could not find.
+set(PGLITE_SESSIONS_JSON "${PGLITE_RUNTIME_DIR}/sessions.json")
+add_custom_command(
+  OUTPUT "${PGLITE_SESSIONS_JSON}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/locate-sessions.py"
+          "${PGLITE_DIST_DIR}/pglite.wasm" "${PGLITE_SESSIONS_JSON}"
+  DEPENDS "${_pglite_tools}/locate-sessions.py" "${PGLITE_WASM_DIR}/pglite.h"
+  COMMENT "Locating the session entry points of pglite.wasm"
+  VERBATIM)
 # One target owns the generated sources: pglite_core and pglite_install_objs
 # both compile them, and without a common owner a parallel make runs each
 # generator twice at once (two writers racing on the same temporary file).
-add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES})
+add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES} "${PGLITE_SESSIONS_JSON}")
