@@ -29,7 +29,7 @@ struct backend; static struct backend *primary; static char perr[1024];
 #include "backend/backend.h"
 static backend_options opts;
 static uint32_t seg_a, seg_s;
-static engine *clone_engine;
+static engine *clone_engine, *primary_engine;
 u32 __real_Z_envZ___syscall_dup(struct Z_env_instance_t *h, u32 fd);
 u32 __wrap_Z_envZ___syscall_dup(struct Z_env_instance_t *h, u32 fd) {
     ndup++;
@@ -109,6 +109,7 @@ engine_status __wrap_engine_main(engine *e, int argc, const char *const *argv, e
         snap_size = m->size; snap = malloc(m->size); memcpy(snap, m->data, m->size);
         snap_sp = engine_host(e)->ex.stack_get_current(engine_host(e)->ex.mi);
         snap_nmaps = nmaps;
+        primary_engine = e;
         return engine_run(e, cont, NULL, res);
     }
     /* clone: C stopped; now the primary boots (its dsm_postmaster_startup
@@ -127,6 +128,10 @@ engine_status __wrap_engine_main(engine *e, int argc, const char *const *argv, e
         fprintf(stderr, "poc: clone maps P's DSM segment at %u (+%u)\n", maps[i].addr, maps[i].len);
     }
     /* clone: InitProcess and PostgresMain come after the startup packet */
+    if (getenv("POC_PID")) { /* a pid of its own: see README */
+        uint32_t pa, pid = (uint32_t)atoi(getenv("POC_PID"));
+        if (engine_global(e, "MyProcPid", &pa) == 0) engine_write(e, pa, &pid, 4);
+    }
     poke(e, "IsUnderPostmaster", 1);
     poke(e, "IsPostmasterEnvironment", 1);
     clone_engine = e;
@@ -188,6 +193,13 @@ int main(void) {
     query(A, "A", "listen ch");
     query(B, "B", "notify ch, 'hello'");
     query(A, "A", "select 1");
+    /* What a routed kill(pid, SIGUSR1) would do: run A's handler, which
+     * reads A's ProcSignal slot in shared memory (B set the flag there). */
+    uint32_t sig = 10;
+    engine_result er;
+    engine_status hs = engine_call(primary_engine, "procsignal_sigusr1_handler", &sig, 1, &er);
+    fprintf(stderr, "poc: procsignal_sigusr1_handler(SIGUSR1) in A -> %d\n", hs);
+    query(A, "A", "select 2");
     query(B, "B", "create database other");
     query(A, "A", "select datname from pg_database where datname = 'other'");
     query(A, "A", "select count(*) from pg_stat_activity where backend_type in ('client backend', 'standalone backend')");
