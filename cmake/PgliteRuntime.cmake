@@ -218,7 +218,7 @@ add_custom_command(
   OUTPUT "${PGLITE_GEN_DIR}/engine_stack_pglite.c"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-stack-limit.py"
           "${PGLITE_GEN_DIR}/engine_stack_pglite.c" "${PGLITE_DIST_DIR}/pglite.wasm"
-  DEPENDS "${_pglite_tools}/gen-stack-limit.py" "${PGLITE_WASM_DIR}/pglite.h"
+  DEPENDS "${_pglite_tools}/gen-stack-limit.py" "${_pglite_tools}/wasmfile.py" "${PGLITE_WASM_DIR}/pglite.h"
   COMMENT "Locating the stack-depth variables of pglite.wasm"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_stack_pglite.c")
@@ -245,7 +245,7 @@ add_custom_command(
   OUTPUT "${PGLITE_SESSIONS_JSON}"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/locate-sessions.py"
           "${PGLITE_DIST_DIR}/pglite.wasm" "${PGLITE_SESSIONS_JSON}"
-  DEPENDS "${_pglite_tools}/locate-sessions.py" "${PGLITE_WASM_DIR}/pglite.h"
+  DEPENDS "${_pglite_tools}/locate-sessions.py" "${_pglite_tools}/wasmfile.py" "${PGLITE_WASM_DIR}/pglite.h"
   COMMENT "Locating the session entry points of pglite.wasm"
   VERBATIM)
 # One target owns the generated sources: pglite_core and pglite_install_objs

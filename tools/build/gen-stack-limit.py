@@ -23,29 +23,8 @@ stops the build here instead of poking the wrong words at run time.
 import os
 import sys
 
-
-def leb_u(b, i):
-    r = s = 0
-    while True:
-        x = b[i]
-        i += 1
-        r |= (x & 0x7F) << s
-        s += 7
-        if x < 0x80:
-            return r, i
-
-
-def leb_s(b, i):
-    r = s = 0
-    while True:
-        x = b[i]
-        i += 1
-        r |= (x & 0x7F) << s
-        s += 7
-        if x < 0x80:
-            if x & 0x40:
-                r -= 1 << s
-            return r, i
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wasmfile import leb_s, leb_u, name  # noqa: E402
 
 
 def sections(b):
@@ -57,11 +36,6 @@ def sections(b):
         size, j = leb_u(b, i + 1)
         yield sid, j, j + size
         i = j + size
-
-
-def name(b, i):
-    n, i = leb_u(b, i)
-    return b[i:i + n].decode("utf-8", "replace"), i + n
 
 
 def imported_funcs(b, start):

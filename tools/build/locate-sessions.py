@@ -36,40 +36,14 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wasmfile import leb_s, leb_u, name  # noqa: E402
+
 PROG = "locate-sessions"
 
 
 def fail(msg):
     sys.exit(f"{PROG}: {msg}")
-
-
-def leb_u(b, i):
-    r = s = 0
-    while True:
-        x = b[i]
-        i += 1
-        r |= (x & 0x7F) << s
-        s += 7
-        if x < 0x80:
-            return r, i
-
-
-def leb_s(b, i):
-    r = s = 0
-    while True:
-        x = b[i]
-        i += 1
-        r |= (x & 0x7F) << s
-        s += 7
-        if x < 0x80:
-            if x & 0x40:
-                r -= 1 << s
-            return r, i
-
-
-def name(b, i):
-    n, i = leb_u(b, i)
-    return b[i:i + n].decode("utf-8", "replace"), i + n
 
 
 class Module:
