@@ -27,6 +27,9 @@ for f in InitProcess PostgresMain BackendMain; do
         grep -qx "w2c_f$idx" <<<"$syms"
 done
 check "every instance is one constant pid today (getpid)" test "$(field getpid_constant)" -gt 0
+for idx in $(python3 -c 'import json,sys; print(*json.load(sys.stdin)["MyProcPid_compares"])' <<<"$out"); do
+    check "a MyProcPid compare site, function $idx, is defined as w2c_f$idx" grep -qx "w2c_f$idx" <<<"$syms"
+done
 
 # A module without the expected code is refused with a message, not guessed.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

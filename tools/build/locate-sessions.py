@@ -24,6 +24,11 @@ they are derived here from what the code is, never written down by hand
   pid                    the constant the exported getpid() returns (every
                          instance is that pid until the host gives them their
                          own).
+  MyProcPid compares     the functions that load MyProcPid (exported) and
+                         compare it with that constant: proc_exit and the
+                         signal wrapper, which a backend with a pid of its
+                         own needs patched (the study also names main(),
+                         whose test has another shape and is not needed).
 
 Anything not found, or found with another shape, stops with a message that
 names it: a runtime bump re-runs this, not a hand search. With OUT.json the
@@ -46,6 +51,17 @@ def fail(msg):
     sys.exit(f"{PROG}: {msg}")
 
 
+def sleb_bytes(v):
+    out = bytearray()
+    while True:
+        x = v & 0x7F
+        v >>= 7
+        if (v == 0 and not x & 0x40) or (v == -1 and x & 0x40):
+            out.append(x)
+            return out
+        out.append(x | 0x80)
+
+
 class Module:
     def __init__(self, b):
         if b[:4] != b"\0asm":
@@ -58,6 +74,9 @@ class Module:
         self.data = []        # (address, bytes) of active data segments
         self.types = []       # (params, results) of each function type
         self.ftypes = []      # type index of each defined function
+        self.gexports = {}    # exported global name -> global index
+        self.nglobimp = 0
+        self.globals = []     # constant i32 initial value (or None) of each defined global
         i = 8
         while i < len(b):
             sid = b[i]
@@ -72,6 +91,8 @@ class Module:
                     self.ftypes.append(t)
             elif sid == 2:
                 self._imports(j)
+            elif sid == 6:
+                self._globals(j)
             elif sid == 7:
                 self._exports(j)
             elif sid == 9:
@@ -122,11 +143,36 @@ class Module:
                     _, i = leb_u(b, i)
             elif kind == 3:
                 i += 2
+                self.nglobimp += 1
             elif kind == 4:
                 i += 1
                 _, i = leb_u(b, i)
             else:
                 fail(f"unknown import kind {kind}")
+
+    def _globals(self, i):
+        b = self.b
+        n, i = leb_u(b, i)
+        for _ in range(n):
+            i += 2  # valtype, mutability
+            v = None
+            if b[i] == 0x41:
+                v, i = leb_s(b, i + 1)
+            else:
+                while b[i] != 0x0B:  # another constant expression: skip it
+                    i += 1
+            if b[i] != 0x0B:
+                while b[i] != 0x0B:
+                    i += 1
+            i += 1
+            self.globals.append(v)
+
+    def global_addr(self, nm):
+        """The constant value of an exported global (a data address)."""
+        idx = self.gexports.get(nm)
+        if idx is None or idx < self.nglobimp:
+            return None
+        return self.globals[idx - self.nglobimp]
 
     def _exports(self, i):
         b = self.b
@@ -137,6 +183,8 @@ class Module:
             idx, i = leb_u(b, i + 1)
             if kind == 0:
                 self.exports[nm] = idx
+            elif kind == 3:
+                self.gexports[nm] = idx
 
     def _const_expr(self, i):
         b = self.b
@@ -248,6 +296,10 @@ class Module:
 
     def calls(self, func):
         """Direct call targets of func, in code order."""
+        return self.decode(func)[0]
+
+    def decode(self, func):
+        """(direct call targets in code order, offsets where instructions start)."""
         b = self.b
         i, end = self.body(func)
         ngroups, i = leb_u(b, i)
@@ -255,7 +307,9 @@ class Module:
             _, i = leb_u(b, i)
             i += 1
         out = []
+        starts = set()
         while i < end:
+            starts.add(i)
             op = b[i]
             i += 1
             if op in (0x02, 0x03, 0x04):            # block, loop, if
@@ -311,7 +365,42 @@ class Module:
             elif op in (0xFD, 0xFE):
                 fail(f"function {func}: SIMD/atomic instructions are not expected here")
             # everything else has no immediate
-        return out
+        return out, starts
+
+    def func_at(self, offset):
+        """The defined function whose body holds a byte offset, or None."""
+        lo, hi = 0, len(self.bodies)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.bodies[mid][1] <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self.bodies) and self.bodies[lo][0] <= offset:
+            return lo + self.nimp
+        return None
+
+    def compares_with(self, addr, value):
+        """Functions that load the i32 at addr and compare it with value
+        (i32.const addr; i32.load; i32.const value; i32.eq|i32.ne), each
+        match checked to start at an instruction boundary."""
+        code = bytearray([0x41]) + sleb_bytes(addr)
+        tail = bytearray([0x41]) + sleb_bytes(value)
+        found = set()
+        b = self.b
+        lo = self.bodies[0][0] if self.bodies else 0
+        k = b.find(code, lo)
+        while k >= 0:
+            j = k + len(code)
+            if b[j] == 0x28:
+                _, j = leb_u(b, j + 1)
+                off, j = leb_u(b, j)
+                if off == 0 and b[j:j + len(tail)] == tail and b[j + len(tail)] in (0x46, 0x47):
+                    f = self.func_at(k)
+                    if f is not None and k in self.decode(f)[1]:
+                        found.add(f)
+            k = b.find(code, k + 1)
+        return sorted(found)
 
     def body_bytes(self, func):
         s, e = self.body(func)
@@ -384,6 +473,19 @@ def locate(m):
     if k != len(gb) - 1:
         fail("getpid() is not a constant: the runtime has real process ids")
     found["getpid_constant"] = pid
+
+    # Where PostgreSQL compares MyProcPid with that constant (proc_exit's
+    # "called in child process" check, the signal wrapper's re-raise):
+    # the sites a backend with a pid of its own needs patched.
+    mypid = m.global_addr("MyProcPid")
+    if mypid is None:
+        fail("MyProcPid is not exported")
+    found["MyProcPid"] = mypid
+    sites = m.compares_with(mypid, pid)
+    if len(sites) != 2:
+        fail(f"expected MyProcPid to be compared with {pid} in two functions (proc_exit, "
+             f"wrapper_handler), found {len(sites)}: {sites}")
+    found["MyProcPid_compares"] = sites
     return found
 
 
