@@ -24,72 +24,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wasmfile import leb_s, leb_u, name  # noqa: E402
-
-
-def sections(b):
-    if b[:4] != b"\0asm":
-        sys.exit("gen-stack-limit: not a wasm module")
-    i = 8
-    while i < len(b):
-        sid = b[i]
-        size, j = leb_u(b, i + 1)
-        yield sid, j, j + size
-        i = j + size
-
-
-def imported_funcs(b, start):
-    n, i = leb_u(b, start)
-    funcs = 0
-    for _ in range(n):
-        _, i = name(b, i)
-        _, i = name(b, i)
-        kind = b[i]
-        i += 1
-        if kind == 0:      # func: type index
-            _, i = leb_u(b, i)
-            funcs += 1
-        elif kind == 1:    # table: reftype, limits
-            i += 1
-            flags, i = leb_u(b, i)
-            _, i = leb_u(b, i)
-            if flags & 1:
-                _, i = leb_u(b, i)
-        elif kind == 2:    # memory: limits
-            flags, i = leb_u(b, i)
-            _, i = leb_u(b, i)
-            if flags & 1:
-                _, i = leb_u(b, i)
-        elif kind == 3:    # global: valtype, mutability
-            i += 2
-        elif kind == 4:    # tag
-            i += 1
-            _, i = leb_u(b, i)
-        else:
-            sys.exit(f"gen-stack-limit: unknown import kind {kind}")
-    return funcs
-
-
-def export_func(b, start, want):
-    n, i = leb_u(b, start)
-    for _ in range(n):
-        nm, i = name(b, i)
-        kind = b[i]
-        idx, i = leb_u(b, i + 1)
-        if nm == want and kind == 0:
-            return idx
-    return None
-
-
-def func_body(b, start, index):
-    n, i = leb_u(b, start)
-    if index >= n:
-        return None
-    for _ in range(index):
-        size, i = leb_u(b, i)
-        i += size
-    size, i = leb_u(b, i)
-    return b[i:i + size]
+from wasmfile import Module, WasmError, leb_s, leb_u  # noqa: E402
 
 
 def locate(body):
@@ -146,20 +81,17 @@ def main(argv):
     out, wasm = argv[1:]
     with open(wasm, "rb") as f:
         b = f.read()
-    nimp = 0
-    fidx = None
-    body = None
-    secs = list(sections(b))
-    for sid, s, _ in secs:
-        if sid == 2:
-            nimp = imported_funcs(b, s)
-        elif sid == 7:
-            fidx = export_func(b, s, "check_stack_depth")
-    if fidx is None:
-        sys.exit(f"gen-stack-limit: {wasm} exports no check_stack_depth")
-    for sid, s, _ in secs:
-        if sid == 10:
-            body = func_body(b, s, fidx - nimp)
+    try:
+        m = Module(b)
+        fidx = m.exports.get("check_stack_depth")
+        if fidx is None:
+            sys.exit(f"gen-stack-limit: {wasm} exports no check_stack_depth")
+        body = m.body_bytes(fidx)
+    except WasmError as e:
+        sys.exit(f"gen-stack-limit: {wasm} cannot be read: {e}")
+    except IndexError:
+        sys.exit(f"gen-stack-limit: {wasm} is not a well-formed wasm module "
+                 "(it ends inside a section)")
     found = locate(body) if body else None
     if not found:
         sys.exit(f"gen-stack-limit: check_stack_depth in {wasm} does not have the "
