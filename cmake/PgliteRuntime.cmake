@@ -251,4 +251,9 @@ add_custom_command(
 # One target owns the generated sources: pglite_core and pglite_install_objs
 # both compile them, and without a common owner a parallel make runs each
 # generator twice at once (two writers racing on the same temporary file).
+# Its generators read what the runtime targets make (the tree, the module
+# headers, the side-module manifest): after those targets, or its rules
+# would run theirs a second time, at the same time.
 add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES} "${PGLITE_SESSIONS_JSON}")
+add_dependencies(pglite_gen pglite_npm pglite_runtime pglite_wasm_build initdb_wasm_build
+                 sidemodules_wasm_build)
