@@ -138,7 +138,7 @@ function(pglite_wasm_module name wasm)
             "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
             --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
             --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
-    DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/build-module.py"
+    DEPENDS "${_pglite_npm_stamp}" "${wasm}" "${_pglite_tools}/build-module.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
     VERBATIM)
   add_custom_target(${name}_wasm_build DEPENDS "${lib}" "${hdr}" "${linked}")
@@ -156,7 +156,27 @@ function(pglite_wasm_module name wasm)
   add_dependencies(${name}_wasm ${name}_wasm_build)
 endfunction()
 
-pglite_wasm_module(pglite "${PGLITE_DIST_DIR}/pglite.wasm")
+# 3a. pglite.wasm as the host runs it: several instances, each a backend of
+#     one cluster (tools/build/patch-sessions.py). getpid() becomes each
+#     instance's own pid, kill() of another pid reaches the host, and the
+#     latch wait blocks in the host's poll() instead of spinning. The points
+#     are found by content; a runtime whose code has another shape stops the
+#     build here, naming what it could not find. sessions.json records the
+#     internal entry points (InitProcess, PostgresMain, ...) in the patched
+#     module's numbering, which is wasm2c's (w2c_fN).
+set(PGLITE_WASM "${PGLITE_RUNTIME_DIR}/pglite.wasm")
+set(PGLITE_SESSIONS_JSON "${PGLITE_RUNTIME_DIR}/sessions.json")
+add_custom_command(
+  OUTPUT "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/patch-sessions.py"
+          "${PGLITE_DIST_DIR}/pglite.wasm" "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}"
+  DEPENDS "${_pglite_npm_stamp}" "${_pglite_tools}/patch-sessions.py" "${_pglite_tools}/wasmfile.py"
+  COMMENT "Patching pglite.wasm for many sessions"
+  VERBATIM)
+add_custom_target(pglite_patch DEPENDS "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}")
+add_dependencies(pglite_patch pglite_npm)
+pglite_wasm_module(pglite "${PGLITE_WASM}")
+add_dependencies(pglite_wasm_build pglite_patch)
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
 
 # Side modules: every lib/postgresql/*.so of the tree (pglite.data's and the
@@ -217,7 +237,7 @@ endif()
 add_custom_command(
   OUTPUT "${PGLITE_GEN_DIR}/engine_stack_pglite.c"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-stack-limit.py"
-          "${PGLITE_GEN_DIR}/engine_stack_pglite.c" "${PGLITE_DIST_DIR}/pglite.wasm"
+          "${PGLITE_GEN_DIR}/engine_stack_pglite.c" "${PGLITE_WASM}"
   DEPENDS "${_pglite_tools}/gen-stack-limit.py" "${_pglite_tools}/wasmfile.py" "${PGLITE_WASM_DIR}/pglite.h"
   COMMENT "Locating the stack-depth variables of pglite.wasm"
   VERBATIM)
@@ -227,7 +247,7 @@ list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_stack_pglite.c")
 add_custom_command(
   OUTPUT "${PGLITE_GEN_DIR}/abi_sidemodules.c"
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-sidemodules.py"
-          "${PGLITE_GEN_DIR}/abi_sidemodules.c" "${PGLITE_DIST_DIR}/pglite.wasm"
+          "${PGLITE_GEN_DIR}/abi_sidemodules.c" "${PGLITE_WASM}"
           "${PGLITE_WASM_DIR}/pglite.h" "${_pglite_side_manifest}"
           "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
           "${PROJECT_SOURCE_DIR}/src/abi/pgcompat.c"
@@ -237,23 +257,12 @@ add_custom_command(
   COMMENT "Generating the side-module registry"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")
-# The internal entry points [sessions] needs, located by content and checked
-# (tools/build/locate-sessions.py): a runtime whose code has another shape
-# stops the build here, naming what it could not find.
-set(PGLITE_SESSIONS_JSON "${PGLITE_RUNTIME_DIR}/sessions.json")
-add_custom_command(
-  OUTPUT "${PGLITE_SESSIONS_JSON}"
-  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/locate-sessions.py"
-          "${PGLITE_DIST_DIR}/pglite.wasm" "${PGLITE_SESSIONS_JSON}"
-  DEPENDS "${_pglite_tools}/locate-sessions.py" "${_pglite_tools}/wasmfile.py" "${PGLITE_WASM_DIR}/pglite.h"
-  COMMENT "Locating the session entry points of pglite.wasm"
-  VERBATIM)
 # One target owns the generated sources: pglite_core and pglite_install_objs
 # both compile them, and without a common owner a parallel make runs each
 # generator twice at once (two writers racing on the same temporary file).
 # Its generators read what the runtime targets make (the tree, the module
 # headers, the side-module manifest): after those targets, or its rules
 # would run theirs a second time, at the same time.
-add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES} "${PGLITE_SESSIONS_JSON}")
+add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES})
 add_dependencies(pglite_gen pglite_npm pglite_runtime pglite_wasm_build initdb_wasm_build
                  sidemodules_wasm_build)

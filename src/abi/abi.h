@@ -67,6 +67,8 @@ typedef struct abi_exports {
     void (*free)(void *mi, uint32_t ptr);
     /* __dl_seterr(fmt, va_list): what dlerror() reports (may be NULL) */
     void (*dl_seterr)(void *mi, uint32_t fmt, uint32_t va);
+    /* raise(sig): delivers a signal sent by another instance (may be NULL) */
+    uint32_t (*raise)(void *mi, uint32_t sig);
 } abi_exports;
 
 /* ---- unwinding ---------------------------------------------------------- */
@@ -157,8 +159,60 @@ void abi_host_reset(abi_host *h);
 /* Wake the guest if it is waiting in poll(); safe from any thread. */
 void abi_host_wake(abi_host *h);
 
-/* Deliver expired itimers now (called by the engine at safe points). */
-void abi_host_poll_timers(abi_host *h);
+/* Process ids (process.c). Each instance is one PostgreSQL process: the
+ * host gives it a pid, unique in this process, which the guest's getpid()
+ * returns once the engine sets it there too, and by which kill() from
+ * another instance reaches it. 0 takes the pid away. -EEXIST if another
+ * instance has it. */
+int abi_host_set_pid(abi_host *h, uint32_t pid);
+/* Give the instance the next pid no other instance has; 0 or -errno. */
+int abi_host_assign_pid(abi_host *h, uint32_t *pid);
+uint32_t abi_host_pid(const abi_host *h);
+/* Send signal sig (1..63, Emscripten's numbers) to the instance: it is
+ * pending until the instance takes it, on its own thread, at its next safe
+ * point, which waking it hastens. Safe from any thread. */
+int abi_host_signal(abi_host *h, int sig);
+/* Call fn(ctx) at the module's fork point: main() reaches it with the
+ * cluster's shared memory made and before InitProcess, on its way to
+ * becoming a backend (pglite.wasm as patched by patch-sessions.py). NULL
+ * clears it. */
+void abi_host_set_fork_point(abi_host *h, void (*fn)(void *ctx), void *ctx);
+/* The host's scheduler: leave(ctx) before the instance blocks in a wait
+ * (a poll() that does not return at once: a latch or lock wait, a sleep),
+ * enter(ctx) before it goes on, so that another instance may run guest
+ * code meanwhile. NULL hooks: none. */
+void abi_host_set_scheduler(abi_host *h, void (*leave)(void *ctx), void (*enter)(void *ctx),
+                            void *ctx);
+
+
+/* ---- fork ------------------------------------------------------------------
+ * A backend of a running cluster starts as a copy of an instance stopped at
+ * its fork point (the engine copies the memory): what the host half of a
+ * forked child inherits is saved here, and given to a new instance. */
+typedef struct abi_fork_state abi_fork_state;
+/* The fds but stdio (dups, as fork makes them), the cwd, the umask, and the
+ * shared mappings. NULL if out of memory or fds. */
+abi_fork_state *abi_host_fork_save(abi_host *h);
+/* Give h (a new instance, its memory already a copy) that state: its fds
+ * but stdio replaced by dups of the saved ones, each pipe a new pipe (a
+ * pipe of the fork point is that instance's own, PostgreSQL's latch
+ * self-pipe), the shared mappings mapped again at their addresses. 0 or
+ * -errno (guest numbering). */
+int abi_host_fork_restore(abi_host *h, const abi_fork_state *s);
+void abi_fork_state_free(abi_fork_state *s);
+
+/* Host memory that several instances share (a MAP_SHARED file mapping, the
+ * cluster's shared memory): registered so that a zero fill there writes
+ * zeros instead of dropping pages. */
+int abi_shared_add(const void *p, size_t len);
+void abi_shared_del(const void *p);
+bool abi_shared_overlaps(const void *p, size_t len);
+/* Map host_fd's [off, off+len) shared over the guest's [addr, addr+len)
+ * (len a multiple of 4096), registered as above and kept across a fork.
+ * 0 or -errno (guest numbering). */
+int abi_host_map_shared(abi_host *h, uint32_t addr, uint32_t len, int host_fd, uint64_t off);
+/* Forget the shared mappings (the memory is going away). */
+void abi_host_forget_maps(abi_host *h);
 
 /* Number of guest fds open (for leak checks in tests). */
 int abi_host_open_fds(abi_host *h);

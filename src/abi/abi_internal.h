@@ -10,6 +10,9 @@
 
 #define ABI_MAX_FDS 1024
 
+/* A syscall's failure as its import returns it: -errno (guest numbering). */
+#define NEG(e) ((u32) - (int32_t)(e))
+
 typedef enum {
     FD_FREE = 0,
     FD_HOST,  /* a host file, pipe end or stdio: host_fd */
@@ -30,6 +33,7 @@ typedef struct abi_fd {
     int flags;       /* guest open flags (status flags kept for F_GETFL) */
     int fd_flags;    /* FD_CLOEXEC */
     bool writable;   /* opened for writing on a writable mount */
+    uint64_t pipe_id; /* both ends of one pipe (and their dups) share it; 0: not a pipe */
     vfs_dev dev;
     char *guest_path; /* canonical guest path (dirs and files) */
     /* directory listing snapshot for getdents */
@@ -69,7 +73,30 @@ struct Z_env_instance_t {
     atomic_int timer_armed;
     /* eventfd another thread writes to wake a waiting poll (cancel). */
     int wake_fd;
+    /* The pid getpid() returns in this instance when the host gave it one
+     * (0: the module's own constant), and the signals sent to it that it
+     * has not taken yet (process.c). */
+    uint32_t pid;
+    _Atomic uint64_t sig_pending;
+    void (*fork_point)(void *ctx);
+    void *fork_ctx;
+    /* The scheduler's hooks around a wait that blocks (process.c). */
+    void (*sched_leave)(void *ctx);
+    void (*sched_enter)(void *ctx);
+    void *sched_ctx;
+    /* MAP_SHARED file mappings made real host mappings (net.c): a DSM
+     * segment in pg_dynshmem is one memory for every instance that maps
+     * it, as between processes. */
+    struct abi_map *maps;
+    size_t nmaps, maps_cap;
 };
+
+typedef struct abi_map {
+    uint32_t addr, len; /* guest range; len a multiple of the host page */
+    uint8_t *host;      /* where that is in host memory */
+    int host_fd;        /* a dup, kept for clones */
+    uint64_t off;
+} abi_map;
 
 /* Thread-local invoke chain (generated invoke_* use it). */
 extern _Thread_local abi_sjlj *abi_sjlj_top;
@@ -140,10 +167,22 @@ void abi_fds_close_all(abi_host *h);
 double abi_now_ms(void);
 double abi_date_ms(void);
 
-/* Check timers; deliver when due. Cheap when none is armed. */
-static inline void abi_timers_check(abi_host *h) {
+/* Take the signals sent to this instance (process.c), in the guest; true
+ * if one was delivered. */
+bool abi_host_take_signals(abi_host *h);
+/* Deliver expired itimers; true if one was. */
+bool abi_host_fire_timers(abi_host *h);
+
+/* Check timers and signals; deliver what is due, and say whether a guest
+ * signal handler ran (a blocking call it interrupted fails with EINTR).
+ * Cheap when nothing is due. */
+static inline bool abi_timers_check(abi_host *h) {
+    bool ran = false;
     if (atomic_load_explicit(&h->timer_armed, memory_order_relaxed))
-        abi_host_poll_timers(h);
+        ran = abi_host_fire_timers(h);
+    if (UNLIKELY(atomic_load_explicit(&h->sig_pending, memory_order_relaxed) != 0))
+        ran |= abi_host_take_signals(h);
+    return ran;
 }
 /* Earliest armed deadline (ms, monotonic) or 0. */
 double abi_timer_next(abi_host *h);

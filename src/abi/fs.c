@@ -19,7 +19,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#define NEG(e) ((u32)-(int32_t)(e))
 #define HOSTERR() NEG(abi_errno(errno))
 
 /* ---- fd table ----------------------------------------------------------- */
@@ -424,6 +423,7 @@ static int dup_into(abi_host *h, abi_fd *old, int min_fd, int exact) {
     f->flags = old->flags;
     f->writable = old->writable;
     f->dev = old->dev;
+    f->pipe_id = old->pipe_id;
     f->guest_path = old->guest_path ? strdup(old->guest_path) : NULL;
     if (exact >= 0) {
         abi_fd_release(h->fds[exact]);
@@ -1211,6 +1211,8 @@ u32 Z_envZ___syscall_pipe2(struct Z_env_instance_t *h, u32 pfds, u32 flags) {
     w->writable = true;
     r->guest_path = strdup("pipe:");
     w->guest_path = strdup("pipe:");
+    static _Atomic uint64_t pipes;
+    r->pipe_id = w->pipe_id = atomic_fetch_add(&pipes, 1) + 1;
     int a = abi_fd_install(h, r, 0);
     if (a < 0) {
         abi_fd_release(r);
@@ -1232,7 +1234,8 @@ u32 Z_envZ___syscall_pipe2(struct Z_env_instance_t *h, u32 pfds, u32 flags) {
 /* poll(): host fds are polled for real, with the timeout honoured; files,
  * devices and directories are always ready. Armed itimers shorten the wait
  * and are delivered when due, so a sleeping backend still sees
- * statement_timeout. */
+ * statement_timeout; a delivered one, or a signal, ends the wait with EINTR
+ * as it would on Linux. */
 u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 timeout) {
     if (nfds > ABI_MAX_FDS)
         return NEG(G_EINVAL);
@@ -1293,7 +1296,14 @@ u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 tim
             hp[nwait].revents = 0;
             nwait++;
         }
+        bool sched = wait_ms != 0 && h->sched_leave;
+        if (sched)
+            h->sched_leave(h->sched_ctx);
         int r = poll(hp, (nfds_t)nwait, wait_ms);
+        int perr = errno;
+        if (sched)
+            h->sched_enter(h->sched_ctx);
+        errno = perr;
         if (r < 0 && errno != EINTR)
             return HOSTERR();
         bool woken = false;
@@ -1311,11 +1321,145 @@ u32 Z_envZ___syscall_poll(struct Z_env_instance_t *h, u32 fds, u32 nfds, u32 tim
             if (rev)
                 ready++;
         }
-        abi_timers_check(h);
-        if (ready || to == 0 || woken)
+        /* A handler that ran (an itimer, a signal from another instance)
+         * interrupts the wait, as a signal interrupts poll(): the guest
+         * re-checks what the handler may have changed (its latch). */
+        bool interrupted = abi_timers_check(h);
+        if (ready)
             return (u32)ready;
+        if (interrupted)
+            return NEG(G_EINTR);
+        if (to == 0 || woken)
+            return 0;
         if (to > 0 && abi_now_ms() >= deadline)
             return 0;
         /* A delivered timer may have made an fd readable (latch pipe). */
     }
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+/* What a forked child inherits (abi.h): every fd but stdio, each a dup as
+ * fork makes it (sharing the file offset), and pipes as new pipes: the
+ * pipes an instance has at its fork point are its own (PostgreSQL's latch
+ * self-pipe), which a forked PostgreSQL child would make again. */
+struct abi_fork_state {
+    abi_fd *fds[ABI_MAX_FDS];
+    char cwd[VFS_PATH_MAX];
+    uint32_t umask;
+    abi_map *maps;
+    size_t nmaps;
+};
+
+static abi_fd *fd_copy(const abi_fd *old) {
+    abi_fd *f = fd_new(old->kind, -1);
+    if (!f)
+        return NULL;
+    if (old->host_fd >= 0 && !old->pipe_id) {
+        f->host_fd = fcntl(old->host_fd, F_DUPFD_CLOEXEC, 3);
+        if (f->host_fd < 0) {
+            free(f);
+            return NULL;
+        }
+    }
+    f->flags = old->flags;
+    f->fd_flags = old->fd_flags;
+    f->writable = old->writable;
+    f->dev = old->dev;
+    f->pipe_id = old->pipe_id;
+    f->guest_path = old->guest_path ? strdup(old->guest_path) : NULL;
+    return f;
+}
+
+void abi_fork_state_free(abi_fork_state *s) {
+    if (!s)
+        return;
+    for (int i = 0; i < ABI_MAX_FDS; i++)
+        abi_fd_release(s->fds[i]);
+    for (size_t i = 0; i < s->nmaps; i++)
+        close(s->maps[i].host_fd);
+    free(s->maps);
+    free(s);
+}
+
+abi_fork_state *abi_host_fork_save(abi_host *h) {
+    abi_fork_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    for (int i = 3; i < ABI_MAX_FDS; i++)
+        if (h->fds[i] && !(s->fds[i] = fd_copy(h->fds[i])))
+            goto fail;
+    memcpy(s->cwd, h->cwd, sizeof s->cwd);
+    s->umask = h->umask;
+    if (h->nmaps && !(s->maps = calloc(h->nmaps, sizeof *s->maps)))
+        goto fail;
+    for (; s->nmaps < h->nmaps; s->nmaps++) {
+        s->maps[s->nmaps] = h->maps[s->nmaps];
+        s->maps[s->nmaps].host_fd = fcntl(h->maps[s->nmaps].host_fd, F_DUPFD_CLOEXEC, 3);
+        if (s->maps[s->nmaps].host_fd < 0)
+            goto fail;
+    }
+    return s;
+fail:
+    abi_fork_state_free(s);
+    return NULL;
+}
+
+int abi_host_fork_restore(abi_host *h, const abi_fork_state *s) {
+    for (int i = 3; i < ABI_MAX_FDS; i++) {
+        abi_fd_release(h->fds[i]);
+        h->fds[i] = NULL;
+    }
+    for (int i = 3; i < ABI_MAX_FDS; i++) {
+        if (!s->fds[i] || h->fds[i])
+            continue; /* (the other end of a pipe made below) */
+        abi_fd *f = fd_copy(s->fds[i]);
+        if (!f)
+            return -G_ENOMEM;
+        h->fds[i] = f;
+        if (!f->pipe_id)
+            continue;
+        /* A new pipe for every pipe of the fork point: its ends (and dups)
+         * found by pipe_id, a fresh id so that they pair only with each
+         * other. */
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0)
+            return -abi_errno(errno);
+        static _Atomic uint64_t clones;
+        uint64_t id = f->pipe_id, nid = ((uint64_t)1 << 63) | (atomic_fetch_add(&clones, 1) + 1);
+        for (int j = i; j < ABI_MAX_FDS; j++) {
+            abi_fd *g = j == i ? f : NULL;
+            if (j != i) {
+                if (!s->fds[j] || s->fds[j]->pipe_id != id)
+                    continue;
+                if (!(g = fd_copy(s->fds[j]))) {
+                    close(p[0]);
+                    close(p[1]);
+                    return -G_ENOMEM;
+                }
+                h->fds[j] = g;
+            }
+            bool reader = (g->flags & G_O_ACCMODE) == G_O_RDONLY;
+            g->host_fd = fcntl(reader ? p[0] : p[1], F_DUPFD_CLOEXEC, 3);
+            g->pipe_id = nid;
+            if (g->host_fd < 0 ||
+                fcntl(g->host_fd, F_SETFL, (g->flags & G_O_NONBLOCK) ? O_NONBLOCK : 0) != 0) {
+                int e = errno;
+                close(p[0]);
+                close(p[1]);
+                return -abi_errno(e);
+            }
+        }
+        close(p[0]);
+        close(p[1]);
+    }
+    memcpy(h->cwd, s->cwd, sizeof h->cwd);
+    h->umask = s->umask;
+    for (size_t i = 0; i < s->nmaps; i++) {
+        const abi_map *m = &s->maps[i];
+        int r = abi_host_map_shared(h, m->addr, m->len, m->host_fd, m->off);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }

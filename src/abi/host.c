@@ -289,6 +289,8 @@ void abi_host_set_blob(abi_host *h, void *ctx,
 void abi_host_free(abi_host *h) {
     if (!h)
         return;
+    abi_host_set_pid(h, 0);
+    abi_host_forget_maps(h);
     abi_fds_close_all(h);
     if (h->wake_fd >= 0)
         close(h->wake_fd);
@@ -455,9 +457,10 @@ double abi_timer_next(abi_host *h) {
     return next;
 }
 
-void abi_host_poll_timers(abi_host *h) {
+bool abi_host_fire_timers(abi_host *h) {
     if (!h->have_ex || !h->ex.emscripten_timeout)
-        return;
+        return false;
+    bool fired = false;
     double now = abi_now_ms();
     for (uint32_t i = 0; i < 3; i++) {
         if (h->timer_deadline[i] != 0 && h->timer_deadline[i] <= now) {
@@ -468,8 +471,10 @@ void abi_host_poll_timers(abi_host *h) {
             atomic_store_explicit(&h->timer_armed, armed, memory_order_relaxed);
             /* May re-arm through _setitimer_js. */
             h->ex.emscripten_timeout(h->ex.mi, i, now);
+            fired = true;
         }
     }
+    return fired;
 }
 
 /* ---- time zones --------------------------------------------------------- */

@@ -9,12 +9,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define NEG(e) ((u32)-(int32_t)(e))
 
 static u32 notsock(abi_host *h, u32 fd) {
     return abi_fd_get(h, fd) ? NEG(G_ENOTSOCK) : NEG(G_EBADF);
@@ -224,12 +225,128 @@ u32 Z_envZ_getnameinfo(struct Z_env_instance_t *h, u32 sa, u32 salen, u32 node,
 
 /* ---- file mappings ------------------------------------------------------ */
 
+/* ---- shared ranges --------------------------------------------------------
+ * Host memory that other instances (or other processes) see too: a
+ * MAP_SHARED file mapping, the cluster's main shared-memory segment. A
+ * large zero fill there must write zeros: dropping the pages (what the
+ * engine does for private memory) would bring back the file's contents. */
+#include <pthread.h>
+#include <sys/mman.h>
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { uintptr_t a, b; } *shared;
+static size_t nshared, shared_cap;
+static _Atomic size_t shared_count; /* a lock-free "none" for the fast path */
+
+int abi_shared_add(const void *p, size_t len) {
+    pthread_mutex_lock(&shared_lock);
+    if (nshared == shared_cap) {
+        size_t cap = shared_cap ? shared_cap * 2 : 16;
+        void *n = realloc(shared, cap * sizeof *shared);
+        if (!n) {
+            pthread_mutex_unlock(&shared_lock);
+            return -ENOMEM;
+        }
+        shared = n;
+        shared_cap = cap;
+    }
+    shared[nshared].a = (uintptr_t)p;
+    shared[nshared].b = (uintptr_t)p + len;
+    nshared++;
+    atomic_store(&shared_count, nshared);
+    pthread_mutex_unlock(&shared_lock);
+    return 0;
+}
+
+void abi_shared_del(const void *p) {
+    pthread_mutex_lock(&shared_lock);
+    for (size_t i = 0; i < nshared; i++)
+        if (shared[i].a == (uintptr_t)p) {
+            shared[i] = shared[--nshared];
+            break;
+        }
+    atomic_store(&shared_count, nshared);
+    pthread_mutex_unlock(&shared_lock);
+}
+
+bool abi_shared_overlaps(const void *p, size_t len) {
+    if (atomic_load_explicit(&shared_count, memory_order_relaxed) == 0)
+        return false;
+    uintptr_t a = (uintptr_t)p, b = a + len;
+    bool hit = false;
+    pthread_mutex_lock(&shared_lock);
+    for (size_t i = 0; i < nshared && !hit; i++)
+        hit = a < shared[i].b && shared[i].a < b;
+    pthread_mutex_unlock(&shared_lock);
+    return hit;
+}
+
+/* Map host_fd's [off, off+len) shared over guest [addr, addr+len) (len a
+ * multiple of the page size, inside the memory), and remember it. */
+int abi_host_map_shared(abi_host *h, uint32_t addr, uint32_t len, int host_fd, uint64_t off) {
+    uint8_t *d = abi_mem_ptr(h->mem, addr, len);
+    if (!d || len == 0)
+        return -G_EFAULT;
+    if (h->nmaps == h->maps_cap) {
+        size_t cap = h->maps_cap ? h->maps_cap * 2 : 8;
+        abi_map *n = realloc(h->maps, cap * sizeof *n);
+        if (!n)
+            return -G_ENOMEM;
+        h->maps = n;
+        h->maps_cap = cap;
+    }
+    int fd = fcntl(host_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return -abi_errno(errno);
+    if (mmap(d, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)off) == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -abi_errno(e);
+    }
+    if (abi_shared_add(d, len) != 0) {
+        mmap(d, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        close(fd);
+        return -G_ENOMEM;
+    }
+    h->maps[h->nmaps++] = (abi_map){addr, len, d, fd, off};
+    return 0;
+}
+
+/* Undo abi_host_map_shared of the mapping at addr (private zero pages again). */
+static bool unmap_shared(abi_host *h, uint32_t addr) {
+    for (size_t i = 0; i < h->nmaps; i++) {
+        abi_map *m = &h->maps[i];
+        if (m->addr != addr)
+            continue;
+        abi_shared_del(m->host);
+        mmap(m->host, m->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+             -1, 0);
+        close(m->host_fd);
+        h->maps[i] = h->maps[--h->nmaps];
+        return true;
+    }
+    return false;
+}
+
+/* The instance goes (its memory with it): forget its shared ranges. */
+void abi_host_forget_maps(abi_host *h) {
+    for (size_t i = 0; i < h->nmaps; i++) {
+        abi_shared_del(h->maps[i].host);
+        close(h->maps[i].host_fd);
+    }
+    free(h->maps);
+    h->maps = NULL;
+    h->nmaps = h->maps_cap = 0;
+}
+
 /* _mmap_js(len, prot, flags, fd, offset, *allocated, *addr): a file mapping
- * is a copy of the file's bytes in fresh guest heap; MAP_SHARED writable
- * mappings are written back by _munmap_js (and msync). */
+ * in fresh guest heap, 64 KiB-aligned as Emscripten's. A writable
+ * MAP_SHARED mapping of a file is the file's own pages, mapped over that
+ * heap block (PostgreSQL's DSM segments with dynamic_shared_memory_type =
+ * mmap: one memory for every backend that maps it); any other mapping is a
+ * copy, and a private one or a read-only one is never written back. */
 u32 Z_envZ__mmap_js(struct Z_env_instance_t *h, u32 len, u32 prot, u32 flags,
                     u32 fd, u64 off, u32 pallocated, u32 paddr) {
-    (void)prot; (void)flags;
     abi_fd *f = abi_fd_get(h, fd);
     if (!f)
         return NEG(G_EBADF);
@@ -244,6 +361,19 @@ u32 Z_envZ__mmap_js(struct Z_env_instance_t *h, u32 len, u32 prot, u32 flags,
     if (!p)
         return NEG(G_ENOMEM);
     uint8_t *d = abi_gptr(h, p, size);
+    struct stat st;
+    uint32_t pages = (len + 4095u) & ~4095u;
+    if ((flags & G_MAP_SHARED) && (prot & G_PROT_WRITE) && f->writable && !(off & 4095) &&
+        fstat(f->host_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size >= off + len) {
+        memset(d + pages, 0, size - pages);
+        int r = abi_host_map_shared(h, p, pages, f->host_fd, off);
+        if (r == 0) {
+            abi_w32(h, pallocated, 1);
+            abi_w32(h, paddr, p);
+            return 0;
+        }
+    }
     memset(d, 0, size);
     ssize_t n = pread(f->host_fd, d, len, (off_t)off);
     if (n < 0) {
@@ -259,6 +389,8 @@ u32 Z_envZ__mmap_js(struct Z_env_instance_t *h, u32 len, u32 prot, u32 flags,
 
 u32 Z_envZ__munmap_js(struct Z_env_instance_t *h, u32 addr, u32 len, u32 prot,
                       u32 flags, u32 fd, u64 off) {
+    if (unmap_shared(h, addr))
+        return 0; /* the file has its pages already */
     abi_fd *f = abi_fd_get(h, fd);
     if (!f)
         return NEG(G_EBADF);

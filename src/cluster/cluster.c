@@ -100,6 +100,17 @@ engine *cluster_engine_new(cluster_tree *t, const char *const *env, int in_fd,
     return engine_new(ENGINE_PGLITE, &cfg, err, errlen);
 }
 
+engine *cluster_engine_clone(cluster_tree *t, const engine_image *img, int in_fd, int out_fd,
+                             int err_fd, char *err, size_t errlen) {
+    engine_mount m[4];
+    char runtime[4096], tmp[4096], home[4096];
+    size_t nm = tree_mounts(t, m, runtime, tmp, home);
+    engine_config cfg = {.mounts = m, .nmounts = nm, .devices = 1, .cwd = "/",
+                         .env = guest_env, .stdin_fd = in_fd, .stdout_fd = out_fd,
+                         .stderr_fd = err_fd};
+    return engine_clone(img, &cfg, err, errlen);
+}
+
 engine_status cluster_run_postgres(cluster_tree *t, int argc,
                                    const char *const *argv, const char *in_path,
                                    int out_fd, int err_fd, engine_result *res) {

@@ -48,6 +48,10 @@ engine_status cluster_run_postgres(cluster_tree *t, int argc,
 engine *cluster_engine_new(cluster_tree *t, const char *const *env, int in_fd,
                            int out_fd, int err_fd, char *err, size_t errlen);
 
+/* A clone of img (engine_clone) over tree t, stdio as above. */
+engine *cluster_engine_clone(cluster_tree *t, const engine_image *img, int in_fd, int out_fd,
+                             int err_fd, char *err, size_t errlen);
+
 /* Make a bootstrap-only cluster in the existing empty directory data_dir
  * with `postgres --boot` and the runtime's postgres.bki: the catalogs and
  * built-in objects, none of initdb's later SQL steps. Returns 0, or -1 with

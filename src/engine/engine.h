@@ -86,6 +86,15 @@ uint32_t engine_add_callback(engine *e, int nparams, int has_result,
 /* Wake the guest from a wait (poll); safe from any thread. */
 void engine_wake(engine *e);
 
+/* The pid the guest's getpid() returns (pglite.wasm only, patched by
+ * tools/build/patch-sessions.py): the module's constant until set. Setting
+ * it also makes the instance the target of kill() from other instances of
+ * this process. 0, or -EINVAL (not pglite, not instantiated, 0 or above
+ * INT32_MAX), -EEXIST (another instance has it). MyProcPid is PostgreSQL's
+ * own copy, read at its start: the backend layer keeps the two equal. */
+int engine_set_pid(engine *e, uint32_t pid);
+uint32_t engine_pid(engine *e);
+
 /* Allocate / free guest memory with the guest's malloc. 0 on failure. */
 uint32_t engine_malloc(engine *e, uint32_t size);
 void engine_free_guest(engine *e, uint32_t ptr);
@@ -108,6 +117,33 @@ typedef struct engine_snapshot engine_snapshot;
 engine_snapshot *engine_snapshot_take(engine *e);
 int engine_snapshot_restore(engine *e, const engine_snapshot *s);
 void engine_snapshot_free(engine_snapshot *s);
+
+/* Images and clones (pglite.wasm): what fork() gives PostgreSQL. An image
+ * is an instance as it is now (taken at the module's fork point, from the
+ * hook the abi calls there); a clone is a new instance whose memory is the
+ * image's, copy-on-write, with its globals and its host state (fds with
+ * fresh pipes, shared mappings: abi_host_fork_save), and a pid of its own.
+ * Host callbacks are not part of it: the clone's owner adds the same ones
+ * in the same order (engine_image_callbacks counts them), so that the
+ * table indices in the copied memory name them. */
+typedef struct engine_image engine_image;
+/* The scheduler's hooks around each blocking wait of the guest (see
+ * abi_host_set_scheduler). */
+void engine_set_scheduler(engine *e, void (*leave)(void *ctx), void (*enter)(void *ctx),
+                          void *ctx);
+/* Call fn(e, ctx) when the instance reaches its fork point (NULL clears). */
+void engine_set_fork_point(engine *e, void (*fn)(engine *e, void *ctx), void *ctx);
+engine_image *engine_image_take(engine *e, char *err, size_t errlen);
+void engine_image_free(engine_image *img);
+uint32_t engine_image_size(const engine_image *img);
+int engine_image_callbacks(const engine_image *img);
+int engine_callbacks(const engine *e);
+engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
+                     size_t errlen);
+/* Map host fd (from offset 0) shared over guest [addr, addr+len): memory
+ * that every instance mapping it sees, kept in images. 0 or -errno (guest
+ * numbering). */
+int engine_map_shared(engine *e, uint32_t addr, uint32_t len, int fd);
 
 /* Write a NUL-terminated string into fresh guest memory (malloc); 0 on
  * failure. */

@@ -149,10 +149,11 @@ static bool in_region(uintptr_t a) {
  * modules; the build renames their memset to this). PostgreSQL zeroes its
  * whole shared memory at start-up, most of which it never touches again: a
  * large zero fill inside a linear memory drops the pages instead (they
- * read back as zeros and cost nothing until used). */
+ * read back as zeros and cost nothing until used), except where the memory
+ * is shared (dropped pages of a shared mapping read back its contents). */
 void *pgl_guest_memset(void *dst, int c, size_t n) {
     if (c == 0 && n >= ((size_t)1 << 20) && in_region((uintptr_t)dst) &&
-        in_region((uintptr_t)dst + n - 1)) {
+        in_region((uintptr_t)dst + n - 1) && !abi_shared_overlaps(dst, n)) {
         uintptr_t a = (uintptr_t)dst, e = a + n;
         uintptr_t pa = (a + 4095) & ~(uintptr_t)4095, pe = e & ~(uintptr_t)4095;
         if (pe > pa && madvise((void *)pa, pe - pa, MADV_DONTNEED) == 0) {

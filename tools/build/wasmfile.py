@@ -2,7 +2,7 @@
 segments, function bodies and their direct calls.
 
 The one wasm reader of the build-time locators (gen-stack-limit.py,
-locate-sessions.py). A module it cannot read raises WasmError; the callers
+patch-sessions.py). A module it cannot read raises WasmError; the callers
 turn that into a build error naming what they looked for.
 """
 import struct
@@ -52,12 +52,85 @@ def sleb_bytes(v):
         out.append(x | 0x80)
 
 
+def skip_locals(b, i):
+    """The offset of a function body's first instruction (after its locals)."""
+    ngroups, i = leb_u(b, i)
+    for _ in range(ngroups):
+        _, i = leb_u(b, i)
+        i += 1
+    return i
+
+
+_BLOCKTYPES = (0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F)
+
+
+def instructions(b, i, end, func="?"):
+    """(start, opcode, end) of each instruction in b[i:end], in order."""
+    while i < end:
+        k = i
+        op = b[i]
+        i += 1
+        if op in (0x02, 0x03, 0x04):            # block, loop, if
+            if b[i] in _BLOCKTYPES:
+                i += 1
+            else:
+                _, i = leb_s(b, i)
+        elif op in (0x0C, 0x0D, 0x10, 0xD2):    # br, br_if, call, ref.func
+            _, i = leb_u(b, i)
+        elif op == 0x0E:                        # br_table
+            n, i = leb_u(b, i)
+            for _ in range(n + 1):
+                _, i = leb_u(b, i)
+        elif op == 0x11:                        # call_indirect
+            _, i = leb_u(b, i)
+            _, i = leb_u(b, i)
+        elif op in (0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26):
+            _, i = leb_u(b, i)
+        elif 0x28 <= op <= 0x3E:                # loads and stores
+            _, i = leb_u(b, i)
+            _, i = leb_u(b, i)
+        elif op in (0x3F, 0x40, 0xD0):          # memory.size/grow, ref.null
+            i += 1
+        elif op in (0x41, 0x42):                # i32/i64.const
+            _, i = leb_s(b, i)
+        elif op == 0x43:
+            i += 4
+        elif op == 0x44:
+            i += 8
+        elif op == 0x1C:                        # select t*
+            n, i = leb_u(b, i)
+            i += n
+        elif op == 0xFC:
+            sub, i = leb_u(b, i)
+            if sub == 8:
+                _, i = leb_u(b, i)
+                i += 1
+            elif sub in (9, 13, 15, 16, 17):
+                _, i = leb_u(b, i)
+            elif sub in (10, 14, 12):
+                if sub == 10:
+                    i += 2
+                else:
+                    _, i = leb_u(b, i)
+                    _, i = leb_u(b, i)
+            elif sub == 11:
+                i += 1
+            elif sub > 17:
+                raise WasmError(f"function {func}: unknown 0xFC {sub} instruction")
+        elif op in (0xFD, 0xFE):
+            raise WasmError(f"function {func}: SIMD/atomic instructions are not expected here")
+        # everything else has no immediate
+        yield k, op, i
+
+
 class Module:
     def __init__(self, b):
         if b[:4] != b"\0asm":
             raise WasmError("not a wasm module")
         self.b = b
         self.nimp = 0
+        self.func_imports = []  # (module, name, type index) of each imported function
+        self.sections = []    # (id, start of contents, end) in file order
         self.exports = {}
         self.bodies = []      # (start, end) of each defined function's code
         self.elems = {}       # table index -> function index
@@ -72,6 +145,7 @@ class Module:
             sid = b[i]
             size, j = leb_u(b, i + 1)
             end = j + size
+            self.sections.append((sid, j, end))
             if sid == 1:
                 self._types(j)
             elif sid == 3:
@@ -117,12 +191,13 @@ class Module:
         b = self.b
         n, i = leb_u(b, i)
         for _ in range(n):
-            _, i = name(b, i)
-            _, i = name(b, i)
+            mod, i = name(b, i)
+            nm, i = name(b, i)
             kind = b[i]
             i += 1
             if kind == 0:
-                _, i = leb_u(b, i)
+                t, i = leb_u(b, i)
+                self.func_imports.append((mod, nm, t))
                 self.nimp += 1
             elif kind in (1, 2):
                 if kind == 1:
@@ -286,69 +361,12 @@ class Module:
         """(direct call targets in code order, offsets where instructions start)."""
         b = self.b
         i, end = self.body(func)
-        ngroups, i = leb_u(b, i)
-        for _ in range(ngroups):
-            _, i = leb_u(b, i)
-            i += 1
         out = []
         starts = set()
-        while i < end:
-            starts.add(i)
-            op = b[i]
-            i += 1
-            if op in (0x02, 0x03, 0x04):            # block, loop, if
-                if b[i] in (0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F):
-                    i += 1
-                else:
-                    _, i = leb_s(b, i)
-            elif op in (0x0C, 0x0D):                # br, br_if
-                _, i = leb_u(b, i)
-            elif op == 0x0E:                        # br_table
-                n, i = leb_u(b, i)
-                for _ in range(n + 1):
-                    _, i = leb_u(b, i)
-            elif op == 0x10:                        # call
-                f, i = leb_u(b, i)
-                out.append(f)
-            elif op == 0x11:                        # call_indirect
-                _, i = leb_u(b, i)
-                _, i = leb_u(b, i)
-            elif op in (0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0xD2):
-                _, i = leb_u(b, i)
-            elif 0x28 <= op <= 0x3E:                # loads and stores
-                _, i = leb_u(b, i)
-                _, i = leb_u(b, i)
-            elif op in (0x3F, 0x40, 0xD0):          # memory.size/grow, ref.null
-                i += 1
-            elif op in (0x41, 0x42):                # i32/i64.const
-                _, i = leb_s(b, i)
-            elif op == 0x43:
-                i += 4
-            elif op == 0x44:
-                i += 8
-            elif op == 0x1C:                        # select t*
-                n, i = leb_u(b, i)
-                i += n
-            elif op == 0xFC:
-                sub, i = leb_u(b, i)
-                if sub == 8:
-                    _, i = leb_u(b, i)
-                    i += 1
-                elif sub in (9, 13, 15, 16, 17):
-                    _, i = leb_u(b, i)
-                elif sub in (10, 14, 12):
-                    if sub == 10:
-                        i += 2
-                    else:
-                        _, i = leb_u(b, i)
-                        _, i = leb_u(b, i)
-                elif sub == 11:
-                    i += 1
-                elif sub > 17:
-                    raise WasmError(f"function {func}: unknown 0xFC {sub} instruction")
-            elif op in (0xFD, 0xFE):
-                raise WasmError(f"function {func}: SIMD/atomic instructions are not expected here")
-            # everything else has no immediate
+        for k, op, _ in instructions(b, skip_locals(b, i), end, func):
+            starts.add(k)
+            if op == 0x10:
+                out.append(leb_u(b, k + 1)[0])
         return out, starts
 
     def func_at(self, offset):
