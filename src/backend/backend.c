@@ -8,12 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,8 +24,28 @@
 #define ERROR_RECURSION_MAX 16 /* nested ERRORs in the error handler */
 #define MAX_ARGS 96
 
+/* The backends of one cluster (backend_options.sessions): the image the
+ * first one took at its fork point, which every other one is cloned from,
+ * the memfd of PostgreSQL's main shared-memory segment they all map at
+ * the same guest address, and the lock that lets one of them run guest
+ * code at a time (the module has no atomics: PostgreSQL's spinlocks and
+ * LWLocks are plain loads and stores). A backend holds the lock while it
+ * runs and lets go of it only where a PostgreSQL process blocks: a wait in
+ * poll() (a lock, a latch, a sleep), or waiting for its client. */
+typedef struct backend_cluster {
+    pthread_mutex_t run;
+    engine_image *image;
+    int shm_fd;
+    uint32_t shm_addr, shm_size;
+    uint32_t cb_read, cb_write; /* the table indices of the I/O callbacks */
+    int refs;
+    char fork_err[256];
+} backend_cluster;
+
 struct backend {
     cluster_tree tree;
+    backend_cluster *cluster; /* NULL: a backend of its own */
+    bool starting;            /* inside backend_start/backend_clone */
     engine *pg;
     int log_fd;          /* guest stderr while starting */
     char log_path[4096];
@@ -54,7 +76,11 @@ static uint32_t cb_read(void *ctx, const uint32_t *a) {
          * hand over the reply so far (CopyInResponse) and ask for more. */
         const uint8_t *in = NULL;
         size_t inlen = 0;
+        if (b->cluster)
+            pthread_mutex_unlock(&b->cluster->run);
         int rc = b->more(b->more_ctx, b->out.data, b->out.len, &in, &inlen);
+        if (b->cluster)
+            pthread_mutex_lock(&b->cluster->run);
         wire_buf_reset(&b->out);
         if (rc == 0 && in && inlen) {
             b->in = in;
@@ -178,6 +204,67 @@ static int run_cycle(backend *b) {
     return pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
 }
 
+
+/* ---- the cluster ---------------------------------------------------------- */
+
+static void sched_leave(void *ctx) { pthread_mutex_unlock(&((backend_cluster *)ctx)->run); }
+static void sched_enter(void *ctx) { pthread_mutex_lock(&((backend_cluster *)ctx)->run); }
+
+static void cluster_unref(backend_cluster *c) {
+    if (!c || --c->refs > 0)
+        return;
+    engine_image_free(c->image);
+    if (c->shm_fd >= 0)
+        close(c->shm_fd);
+    pthread_mutex_destroy(&c->run);
+    free(c);
+}
+
+/* PGShmemHeader.magic (storage/pg_shmem.h): the first word of the main
+ * shared-memory segment, which its totalsize follows at offset 8. */
+#define PG_SHMEM_MAGIC 679834894u
+
+/* The fork point of the first backend (main(), just before InitProcess):
+ * share the main segment (it is at the same guest address in every
+ * instance: CreateSharedMemoryAndSemaphores is the same code on the same
+ * heap) and take the image the other backends are cloned from. */
+static void on_fork_point(engine *e, void *ctx) {
+    backend *b = ctx;
+    backend_cluster *c = b->cluster;
+    uint32_t g = 0, p = 0, a = 0, size = 0;
+    /* The segment is a 64 KiB-aligned block (the guest's anonymous mmap is
+     * a memalign) holding MainLWLockArray, which points into it. */
+    if (engine_global(e, "MainLWLockArray", &g) == 0 && engine_read(e, g, &p, 4) == 0)
+        for (uint32_t x = p & ~0xFFFFu; x >= 0x10000 && x + 0x10000 > x; x -= 0x10000) {
+            uint32_t magic = 0;
+            if (engine_read(e, x, &magic, 4) != 0)
+                break;
+            if (magic == PG_SHMEM_MAGIC && engine_read(e, x + 8, &size, 4) == 0) {
+                a = x;
+                break;
+            }
+            if (p - x > (1u << 30))
+                break;
+        }
+    wasm_rt_memory_t *m = engine_memory(e);
+    if (!a || !size || size % 4096 || !abi_mem_ptr(m, a, size) || (uint64_t)a + size <= p) {
+        snprintf(c->fork_err, sizeof c->fork_err,
+                 "cannot find PostgreSQL's shared memory (MainLWLockArray at %u)", p);
+        return;
+    }
+    c->shm_fd = memfd_create("pglite-shmem", MFD_CLOEXEC);
+    if (c->shm_fd < 0 || ftruncate(c->shm_fd, size) != 0 ||
+        pwrite(c->shm_fd, m->data + a, size, 0) != (ssize_t)size ||
+        engine_map_shared(e, a, size, c->shm_fd) != 0) {
+        snprintf(c->fork_err, sizeof c->fork_err, "cannot share the shared memory: %s",
+                 strerror(errno));
+        return;
+    }
+    c->shm_addr = a;
+    c->shm_size = size;
+    c->image = engine_image_take(e, c->fork_err, sizeof c->fork_err);
+}
+
 /* A start setting that would hang an embedded backend (see the start
  * arguments below): why, or NULL. PostgreSQL's own names and spellings
  * (case-insensitive names, "-" for "_"; values as the GUC parses them). */
@@ -201,16 +288,133 @@ static const char *unsupported_setting(const char *kv) {
     return NULL;
 }
 
+static int start(const backend_options *o, backend_cluster *c, backend **out, char *err,
+                 size_t errlen);
+
+/* What a backend does with its client's startup packet (user, database):
+ * ProcessStartupPacket, then for the first backend of a cluster PGlite's
+ * own start (pgl_sendConnData), and for a clone what BackendMain does next,
+ * InitProcess and PostgresMain (which returns, exit 99, with the session
+ * ready). The reply (AuthenticationOk ... ReadyForQuery) is kept as the
+ * startup reply. 0, or -1 with a message. */
+static int connect_session(backend *b, const char *user, const char *db, bool clone, char *err,
+                           size_t errlen) {
+    engine_result r;
+    if (engine_call(b->pg, "pgl_startPGlite", NULL, 0, &r) != ENGINE_OK) {
+        snprintf(err, errlen, "PostgreSQL did not start: %s", r.message);
+        return -1;
+    }
+    engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
+    engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
+    engine_global(b->pg, "MyLatch", &b->addr_latch);
+
+    /* The startup packet, as a client would send it. */
+    wire_buf pkt;
+    wire_buf_init(&pkt);
+    const char *params[] = {"user", user, "database", db, NULL};
+    wire_startup(&pkt, params);
+    b->in = pkt.data;
+    b->inlen = pkt.len;
+    b->inpos = 0;
+    wire_buf_reset(&b->out);
+    uint32_t port = 0, rc = 1;
+    int fail = pump_call(b, "pgl_getMyProcPort", NULL, 0, &port);
+    /* PGlite 0.5.17's ProcessStartupPacket(port, ssl_done, gss_done, cancel)
+     * copies a CancelRequest into *cancel ({bool; int32 pid; int32 keylen;
+     * char key[256]}) for its caller instead of acting on it. Ours is always
+     * a startup packet, but the pointer must still be real guest memory. */
+    uint32_t cancel = fail ? 0 : engine_malloc(b->pg, STARTUP_CANCEL_SIZE);
+    uint32_t args[4] = {port, 1, 1, cancel};
+    if (!fail && !cancel) {
+        kill_backend(b, "out of guest memory");
+        fail = 1;
+    }
+    if (!fail)
+        fail = pump_call(b, "ProcessStartupPacket", args, 4, &rc);
+    if (cancel && !b->dead)
+        engine_free_guest(b->pg, cancel);
+    if (!fail && rc == 0 && !clone) {
+        fail = pump_call(b, "pgl_sendConnData", NULL, 0, NULL);
+        if (!fail)
+            fail = pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
+    } else if (!fail && rc == 0) {
+        uint32_t names[2] = {engine_strdup(b->pg, db), engine_strdup(b->pg, user)};
+        fail = !names[0] || !names[1] || pump_call(b, "pglitec_InitProcess", NULL, 0, NULL);
+        if (!fail) {
+            engine_status st = engine_call(b->pg, "pglitec_PostgresMain", names, 2, &r);
+            if (st != ENGINE_EXITED || r.exit_code != EXIT_ALIVE) {
+                kill_backend(b, st == ENGINE_EXITED ? "the session ended as it started"
+                                                    : r.message);
+                fail = 1;
+            }
+        }
+        /* PostgresMain's greeting (AuthenticationOk ... BackendKeyData) is
+         * in the port's buffer, and its main loop's first ReadyForQuery is
+         * still to send (the exit came first): both out before the port is
+         * made again. */
+        uint32_t dest_remote = 2; /* DestRemote */
+        if (!fail)
+            fail = pump_call(b, "pglitec_ReadyForQuery", &dest_remote, 1, NULL);
+        if (!fail)
+            fail = pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
+        /* PostgresMainLoopOnce serves the port pgl_startPGlite makes: one
+         * for this session, now that PostgresMain set it up. */
+        if (!fail && engine_call(b->pg, "pgl_startPGlite", NULL, 0, &r) != ENGINE_OK) {
+            kill_backend(b, r.message);
+            fail = 1;
+        }
+
+    }
+    wire_buf_free(&pkt);
+    b->in = NULL;
+    b->inlen = b->inpos = 0;
+    if (fail || rc != 0) {
+        char log[1024];
+        read_log(b, log, sizeof log);
+        snprintf(err, errlen, "the startup packet was refused: %s",
+                 log[0] ? log : b->dead_msg);
+        return -1;
+    }
+    wire_put(&b->startup, b->out.data, b->out.len);
+    wire_buf_reset(&b->out);
+    return 0;
+}
+
+
 int backend_start(const backend_options *o, backend **out, char *err, size_t errlen) {
     *out = NULL;
     if (!o || !o->data_dir) {
         snprintf(err, errlen, "no data directory");
         return -1;
     }
+    if (!o->sessions)
+        return start(o, NULL, out, err, errlen);
+    backend_cluster *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return PGL_ENOMEM;
+    }
+    pthread_mutex_init(&c->run, NULL);
+    c->shm_fd = -1;
+    c->refs = 1; /* this call's */
+    pthread_mutex_lock(&c->run);
+    int rc = start(o, c, out, err, errlen);
+    pthread_mutex_unlock(&c->run);
+    cluster_unref(c);
+    return rc;
+}
+
+static int start(const backend_options *o, backend_cluster *c, backend **out, char *err,
+                 size_t errlen) {
     backend *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, errlen, "out of memory");
         return PGL_ENOMEM;
+    }
+    if (c) {
+        b->cluster = c;
+        b->starting = true;
+        c->refs++;
     }
     wire_buf_init(&b->out);
     wire_buf_init(&b->startup);
@@ -246,8 +450,16 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         return -1;
     }
     abi_host_set_blob(engine_host(b->pg), o->blob_ctx, o->blob_read, o->blob_write);
+    if (c) {
+        engine_set_fork_point(b->pg, on_fork_point, b);
+        engine_set_scheduler(b->pg, sched_leave, sched_enter, c);
+    }
     uint32_t rcb = engine_add_callback(b->pg, 2, 1, cb_read, b);
     uint32_t wcb = engine_add_callback(b->pg, 2, 1, cb_write, b);
+    if (c) {
+        c->cb_read = rcb;
+        c->cb_write = wcb;
+    }
     uint32_t cbs[2] = {rcb, wcb};
     uint32_t one = 1;
     engine_result r;
@@ -310,10 +522,22 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
             argv[argc++] = owned[nowned++];
         }
     }
+    if (c) {
+        /* Dynamic shared memory as files in pg_dynshmem, which every
+         * backend maps shared (the default sysv is private guest heap). */
+        argv[argc++] = "-c";
+        argv[argc++] = "dynamic_shared_memory_type=mmap";
+    }
     argv[argc++] = "-D";
     argv[argc++] = "/pglite/data";
     argv[argc++] = db;
     engine_main(b->pg, argc, argv, &r);
+    if (c && r.status == ENGINE_EXITED && r.exit_code == EXIT_ALIVE && !c->image) {
+        snprintf(err, errlen, "PostgreSQL started, but more sessions cannot: %s",
+                 c->fork_err[0] ? c->fork_err : "the fork point was never reached");
+        backend_close(b);
+        return -1;
+    }
     for (int i = 0; i < nowned; i++)
         free(owned[i]);
     if (r.status != ENGINE_EXITED || r.exit_code != EXIT_ALIVE) {
@@ -324,61 +548,105 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         backend_close(b);
         return -1;
     }
-    if (engine_call(b->pg, "pgl_startPGlite", NULL, 0, &r) != ENGINE_OK) {
-        snprintf(err, errlen, "PostgreSQL did not start: %s", r.message);
+    if (connect_session(b, user, db, false, err, errlen) != 0) {
         backend_close(b);
         return -1;
     }
-    engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
-    engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
-    engine_global(b->pg, "MyLatch", &b->addr_latch);
-
-    /* The startup packet, as a client would send it. */
-    wire_buf pkt;
-    wire_buf_init(&pkt);
-    const char *params[] = {"user", user, "database", db, NULL};
-    wire_startup(&pkt, params);
-    b->in = pkt.data;
-    b->inlen = pkt.len;
-    b->inpos = 0;
-    wire_buf_reset(&b->out);
-    uint32_t port = 0, rc = 1;
-    int fail = pump_call(b, "pgl_getMyProcPort", NULL, 0, &port);
-    /* PGlite 0.5.17's ProcessStartupPacket(port, ssl_done, gss_done, cancel)
-     * copies a CancelRequest into *cancel ({bool; int32 pid; int32 keylen;
-     * char key[256]}) for its caller instead of acting on it. Ours is always
-     * a startup packet, but the pointer must still be real guest memory. */
-    uint32_t cancel = fail ? 0 : engine_malloc(b->pg, STARTUP_CANCEL_SIZE);
-    uint32_t args[4] = {port, 1, 1, cancel};
-    if (!fail && !cancel) {
-        kill_backend(b, "out of guest memory");
-        fail = 1;
-    }
-    if (!fail)
-        fail = pump_call(b, "ProcessStartupPacket", args, 4, &rc);
-    if (cancel && !b->dead)
-        engine_free_guest(b->pg, cancel);
-    if (!fail && rc == 0) {
-        fail = pump_call(b, "pgl_sendConnData", NULL, 0, NULL);
-        if (!fail)
-            fail = pump_call(b, "pgl_pq_flush", NULL, 0, NULL);
-    }
-    wire_buf_free(&pkt);
-    b->in = NULL;
-    b->inlen = b->inpos = 0;
-    if (fail || rc != 0) {
-        char log[1024];
-        read_log(b, log, sizeof log);
-        snprintf(err, errlen, "the startup packet was refused: %s",
-                 log[0] ? log : b->dead_msg);
-        backend_close(b);
-        return -1;
-    }
-    wire_put(&b->startup, b->out.data, b->out.len);
-    wire_buf_reset(&b->out);
     /* From now on the log is PostgreSQL's business only when debugging. */
     if (o->debug <= 0)
         abi_host_set_stdio(engine_host(b->pg), 2, -1);
+    b->starting = false;
+    *out = b;
+    return 0;
+}
+
+/* Latch.owner_pid (storage/latch.h: is_set, maybe_sleeping, is_shared,
+ * owner_pid; four bytes each on wasm32). */
+#define LATCH_OWNER_PID 12
+
+static int poke_global(engine *e, const char *name, const void *v, size_t n) {
+    uint32_t a;
+    return engine_global(e, name, &a) == 0 ? engine_write(e, a, v, n) : -1;
+}
+
+int backend_clone(backend *first, const char *user, const char *db, backend **out, char *err,
+                  size_t errlen) {
+    *out = NULL;
+    backend_cluster *c = first ? first->cluster : NULL;
+    if (!c || !c->image) {
+        snprintf(err, errlen, "not a backend of a cluster that takes more sessions");
+        return -1;
+    }
+    backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return PGL_ENOMEM;
+    }
+    wire_buf_init(&b->out);
+    wire_buf_init(&b->startup);
+    b->log_fd = -1;
+    b->cluster = c;
+    b->starting = true;
+    c->refs++;
+    pthread_mutex_lock(&c->run);
+    int rc = -1;
+    char msg[256];
+    if (cluster_tree_open(&b->tree, first->tree.data_dir, err, errlen) != 0)
+        goto out;
+    snprintf(b->log_path, sizeof b->log_path, "%s/postgres.log", b->tree.scratch);
+    b->log_fd = open(b->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    b->pg = cluster_engine_clone(&b->tree, c->image, -1, -1, b->log_fd, msg, sizeof msg);
+    if (!b->pg) {
+        snprintf(err, errlen, "cannot start a session: %s", msg);
+        goto out;
+    }
+    engine_set_scheduler(b->pg, sched_leave, sched_enter, c);
+    /* The I/O callbacks at the indices the image's memory names. */
+    if (engine_callbacks(b->pg) != 0 || engine_add_callback(b->pg, 2, 1, cb_read, b) != c->cb_read ||
+        engine_add_callback(b->pg, 2, 1, cb_write, b) != c->cb_write) {
+        snprintf(err, errlen, "cannot start a session: its callbacks do not match the image's");
+        goto out;
+    }
+    /* What InitPostmasterChild does in a forked child: its own pid (the
+     * instance has one; PostgreSQL's copy and its process-local latch's
+     * owner follow), under a postmaster. */
+    uint32_t pid = engine_pid(b->pg), latch = 0, ml = 0;
+    uint8_t one = 1;
+    if (poke_global(b->pg, "MyProcPid", &pid, 4) != 0 || engine_global(b->pg, "MyLatch", &ml) != 0 ||
+        engine_read(b->pg, ml, &latch, 4) != 0 || !latch ||
+        engine_write(b->pg, latch + LATCH_OWNER_PID, &pid, 4) != 0 ||
+        poke_global(b->pg, "IsUnderPostmaster", &one, 1) != 0) {
+        snprintf(err, errlen, "cannot start a session: the image has no MyProcPid, MyLatch or "
+                              "IsUnderPostmaster");
+        goto out;
+    }
+    /* Not its parent's exit callbacks (on_exit_reset): those would remove
+     * the cluster's pg_dynshmem files and postmaster.pid when it ends. */
+    engine_result er;
+    if (engine_call(b->pg, "pglitec_on_exit_reset", NULL, 0, &er) != ENGINE_OK) {
+        snprintf(err, errlen, "cannot start a session: %s", er.message);
+        goto out;
+    }
+    /* Its own random numbers (InitProcessGlobals seeds them per process). */
+    uint8_t seed[16];
+    uint32_t prng;
+    if (engine_global(b->pg, "pg_global_prng_state", &prng) == 0 &&
+        getentropy(seed, sizeof seed) == 0)
+        engine_write(b->pg, prng, seed, sizeof seed);
+    if (connect_session(b, user ? user : "postgres", db ? db : "postgres", true, err, errlen) != 0)
+        goto out;
+    abi_host_set_stdio(engine_host(b->pg), 2, -1);
+    engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
+    engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
+    engine_global(b->pg, "MyLatch", &b->addr_latch);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&c->run);
+    b->starting = false;
+    if (rc != 0) {
+        backend_close(b);
+        return -1;
+    }
     *out = b;
     return 0;
 }
@@ -409,9 +677,13 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
     b->in = in;
     b->inlen = len;
     b->inpos = 0;
+    if (b->cluster)
+        pthread_mutex_lock(&b->cluster->run);
     atomic_store(&b->busy, 1);
     int rc = run_cycle(b);
     atomic_store(&b->busy, 0);
+    if (b->cluster)
+        pthread_mutex_unlock(&b->cluster->run);
     b->in = NULL;
     if (b->out.oom) {
         kill_backend(b, "out of memory for the reply");
@@ -446,9 +718,7 @@ void backend_cancel(backend *b) {
     engine_wake(b->pg);
 }
 
-void backend_close(backend *b) {
-    if (!b)
-        return;
+static void close_locked(backend *b) {
     if (b->pg && !b->dead) {
         uint32_t zero = 0;
         engine_result r;
@@ -457,6 +727,21 @@ void backend_close(backend *b) {
         engine_call(b->pg, "pgl_run_atexit_funcs", NULL, 0, &r);
     }
     engine_free(b->pg);
+    b->pg = NULL;
+}
+
+void backend_close(backend *b) {
+    if (!b)
+        return;
+    /* A backend that fails to start is closed by its starter, which holds
+     * the cluster's lock already. */
+    bool lock = b->cluster && !b->starting;
+    if (lock)
+        pthread_mutex_lock(&b->cluster->run);
+    close_locked(b);
+    if (lock)
+        pthread_mutex_unlock(&b->cluster->run);
+    cluster_unref(b->cluster);
     if (b->log_fd >= 0)
         close(b->log_fd);
     cluster_tree_close(&b->tree);

@@ -11,6 +11,19 @@
  *
  * A backend is used by one thread at a time, except backend_cancel, which
  * any thread may call while another is inside backend_exchange.
+ *
+ * Many backends of one cluster (backend_options.sessions, backend_clone):
+ * the first boots as above and stops at the module's fork point (main(),
+ * just before InitProcess) long enough to share PostgreSQL's main
+ * shared-memory segment (a memfd mapped at its guest address) and take an
+ * image of itself. Each further session is a copy-on-write clone of that
+ * image with a pid of its own, started the way BackendMain starts a
+ * forked backend (on_exit_reset, the startup packet, InitProcess,
+ * PostgresMain). One lock lets one backend of the cluster run guest code
+ * at a time; a backend lets go of it where a PostgreSQL process blocks (a
+ * latch or lock wait, a sleep, waiting for its client), so row locks wait
+ * and wake, deadlocks are detected and signals (cancel, terminate,
+ * NOTIFY) reach the other backends as between processes.
  */
 #ifndef PGLITE_BACKEND_H
 #define PGLITE_BACKEND_H
@@ -29,6 +42,10 @@ typedef struct backend_options {
     const char *const *gucs;     /* NULL-terminated "name=value" list */
     int debug;                   /* postgres -d level, 0 for none */
     int relaxed_durability;      /* fsync and synchronous_commit off */
+    /* The first backend of a cluster that takes more sessions
+     * (backend_clone): it shares PostgreSQL's shared memory with them and
+     * runs guest code only while no other backend of the cluster does. */
+    int sessions;
     /* /dev/blob, the COPY channel (COPY ... FROM/TO '/dev/blob'): called
      * from inside backend_exchange when the backend reads or writes it.
      * read returns up to len bytes (0 at the end), write the count taken;
@@ -42,6 +59,16 @@ typedef struct backend_options {
  * pgl_status (cluster/status.h: PGL_ENOMEM, else PGL_EFAIL) with a message
  * (PostgreSQL's own FATAL when there is one) in err. */
 int backend_start(const backend_options *o, backend **out, char *err, size_t errlen);
+
+/* Another session on first's cluster (first started with sessions set), as
+ * a client of a real server gets one: a backend of its own, with a pid of
+ * its own, logged in as user to db (NULL: postgres), started the way
+ * BackendMain starts one, from the image first took at its fork point
+ * (copy-on-write, not a boot). Any thread may use it while others use the
+ * cluster's other backends. Returns 0, or -1 with PostgreSQL's message
+ * (a FATAL: 3D000 no such database, 53300 too many clients...) in err. */
+int backend_clone(backend *first, const char *user, const char *db, backend **out, char *err,
+                  size_t errlen);
 
 /* The reply to the startup packet: AuthenticationOk, ParameterStatus...,
  * BackendKeyData, ReadyForQuery (what a server sends a new client). */

@@ -1,0 +1,318 @@
+/* Several backends of one cluster (backend_clone): each its own PostgreSQL
+ * session with its own pid, sharing the cluster's shared memory, running
+ * on threads of their own. What PostgreSQL gives two connections: MVCC
+ * between open transactions, row locks that wait and wake, deadlock
+ * detection, lock_timeout, NOWAIT and SKIP LOCKED, cancel across sessions,
+ * NOTIFY from one to the other, and the data on disk afterwards. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../support/fixture.h"
+#include "backend/backend.h"
+#include "wire/wire.h"
+
+typedef struct reply {
+    char val[256];   /* first column of the last DataRow */
+    char state[6];   /* SQLSTATE of an ErrorResponse */
+    uint32_t notify_pid; /* a NotificationResponse's sender */
+    char notify_payload[64];
+} reply;
+
+static int sql(backend *b, const char *q, reply *out) {
+    memset(out, 0, sizeof *out);
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, q);
+    const uint8_t *o;
+    size_t n;
+    char err[512];
+    int rc = backend_exchange(b, w.data, w.len, &o, &n, err, sizeof err);
+    wire_buf_free(&w);
+    if (rc != 0) {
+        print_message("%s: %s\n", q, err);
+        return -1;
+    }
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, o, n);
+    bool ready = false;
+    while (wire_next(&r, &m) == 1) {
+        if (m.type == 'D' && m.len >= 6) {
+            int32_t l = (int32_t)((uint32_t)m.body[2] << 24 | (uint32_t)m.body[3] << 16 |
+                                  (uint32_t)m.body[4] << 8 | m.body[5]);
+            if (l >= 0 && (size_t)l < sizeof out->val && (uint32_t)l + 6 <= m.len) {
+                memcpy(out->val, m.body + 6, (size_t)l);
+                out->val[l] = 0;
+            }
+        } else if (m.type == 'E') {
+            wire_error_field(&m, 'C', out->state, sizeof out->state);
+        } else if (m.type == 'A' && m.len >= 6) {
+            out->notify_pid = (uint32_t)m.body[0] << 24 | (uint32_t)m.body[1] << 16 |
+                              (uint32_t)m.body[2] << 8 | m.body[3];
+            const char *ch = (const char *)m.body + 4;
+            snprintf(out->notify_payload, sizeof out->notify_payload, "%s", ch + strlen(ch) + 1);
+        } else if (m.type == 'Z') {
+            ready = true;
+        }
+    }
+    assert_true(ready);
+    return 0;
+}
+
+static const char *val(backend *b, const char *q) {
+    static _Thread_local reply r;
+    assert_int_equal(sql(b, q, &r), 0);
+    if (r.state[0])
+        print_message("%s: %s\n", q, r.state);
+    assert_string_equal(r.state, "");
+    return r.val;
+}
+
+static const char *sqlstate(backend *b, const char *q) {
+    static _Thread_local reply r;
+    assert_int_equal(sql(b, q, &r), 0);
+    return r.state;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A session's statements on a thread of its own, as its client would send
+ * them. */
+typedef struct job {
+    backend *b;
+    const char *sql[3];
+    reply last;
+    atomic_int done;
+    double ms;
+    pthread_t t;
+} job;
+
+static void *job_main(void *arg) {
+    job *j = arg;
+    double t0 = now_ms();
+    for (int i = 0; i < 3 && j->sql[i]; i++)
+        if (sql(j->b, j->sql[i], &j->last) != 0)
+            break;
+    j->ms = now_ms() - t0;
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static void run_bg(job *j, backend *b, const char *s1, const char *s2, const char *s3) {
+    memset(j, 0, sizeof *j);
+    j->b = b;
+    j->sql[0] = s1;
+    j->sql[1] = s2;
+    j->sql[2] = s3;
+    assert_int_equal(pthread_create(&j->t, NULL, job_main, j), 0);
+}
+
+static void join(job *j) { pthread_join(j->t, NULL); }
+
+static char *g_dir;
+static backend *A, *B;
+static char pid_a[16], pid_b[16];
+
+static int setup(void **state) {
+    (void)state;
+    g_dir = fx_new_cluster("db");
+    if (!g_dir)
+        return -1;
+    backend_options o = {.data_dir = g_dir, .sessions = 1};
+    char err[2048];
+    if (backend_start(&o, &A, err, sizeof err) != 0) {
+        print_error("backend_start: %s\n", err);
+        return -1;
+    }
+    if (backend_clone(A, "postgres", "postgres", &B, err, sizeof err) != 0) {
+        print_error("backend_clone: %s\n", err);
+        return -1;
+    }
+    snprintf(pid_a, sizeof pid_a, "%s", val(A, "SELECT pg_backend_pid()"));
+    snprintf(pid_b, sizeof pid_b, "%s", val(B, "SELECT pg_backend_pid()"));
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    backend_close(B);
+    backend_close(A);
+    return 0;
+}
+
+static void test_own_pids(void **state) {
+    (void)state;
+    size_t n;
+    const uint8_t *hello = backend_startup_reply(B, &n);
+    assert_true(n > 0 && hello[0] == 'R'); /* AuthenticationOk first */
+    /* BackendKeyData names its own pid. */
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, hello, n);
+    uint32_t key_pid = 0;
+    while (wire_next(&r, &m) == 1)
+        if (m.type == 'K' && m.len >= 8)
+            key_pid = (uint32_t)m.body[0] << 24 | (uint32_t)m.body[1] << 16 |
+                      (uint32_t)m.body[2] << 8 | m.body[3];
+    assert_int_equal(key_pid, (uint32_t)atoi(pid_b));
+    assert_int_equal(hello[n - 6], 'Z');    /* ... ReadyForQuery last */
+    assert_string_not_equal(pid_a, pid_b);
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity "
+             "WHERE pid IN (%s, %s)", pid_a, pid_b);
+    char want[40];
+    snprintf(want, sizeof want, "%s,%s", atoi(pid_a) < atoi(pid_b) ? pid_a : pid_b,
+             atoi(pid_a) < atoi(pid_b) ? pid_b : pid_a);
+    assert_string_equal(val(B, q), want);
+}
+
+static void test_mvcc(void **state) {
+    (void)state;
+    val(A, "CREATE TABLE t (id int PRIMARY KEY, v int)");
+    val(A, "INSERT INTO t VALUES (1, 10), (2, 20)");
+    assert_string_equal(val(B, "SELECT count(*) FROM t"), "2");
+    val(A, "BEGIN");
+    val(A, "INSERT INTO t VALUES (3, 30)");
+    assert_string_equal(val(B, "SELECT count(*) FROM t"), "2");
+    val(A, "COMMIT");
+    assert_string_equal(val(B, "SELECT count(*) FROM t"), "3");
+}
+
+static void test_blocked_update_wakes(void **state) {
+    (void)state;
+    val(A, "BEGIN");
+    val(A, "UPDATE t SET v = v + 100 WHERE id = 1");
+    job j;
+    run_bg(&j, B, "UPDATE t SET v = v + 1 WHERE id = 1", NULL, NULL);
+    usleep(300 * 1000);
+    assert_int_equal(atomic_load(&j.done), 0); /* waiting for A's row lock */
+    char q[128];
+    snprintf(q, sizeof q, "SELECT pg_blocking_pids(%s)::text", pid_b);
+    char want[24];
+    snprintf(want, sizeof want, "{%s}", pid_a);
+    assert_string_equal(val(A, q), want);
+    val(A, "COMMIT");
+    join(&j);
+    assert_string_equal(j.last.state, "");
+    assert_string_equal(val(A, "SELECT v FROM t WHERE id = 1"), "111");
+}
+
+static void test_deadlock(void **state) {
+    (void)state;
+    val(A, "BEGIN");
+    val(A, "UPDATE t SET v = v + 1 WHERE id = 1");
+    job j;
+    run_bg(&j, B, "BEGIN", "UPDATE t SET v = v + 1 WHERE id = 2",
+           "UPDATE t SET v = v + 1 WHERE id = 1");
+    usleep(300 * 1000);
+    reply ra;
+    assert_int_equal(sql(A, "UPDATE t SET v = v + 1 WHERE id = 2", &ra), 0);
+    join(&j);
+    /* Exactly one of the two is the deadlock's victim. */
+    int victims = !strcmp(ra.state, "40P01") + !strcmp(j.last.state, "40P01");
+    assert_int_equal(victims, 1);
+    assert_true(ra.state[0] == 0 || j.last.state[0] == 0);
+    val(A, "ROLLBACK");
+    val(B, "ROLLBACK");
+}
+
+static void test_nowait_skip_locked_lock_timeout(void **state) {
+    (void)state;
+    val(A, "BEGIN");
+    val(A, "SELECT v FROM t WHERE id = 1 FOR UPDATE");
+    assert_string_equal(sqlstate(B, "SELECT v FROM t WHERE id = 1 FOR UPDATE NOWAIT"), "55P03");
+    assert_string_equal(val(B, "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+                               "(SELECT id FROM t ORDER BY id FOR UPDATE SKIP LOCKED) s"),
+                        "2,3");
+    val(B, "SET lock_timeout = '200ms'");
+    double t0 = now_ms();
+    assert_string_equal(sqlstate(B, "UPDATE t SET v = 0 WHERE id = 1"), "55P03");
+    double waited = now_ms() - t0;
+    assert_true(waited >= 150 && waited < 5000);
+    val(B, "RESET lock_timeout");
+    val(A, "ROLLBACK");
+}
+
+static void test_cancel_across_sessions(void **state) {
+    (void)state;
+    job j;
+    run_bg(&j, B, "SELECT pg_sleep(30)", NULL, NULL);
+    usleep(200 * 1000);
+    /* A works meanwhile: B's sleep lets it run. */
+    assert_string_equal(val(A, "SELECT count(*) FROM t"), "3");
+    char q[64];
+    snprintf(q, sizeof q, "SELECT pg_cancel_backend(%s)", pid_b);
+    assert_string_equal(val(A, q), "t");
+    join(&j);
+    assert_string_equal(j.last.state, "57014");
+    assert_true(j.ms < 5000);
+    /* Itself, as PostgreSQL: the statement that asks is the one cancelled. */
+    assert_string_equal(sqlstate(B, "SELECT pg_cancel_backend(pg_backend_pid())"), "57014");
+    assert_string_equal(val(B, "SELECT 1"), "1");
+}
+
+static void test_notify_between_sessions(void **state) {
+    (void)state;
+    val(A, "LISTEN ch");
+    val(B, "NOTIFY ch, 'hello'");
+    reply r;
+    assert_int_equal(sql(A, "SELECT 1", &r), 0);
+    assert_int_equal(r.notify_pid, (uint32_t)atoi(pid_b));
+    assert_string_equal(r.notify_payload, "hello");
+    val(A, "UNLISTEN ch");
+}
+
+/* pg_terminate_backend ends the other session only (FATAL 57P01, its
+ * backend gone from pg_stat_activity); the cluster takes new sessions
+ * after it, and a session can end itself the same way. */
+static void test_terminate(void **state) {
+    (void)state;
+    backend *C = NULL;
+    char err[2048];
+    assert_int_equal(backend_clone(A, NULL, NULL, &C, err, sizeof err), 0);
+    char pid_c[16], q[160];
+    snprintf(pid_c, sizeof pid_c, "%s", val(C, "SELECT pg_backend_pid()"));
+    snprintf(q, sizeof q, "SELECT pg_terminate_backend(%s)", pid_c);
+    assert_string_equal(val(A, q), "t");
+    reply r;
+    assert_int_equal(sql(C, "SELECT 1", &r), -1); /* its session is over */
+    backend_close(C);
+    snprintf(q, sizeof q, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid_c);
+    assert_string_equal(val(A, q), "0");
+    /* Its exit left the cluster's files alone: another session starts. */
+    assert_int_equal(backend_clone(A, NULL, NULL, &C, err, sizeof err), 0);
+    assert_string_equal(val(C, "SELECT count(*) FROM t"), "3");
+    assert_int_equal(sql(C, "SELECT pg_terminate_backend(pg_backend_pid())", &r), -1);
+    backend_close(C);
+    assert_string_equal(val(B, "SELECT count(*) FROM t"), "3");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_own_pids),
+        cmocka_unit_test(test_mvcc),
+        cmocka_unit_test(test_blocked_update_wakes),
+        cmocka_unit_test(test_deadlock),
+        cmocka_unit_test(test_nowait_skip_locked_lock_timeout),
+        cmocka_unit_test(test_cancel_across_sessions),
+        cmocka_unit_test(test_notify_between_sessions),
+        cmocka_unit_test(test_terminate),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
