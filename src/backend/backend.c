@@ -297,9 +297,18 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
  * InitProcess and PostgresMain (which returns, exit 99, with the session
  * ready). The reply (AuthenticationOk ... ReadyForQuery) is kept as the
  * startup reply. 0, or -1 with a message. */
-static int connect_session(backend *b, const char *user, const char *db, bool clone, char *err,
-                           size_t errlen) {
+static int connect_session(backend *b, const char *const *params, int minor, bool clone,
+                           char *err, size_t errlen) {
     engine_result r;
+    const char *user = "postgres", *db = NULL;
+    for (size_t i = 0; params[i] && params[i + 1]; i += 2) {
+        if (!strcmp(params[i], "user"))
+            user = params[i + 1];
+        else if (!strcmp(params[i], "database"))
+            db = params[i + 1];
+    }
+    if (!db)
+        db = user; /* as PostgreSQL: the database defaults to the user's name */
     if (engine_call(b->pg, "pgl_startPGlite", NULL, 0, &r) != ENGINE_OK) {
         snprintf(err, errlen, "PostgreSQL did not start: %s", r.message);
         return -1;
@@ -311,8 +320,7 @@ static int connect_session(backend *b, const char *user, const char *db, bool cl
     /* The startup packet, as a client would send it. */
     wire_buf pkt;
     wire_buf_init(&pkt);
-    const char *params[] = {"user", user, "database", db, NULL};
-    wire_startup(&pkt, params);
+    wire_startup_version(&pkt, minor, params);
     b->in = pkt.data;
     b->inlen = pkt.len;
     b->inpos = 0;
@@ -348,6 +356,10 @@ static int connect_session(backend *b, const char *user, const char *db, bool cl
                 fail = 1;
             }
         }
+        /* PostgresMain returned inside its first read of a command, with
+         * cancel interrupts held off: that read is over. */
+        if (!fail)
+            fail = pump_call(b, "pglitec_resume_cancel_interrupts", NULL, 0, NULL);
         /* PostgresMain's greeting (AuthenticationOk ... BackendKeyData) is
          * in the port's buffer, and its main loop's first ReadyForQuery is
          * still to send (the exit came first): both out before the port is
@@ -548,7 +560,8 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
         backend_close(b);
         return -1;
     }
-    if (connect_session(b, user, db, false, err, errlen) != 0) {
+    const char *params[] = {"user", user, "database", db, NULL};
+    if (connect_session(b, params, 0, false, err, errlen) != 0) {
         backend_close(b);
         return -1;
     }
@@ -569,8 +582,11 @@ static int poke_global(engine *e, const char *name, const void *v, size_t n) {
     return engine_global(e, name, &a) == 0 ? engine_write(e, a, v, n) : -1;
 }
 
-int backend_clone(backend *first, const char *user, const char *db, backend **out, char *err,
-                  size_t errlen) {
+int backend_clone(backend *first, const char *const *params, int minor, backend **out,
+                  char *err, size_t errlen) {
+    static const char *const dflt[] = {"user", "postgres", "database", "postgres", NULL};
+    if (!params)
+        params = dflt;
     *out = NULL;
     backend_cluster *c = first ? first->cluster : NULL;
     if (!c || !c->image) {
@@ -633,8 +649,27 @@ int backend_clone(backend *first, const char *user, const char *db, backend **ou
     if (engine_global(b->pg, "pg_global_prng_state", &prng) == 0 &&
         getentropy(seed, sizeof seed) == 0)
         engine_write(b->pg, prng, seed, sizeof seed);
-    if (connect_session(b, user ? user : "postgres", db ? db : "postgres", true, err, errlen) != 0)
+    if (connect_session(b, params, minor, true, err, errlen) != 0) {
+        /* PostgreSQL's own refusal (its FATAL, what a server sends the
+         * client: no such role or database, too many clients...) is the
+         * dead backend's startup reply. The FATAL's exit came before the
+         * flush of its ErrorResponse: flush it now. */
+        engine_result fr;
+        if (b->pg)
+            engine_call(b->pg, "pgl_pq_flush", NULL, 0, &fr);
+        bool fatal = false;
+        wire_reader rd;
+        wire_msg msg;
+        wire_reader_init(&rd, b->out.data, b->out.len);
+        while (wire_next(&rd, &msg) == 1)
+            fatal |= msg.type == 'E';
+        if (b->pg && fatal) {
+            wire_put(&b->startup, b->out.data, b->out.len);
+            wire_buf_reset(&b->out);
+            rc = 1;
+        }
         goto out;
+    }
     abi_host_set_stdio(engine_host(b->pg), 2, -1);
     engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
     engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
@@ -643,6 +678,11 @@ int backend_clone(backend *first, const char *user, const char *db, backend **ou
 out:
     pthread_mutex_unlock(&c->run);
     b->starting = false;
+    if (rc == 1) {
+        b->dead = true;
+        *out = b;
+        return 1;
+    }
     if (rc != 0) {
         backend_close(b);
         return -1;

@@ -62,13 +62,17 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
 
 /* Another session on first's cluster (first started with sessions set), as
  * a client of a real server gets one: a backend of its own, with a pid of
- * its own, logged in as user to db (NULL: postgres), started the way
- * BackendMain starts one, from the image first took at its fork point
- * (copy-on-write, not a boot). Any thread may use it while others use the
- * cluster's other backends. Returns 0, or -1 with PostgreSQL's message
- * (a FATAL: 3D000 no such database, 53300 too many clients...) in err. */
-int backend_clone(backend *first, const char *user, const char *db, backend **out, char *err,
-                  size_t errlen);
+ * its own, started the way BackendMain starts one, from the image first
+ * took at its fork point (copy-on-write, not a boot), with params as the
+ * client's startup packet (NULL-terminated name, value, ...: user,
+ * database, options, application_name...; NULL: user and database
+ * postgres) and protocol 3.minor, which PostgreSQL applies itself (minor 2:
+ * a 32-byte cancel key). Any thread may use it while
+ * others use the cluster's other backends. Returns 0; 1 if PostgreSQL
+ * refused the session (its FATAL, e.g. 3D000, 28000, 53300, is the startup
+ * reply of *out, a dead backend to close); -1 with a message otherwise. */
+int backend_clone(backend *first, const char *const *params, int minor, backend **out,
+                  char *err, size_t errlen);
 
 /* The reply to the startup packet: AuthenticationOk, ParameterStatus...,
  * BackendKeyData, ReadyForQuery (what a server sends a new client). */

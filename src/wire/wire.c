@@ -86,8 +86,12 @@ int wire_end(wire_buf *b, size_t off) {
 }
 
 int wire_startup(wire_buf *b, const char *const *params) {
+    return wire_startup_version(b, 0, params);
+}
+
+int wire_startup_version(wire_buf *b, int minor, const char *const *params) {
     size_t off = wire_begin(b, 0);
-    wire_put_u32(b, WIRE_PROTOCOL_3_0);
+    wire_put_u32(b, WIRE_PROTOCOL_3_0 + (uint32_t)minor);
     for (size_t i = 0; params && params[i] && params[i + 1]; i += 2) {
         wire_put_str(b, params[i]);
         wire_put_str(b, params[i + 1]);

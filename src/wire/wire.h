@@ -41,6 +41,8 @@ int wire_end(wire_buf *b, size_t off);
 
 /* Whole messages. params: NULL-terminated name, value, name, value... */
 int wire_startup(wire_buf *b, const char *const *params);
+/* The same for protocol 3.minor. */
+int wire_startup_version(wire_buf *b, int minor, const char *const *params);
 int wire_query(wire_buf *b, const char *sql);
 /* Query with the first len bytes of sql (which must hold no NUL). */
 int wire_query_len(wire_buf *b, const char *sql, size_t len);

@@ -139,7 +139,7 @@ static int setup(void **state) {
         print_error("backend_start: %s\n", err);
         return -1;
     }
-    if (backend_clone(A, "postgres", "postgres", &B, err, sizeof err) != 0) {
+    if (backend_clone(A, NULL, 0, &B, err, sizeof err) != 0) {
         print_error("backend_clone: %s\n", err);
         return -1;
     }
@@ -285,7 +285,7 @@ static void test_terminate(void **state) {
     (void)state;
     backend *C = NULL;
     char err[2048];
-    assert_int_equal(backend_clone(A, NULL, NULL, &C, err, sizeof err), 0);
+    assert_int_equal(backend_clone(A, NULL, 0, &C, err, sizeof err), 0);
     char pid_c[16], q[160];
     snprintf(pid_c, sizeof pid_c, "%s", val(C, "SELECT pg_backend_pid()"));
     snprintf(q, sizeof q, "SELECT pg_terminate_backend(%s)", pid_c);
@@ -296,11 +296,65 @@ static void test_terminate(void **state) {
     snprintf(q, sizeof q, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid_c);
     assert_string_equal(val(A, q), "0");
     /* Its exit left the cluster's files alone: another session starts. */
-    assert_int_equal(backend_clone(A, NULL, NULL, &C, err, sizeof err), 0);
+    assert_int_equal(backend_clone(A, NULL, 0, &C, err, sizeof err), 0);
     assert_string_equal(val(C, "SELECT count(*) FROM t"), "3");
     assert_int_equal(sql(C, "SELECT pg_terminate_backend(pg_backend_pid())", &r), -1);
     backend_close(C);
     assert_string_equal(val(B, "SELECT count(*) FROM t"), "3");
+}
+
+/* A CancelRequest (backend_cancel) reaches a new session's very first
+ * statement: its start left nothing holding cancel off. */
+static void test_cancel_first_statement(void **state) {
+    (void)state;
+    backend *C = NULL;
+    char err[2048];
+    assert_int_equal(backend_clone(A, NULL, 0, &C, err, sizeof err), 0);
+    job j;
+    run_bg(&j, C, "SELECT pg_sleep(30)", NULL, NULL);
+    usleep(300 * 1000);
+    backend_cancel(C);
+    join(&j);
+    assert_string_equal(j.last.state, "57014");
+    assert_true(j.ms < 5000);
+    backend_close(C);
+}
+
+/* The client's startup packet is the session's: PostgreSQL applies its
+ * options and parameters as the session's defaults (RESET returns to
+ * them), and refuses a database that does not exist with its own FATAL. */
+static void test_startup_parameters(void **state) {
+    (void)state;
+    const char *params[] = {"user", "postgres", "database", "postgres",
+                            "options", "-c work_mem=77MB", "application_name", "app-c", NULL};
+    backend *C = NULL;
+    char err[2048];
+    assert_int_equal(backend_clone(A, params, 0, &C, err, sizeof err), 0);
+    assert_string_equal(val(C, "SHOW work_mem"), "77MB");
+    val(C, "SET work_mem = '1MB'");
+    val(C, "RESET work_mem");
+    assert_string_equal(val(C, "SHOW work_mem"), "77MB");
+    assert_string_equal(val(A, "SELECT string_agg(application_name, ',') FROM pg_stat_activity "
+                               "WHERE application_name = 'app-c'"), "app-c");
+    assert_string_equal(val(B, "SHOW work_mem"), "4MB"); /* not another session's */
+    backend_close(C);
+
+    const char *nodb[] = {"user", "postgres", "database", "nosuchdb", NULL};
+    int refused = backend_clone(A, nodb, 0, &C, err, sizeof err);
+    if (refused != 1)
+        print_message("%d: %s\n", refused, err);
+    assert_int_equal(refused, 1);
+    size_t n;
+    const uint8_t *reply = backend_startup_reply(C, &n);
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, reply, n);
+    char code[6] = "";
+    while (wire_next(&r, &m) == 1)
+        if (m.type == 'E')
+            wire_error_field(&m, 'C', code, sizeof code);
+    assert_string_equal(code, "3D000");
+    backend_close(C);
 }
 
 int main(void) {
@@ -313,6 +367,8 @@ int main(void) {
         cmocka_unit_test(test_cancel_across_sessions),
         cmocka_unit_test(test_notify_between_sessions),
         cmocka_unit_test(test_terminate),
+        cmocka_unit_test(test_startup_parameters),
+        cmocka_unit_test(test_cancel_first_statement),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,11 +29,18 @@ of its own, route signals between instances and block a waiting backend:
   raise()                exported as pglitec_raise, so the host delivers a
                          routed signal on the target's own thread, honouring
                          its handlers and signal mask.
+  InitSync()             every backend keeps its own pendingOps table, as
+                         a standalone backend does: there is no
+                         checkpointer to forward fsync and unlink requests
+                         to (one that never comes is retried for ever).
   on_exit_reset()        a new function, exported as pglitec_on_exit_reset,
                          zeroes the exit-callback counters, as a forked
                          child's on_exit_reset() does: a clone must not run
                          its parent's exit callbacks (removing pg_dynshmem,
                          postmaster.pid).
+  RESUME_CANCEL_INTERRUPTS  another, pglitec_resume_cancel_interrupts: a
+                         clone's PostgresMain returns to the host inside
+                         its first read of a command, with cancel held off.
   the fork point         main() calls a new import, env.pglitec_fork_point(),
                          just before InitProcess(): where the host takes the
                          image it clones more backends from, which then run
@@ -181,6 +188,42 @@ def locate(m):
             m.signature(cc[-1][1]) != ("i", ""):
         fail(f"pgl_sendConnData (function {conn}) does not end with ReadyForQuery(DestRemote)")
     found["ReadyForQuery"] = cc[-1][1]
+
+    # InitSync() (inlined into BaseInit, the function naming the "Pending
+    # Ops Table"): only a standalone backend or the checkpointer keeps a
+    # pendingOps table; a backend under a postmaster forwards its fsync and
+    # unlink requests to the checkpointer, and with none it retries for
+    # ever. Every backend here is its own checkpointer (PGlite checkpoints
+    # inline): the test "IsUnderPostmaster && MyBackendType !=
+    # B_CHECKPOINTER" goes.
+    iup = m.global_addr("IsUnderPostmaster")
+    if iup is None:
+        fail("IsUnderPostmaster is not exported")
+    fs = functions_naming(m, "Pending Ops Table")
+    sync_re = re.compile(re.escape(b"\x41" + bytes(sleb_bytes(iup)) + b"\x2d\x00\x00\x41\x01\x46") +
+                         rb"(?=\x04\x40\x41" + LEB + rb"\x28\x02\x00\x41\x0b\x47\x0d\x01\x0b)", re.S)
+    hits = [(f, x.start()) for f in fs for x in sync_re.finditer(m.body_bytes(f))]
+    if len(hits) != 1:
+        fail(f"InitSync(): expected one \"IsUnderPostmaster && MyBackendType != "
+             f"B_CHECKPOINTER\" before the Pending Ops Table, found {len(hits)} in {fs}")
+    found["InitSync"] = hits[0][0]
+    found["InitSync_site"] = hits[0][1]
+
+    # QueryCancelHoldoffCount (not exported), as ProcessInterrupts reads it:
+    #   if (QueryCancelPending && QueryCancelHoldoffCount != 0)
+    #       InterruptPending = true;   /* cancel when the read is over */
+    pi = m.exports.get("ProcessInterrupts")
+    qcp, ip = m.global_addr("QueryCancelPending"), m.global_addr("InterruptPending")
+    if pi is None or qcp is None or ip is None:
+        fail("ProcessInterrupts, QueryCancelPending or InterruptPending is not exported")
+    hold_re = re.compile(re.escape(b"\x41" + bytes(sleb_bytes(qcp)) + b"\x28\x02\x00\x45\x0d\x00\x41") +
+                         LEB + re.escape(b"\x28\x02\x00\x45\x0d\x00\x41" + bytes(sleb_bytes(ip)) +
+                                         b"\x41\x01\x36\x02\x00"), re.S)
+    hits = _match_at_instruction(m, pi, hold_re)
+    if len(hits) != 1:
+        fail(f"ProcessInterrupts (function {pi}): expected one \"QueryCancelPending && "
+             f"QueryCancelHoldoffCount\" test, found {len(hits)}")
+    found["QueryCancelHoldoffCount"] = leb_s(hits[0].group(1), 0)[0]
 
     # The counters of PostgreSQL's exit callbacks (storage/ipc/ipc.c:
     # on_proc_exit_index, before_shmem_exit_index, on_shmem_exit_index),
@@ -401,6 +444,15 @@ def patched_bodies(m, found, gpid):
                  f"found {len(hits)}")
         out[f] = body[:hits[0].start()] + G + body[hits[0].end():]
 
+    # InitSync: every backend keeps its own pendingOps.
+    f = found["InitSync"]
+    body = out.get(f, m.body_bytes(f))
+    k = found["InitSync_site"]
+    old = b"\x41" + sleb(m.global_addr("IsUnderPostmaster")) + b"\x2d\x00\x00\x41\x01\x46"
+    if body[k:k + len(old)] != old:
+        fail(f"InitSync (function {f}): the site moved")
+    out[f] = body[:k] + b"\x41\x00" + body[k + len(old):]
+
     # MyProcPid = getpid() in main(): the pid the host gave the instance.
     f = found["MyProcPid_store"]
     s, e = m.body(f)
@@ -513,19 +565,32 @@ def patch(m, found):
             types.append(t)
             new_types.append(t)
         imp_types.append(types.index(t))
-    # pglitec_on_exit_reset(): what a forked child's on_exit_reset() does
-    # to the counters (the registered callbacks are the parent's).
+    # Functions the patch adds, after the module's own, all () -> ():
+    #   pglitec_on_exit_reset(): what a forked child's on_exit_reset() does
+    #     to the counters (the registered callbacks are the parent's);
+    #   pglitec_resume_cancel_interrupts(): RESUME_CANCEL_INTERRUPTS(), for
+    #     a clone whose PostgresMain returned to the host in the middle of
+    #     reading its first command, between HOLD_ and RESUME_ (else its
+    #     statements could never be cancelled until its first ERROR).
     void_type = types.index((b"", b""))
-    reset_body = b"\x00" + b"".join(b"\x41" + sleb(a) + b"\x41\x00\x36\x02\x00"
-                                     for a in found["exit_indexes"]) + b"\x0b"
-    reset_func = nimp + len(NEW_IMPORTS) + len(m.bodies)
-    found["on_exit_reset"] = reset_func
+    qchc = b"\x41" + sleb(found["QueryCancelHoldoffCount"])
+    added = [
+        ("pglitec_on_exit_reset",
+         b"\x00" + b"".join(b"\x41" + sleb(a) + b"\x41\x00\x36\x02\x00"
+                            for a in found["exit_indexes"]) + b"\x0b"),
+        ("pglitec_resume_cancel_interrupts",
+         b"\x00" + qchc + b"\x28\x02\x00\x04\x40" + qchc + qchc +
+         b"\x28\x02\x00\x41\x01\x6b\x36\x02\x00\x0b\x0b"),
+    ]
+    first_added = nimp + len(NEW_IMPORTS) + len(m.bodies)
+    for k, (nm, _) in enumerate(added):
+        found[nm] = first_added + k
     out = [b[:8]]
     for sid, s, e in m.sections:
         p = b[s:e]
         if sid == 3:
             n, i = leb_u(p, 0)
-            p = uleb(n + 1) + p[i:] + uleb(void_type)
+            p = uleb(n + len(added)) + p[i:] + uleb(void_type) * len(added)
         elif sid == 1:
             n, i = leb_u(p, 0)
             p = uleb(n + len(new_types)) + p[i:] + b"".join(
@@ -552,7 +617,8 @@ def patch(m, found):
             ents.append(wname("pglitec_InitProcess") + b"\x00" + uleb(up(found["InitProcess"])))
             ents.append(wname("pglitec_PostgresMain") + b"\x00" + uleb(up(found["PostgresMain"])))
             ents.append(wname("pglitec_ReadyForQuery") + b"\x00" + uleb(up(found["ReadyForQuery"])))
-            ents.append(wname("pglitec_on_exit_reset") + b"\x00" + uleb(reset_func))
+            for k, (nm, _) in enumerate(added):
+                ents.append(wname(nm) + b"\x00" + uleb(first_added + k))
             p = uleb(len(ents)) + b"".join(ents)
         elif sid == 8:
             idx, _ = leb_u(p, 0)
@@ -560,14 +626,15 @@ def patch(m, found):
         elif sid == 9:
             p = renumber_elems(p, up)
         elif sid == 10:
-            parts = [uleb(len(m.bodies) + 1)]
+            parts = [uleb(len(m.bodies) + len(added))]
             for k, (bs, be) in enumerate(m.bodies):
                 f = k + nimp
                 nb = renumber(m, bodies.get(f, b[bs:be]), f)
                 parts.append(uleb(len(nb)))
                 parts.append(nb)
-            parts.append(uleb(len(reset_body)))
-            parts.append(reset_body)
+            for _, body in added:
+                parts.append(uleb(len(body)))
+                parts.append(body)
             p = b"".join(parts)
         elif sid == 0:
             nm, _ = wasm_name(p)
@@ -612,12 +679,14 @@ def renumbered(found, nimp):
     up = lambda f: f + len(NEW_IMPORTS) if f >= nimp else f  # noqa: E731
     out = dict(found)
     for k in ("BackendMain", "InitProcess", "PostgresMain", "main", "kill", "raise_",
-              "WaitEventSetWait", "clock_gettime", "getpid", "MyProcPid_store", "ReadyForQuery"):
+              "WaitEventSetWait", "clock_gettime", "getpid", "MyProcPid_store", "ReadyForQuery",
+              "InitSync"):
         out[k] = up(found[k])
     out["pid_compares"] = [up(f) for f in found["pid_compares"]]
     for k, (nm, _) in enumerate(NEW_IMPORTS):
         out[nm + "_import"] = nimp + k
-    for k in ("wait_site", "wait_frame_local", "wait_start_local", "wait_rc_local"):
+    for k in ("wait_site", "wait_frame_local", "wait_start_local", "wait_rc_local",
+              "InitSync_site"):
         del out[k]
     out["raise"] = out.pop("raise_")
     return out
