@@ -133,6 +133,8 @@ static void handle_cancel(server *s, conn *c) {
         CRYPTO_memcmp(c->cancel_key, s->cancel_key, c->cancel_keylen) == 0) {
         backend_cancel(s->be);
         done = 1;
+    } else {
+        done = session_cancel_locked(s, c->cancel_pid, c->cancel_key, c->cancel_keylen);
     }
     pthread_mutex_unlock(&s->mu);
     srv_log(s, SERVER_LOG_DEBUG, "cancel request from %s: %s", c->peer,

@@ -155,6 +155,7 @@ static void server_free(server *s) {
     OPENSSL_cleanse(&s->scram, sizeof s->scram);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->workers_cv);
     free(s);
 }
 
@@ -168,6 +169,8 @@ static int copy_options(server *s, const server_options *o, char *err, size_t er
         s->acquire = o->acquire;
         s->release = o->release;
         s->lock_ctx = o->lock_ctx;
+    } else {
+        s->multi = 1; /* a session of its own for every client */
     }
     s->user = strdup(o->user && *o->user ? o->user : "postgres");
     s->database = strdup(o->database && *o->database ? o->database : "postgres");
@@ -239,6 +242,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->workers_cv, NULL);
     s->stop_pipe[0] = s->stop_pipe[1] = s->wake_pipe[0] = s->wake_pipe[1] = -1;
     s->tcp_port = -1;
     int st = copy_options(s, o, err, errlen);
@@ -326,6 +330,7 @@ void server_stop(server *s) {
         pthread_join(s->listener, NULL);
     if (s->session_started)
         pthread_join(s->session, NULL);
+    session_end_all(s);
     session_stop_backend(s);
     srv_log(s, SERVER_LOG_DEBUG, "stopped");
     server_free(s);

@@ -70,6 +70,14 @@ struct server {
     void (*release)(void *ctx);
     void *lock_ctx;
 
+    /* Many sessions (a backend of our own): each client is served by a
+     * session of its own, a clone of be, on a thread of its own. Under mu:
+     * the live ones (for CancelRequest and stop) and their count. */
+    int multi;
+    struct sess *live;
+    int nworkers;
+    pthread_cond_t workers_cv;
+
     /* session thread only */
     char *be_db;                     /* database the backend serves */
     int32_t be_pid;                  /* its pid (BackendKeyData) */
@@ -111,5 +119,10 @@ void session_stop_backend(server *s);
 /* Make sure the configured role and database exist and start the backend
  * (server_start); with a borrowed one, take its startup reply. */
 int session_bootstrap(server *s, char *err, size_t errlen);
+/* A CancelRequest for the session with this pid and key: cancel its
+ * statement. 1 if one matched. Under mu. */
+int session_cancel_locked(server *s, int32_t pid, const uint8_t *key, size_t keylen);
+/* Ask every session to end (server_stop), and wait until they have. */
+void session_end_all(server *s);
 
 #endif

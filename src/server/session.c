@@ -1,6 +1,11 @@
-/* The session thread: takes queued clients one at a time, sets up their
- * session on the backend (database, role, startup parameters), pumps
- * their messages, and resets the backend after them. */
+/* The session thread: takes queued clients off the queue. With a backend
+ * of the server's own, each gets a session of its own, a clone of that
+ * backend on the cluster, started from the client's own startup packet (so
+ * PostgreSQL applies its role, database and options itself), pumped by a
+ * thread of its own and closed when the client goes. With a borrowed
+ * backend (the program's handle), clients take turns on it: each session
+ * is set up on it (database, role, startup parameters), pumped, and the
+ * backend reset after it. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
 #include "server/tls.h"
@@ -12,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 /* Input held for one session beyond this is refused (a client streaming
@@ -21,6 +27,11 @@
 typedef struct sess {
     server *s;
     conn *c;
+    backend *be;     /* the backend that serves it */
+    int32_t pid;     /* its BackendKeyData, for CancelRequest */
+    uint8_t key[WIRE_MAX_CANCEL_KEY];
+    size_t keylen;
+    struct sess *next; /* s->live, under mu */
     uint8_t *buf; /* client bytes; [rpos, len) not yet handed to the backend */
     size_t len, cap, rpos;
     int gone;        /* the client is gone or has been sent its FATAL */
@@ -219,6 +230,7 @@ static int start_as(server *s, const char *user, const char *db, char *err, size
         .gucs = (const char *const *)s->gucs,
         .debug = s->debug,
         .relaxed_durability = s->relaxed_durability,
+        .sessions = s->multi,
     };
     backend *b = NULL;
     if (backend_start(&bo, &b, err, errlen) != 0)
@@ -476,9 +488,9 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     const uint8_t *out;
     size_t outlen;
     char err[640];
-    backend_set_input(s->be, supply, ss);
-    int rc = backend_exchange(s->be, in, n, &out, &outlen, err, sizeof err);
-    backend_set_input(s->be, NULL, NULL);
+    backend_set_input(ss->be, supply, ss);
+    int rc = backend_exchange(ss->be, in, n, &out, &outlen, err, sizeof err);
+    backend_set_input(ss->be, NULL, NULL);
     if (rc != 0) {
         srv_log(s, SERVER_LOG_ERROR, "the backend stopped during the session of %s: %s",
                 ss->c->peer, err);
@@ -795,27 +807,36 @@ static void reset(server *s) {
     free(db);
 }
 
-static void run_session(server *s, conn *c) {
-    sess ss = {.s = s, .c = c};
-    /* bytes the client sent after its startup packet are its first input */
-    ss.buf = c->buf;
-    ss.len = c->len;
-    ss.cap = c->cap;
+/* A session for client c: the bytes it sent after its startup packet are
+ * its first input. */
+static void sess_init(sess *ss, server *s, conn *c) {
+    *ss = (sess){.s = s, .c = c, .buf = c->buf, .len = c->len, .cap = c->cap};
     c->buf = NULL;
     c->len = c->cap = 0;
-    int64_t t0 = srv_now_ms();
-    uint64_t id = ++s->sessions;
-    const char *app = NULL;
+}
+
+static const char *app_name(const conn *c) {
     for (size_t i = 0; i < c->ngucs; i++)
         if (!strcmp(c->gucs[2 * i], "application_name"))
-            app = c->gucs[2 * i + 1];
+            return c->gucs[2 * i + 1];
+    return NULL;
+}
+
+static void run_session(server *s, conn *c) {
+    sess ss;
+    sess_init(&ss, s, c);
+    int64_t t0 = srv_now_ms();
+    uint64_t id = ++s->sessions;
+    const char *app = app_name(c);
     srv_log(s, SERVER_LOG_INFO, "session %llu: %s connected as user %s to database %s%s%s",
             (unsigned long long)id, c->peer, c->user, c->database,
             app ? ", application " : "", app ? app : "");
     if (s->acquire)
         s->acquire(s->lock_ctx);
-    if (setup(&ss) == 0 && hello(&ss) == 0)
+    if (setup(&ss) == 0 && hello(&ss) == 0) {
+        ss.be = s->be; /* setup may have started another */
         pump(&ss);
+    }
     pthread_mutex_lock(&s->mu);
     s->cancel_active = 0;
     pthread_mutex_unlock(&s->mu);
@@ -827,6 +848,155 @@ static void run_session(server *s, conn *c) {
     reset(s);
     if (s->release)
         s->release(s->lock_ctx);
+}
+
+/* ---- many sessions ----------------------------------------------------------- */
+
+int session_cancel_locked(server *s, int32_t pid, const uint8_t *key, size_t keylen) {
+    for (sess *ss = s->live; ss; ss = ss->next)
+        if (ss->pid == pid && ss->keylen == keylen && CRYPTO_memcmp(ss->key, key, keylen) == 0) {
+            backend_cancel(ss->be);
+            return 1;
+        }
+    return 0;
+}
+
+void session_end_all(server *s) {
+    pthread_mutex_lock(&s->mu);
+    for (sess *ss = s->live; ss; ss = ss->next)
+        backend_cancel(ss->be); /* roll back rather than wait for a long statement */
+    while (s->nworkers > 0)
+        pthread_cond_wait(&s->workers_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void take_key(sess *ss) {
+    size_t n;
+    const uint8_t *hello = backend_startup_reply(ss->be, &n);
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, hello, n);
+    while (wire_next(&r, &m) == 1)
+        if (m.type == PqMsg_BackendKeyData && m.len >= 8 && m.len - 4 <= sizeof ss->key) {
+            ss->pid = (int32_t)((uint32_t)m.body[0] << 24 | (uint32_t)m.body[1] << 16 |
+                                (uint32_t)m.body[2] << 8 | m.body[3]);
+            ss->keylen = m.len - 4;
+            memcpy(ss->key, m.body + 4, ss->keylen);
+        }
+}
+
+/* One client's session on a backend of its own. */
+static void run_clone_session(server *s, conn *c) {
+    sess ss;
+    sess_init(&ss, s, c);
+    int64_t t0 = srv_now_ms();
+    pthread_mutex_lock(&s->mu);
+    uint64_t id = ++s->sessions;
+    pthread_mutex_unlock(&s->mu);
+    /* The client's startup packet, as PostgreSQL would read it. */
+    const char **params = calloc(2 * c->ngucs + 7, sizeof *params);
+    char err[640];
+    if (!params) {
+        client_fatal(&ss, "53200", "out of memory", NULL, NULL);
+        goto done;
+    }
+    size_t k = 0;
+    params[k++] = "user";
+    params[k++] = c->user;
+    params[k++] = "database";
+    params[k++] = c->database;
+    if (c->options) {
+        params[k++] = "options";
+        params[k++] = c->options;
+    }
+    for (size_t i = 0; i < c->ngucs; i++) {
+        params[k++] = c->gucs[2 * i];
+        params[k++] = c->gucs[2 * i + 1];
+    }
+    int rc = backend_clone(s->be, params, c->minor, &ss.be, err, sizeof err);
+    free(params);
+    if (rc == 1) {
+        /* PostgreSQL's own FATAL (no such database, too many clients...) */
+        size_t n;
+        const uint8_t *reply = backend_startup_reply(ss.be, &n);
+        srv_send_all(s, c, reply, n);
+        srv_log(s, SERVER_LOG_INFO, "session %llu: %s refused by PostgreSQL",
+                (unsigned long long)id, c->peer);
+        goto done;
+    }
+    if (rc != 0) {
+        srv_log(s, SERVER_LOG_ERROR, "session %llu: cannot start a backend: %s",
+                (unsigned long long)id, err);
+        client_fatal(&ss, "57P03", "the database system is not available", err, NULL);
+        goto done;
+    }
+    take_key(&ss);
+    const char *app = app_name(c);
+    srv_log(s, SERVER_LOG_INFO, "session %llu: %s connected as user %s to database %s%s%s (pid %d)",
+            (unsigned long long)id, c->peer, c->user, c->database, app ? ", application " : "",
+            app ? app : "", (int)ss.pid);
+    pthread_mutex_lock(&s->mu);
+    ss.next = s->live;
+    s->live = &ss;
+    pthread_mutex_unlock(&s->mu);
+    size_t n;
+    const uint8_t *hello = backend_startup_reply(ss.be, &n);
+    if (srv_send_all(s, c, hello, n) == 0)
+        pump(&ss);
+    pthread_mutex_lock(&s->mu);
+    for (sess **pp = &s->live; *pp; pp = &(*pp)->next)
+        if (*pp == &ss) {
+            *pp = ss.next;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    srv_log(s, SERVER_LOG_INFO, "session %llu: %s disconnected after %.3f s", (unsigned long long)id,
+            c->peer, (double)(srv_now_ms() - t0) / 1000.0);
+done:
+    backend_close(ss.be); /* the end of its session: PostgreSQL's exit */
+    free(ss.buf);
+    wire_buf_free(&ss.fail);
+    srv_conn_free(c);
+}
+
+typedef struct worker_arg {
+    server *s;
+    conn *c;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    worker_arg *w = arg;
+    server *s = w->s;
+    srv_block_sigpipe();
+    run_clone_session(s, w->c);
+    free(w);
+    pthread_mutex_lock(&s->mu);
+    s->nworkers--;
+    pthread_cond_broadcast(&s->workers_cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* A thread of its own for the client's session. */
+static void start_worker(server *s, conn *c) {
+    worker_arg *w = malloc(sizeof *w);
+    pthread_attr_t at;
+    pthread_t t;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&s->mu);
+    s->nworkers++;
+    pthread_mutex_unlock(&s->mu);
+    if (!w || (w->s = s, w->c = c, pthread_create(&t, &at, worker_main, w) != 0)) {
+        free(w);
+        srv_send_fatal(c, "53000", "cannot start a session: out of threads");
+        srv_conn_free(c);
+        pthread_mutex_lock(&s->mu);
+        s->nworkers--;
+        pthread_cond_broadcast(&s->workers_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_attr_destroy(&at);
 }
 
 void *session_main(void *arg) {
@@ -850,7 +1020,10 @@ void *session_main(void *arg) {
         /* the listener stops polling it (and holding its file open) */
         ssize_t w = write(s->wake_pipe[1], "w", 1);
         (void)w;
-        run_session(s, c);
+        if (s->multi)
+            start_worker(s, c);
+        else
+            run_session(s, c);
     }
     return NULL;
 }
