@@ -172,6 +172,14 @@ uint32_t abi_host_pid(const abi_host *h);
  * pending until the instance takes it, on its own thread, at its next safe
  * point, which waking it hastens. Safe from any thread. */
 int abi_host_signal(abi_host *h, int sig);
+/* Deliver now what is due to the instance (expired itimers, signals sent
+ * to it), from the host, inside an engine frame; true if a handler ran.
+ * The instance otherwise takes them at its next import. */
+bool abi_host_deliver(abi_host *h);
+/* The eventfd that becomes readable when the instance is woken
+ * (abi_host_wake, a signal sent to it); -1 if none. Whoever waits on it
+ * while the instance is idle reads it empty. */
+int abi_host_wake_fd(const abi_host *h);
 /* Call fn(ctx) at the module's fork point: main() reaches it with the
  * cluster's shared memory made and before InitProcess, on its way to
  * becoming a backend (pglite.wasm as patched by patch-sessions.py). NULL

@@ -154,3 +154,7 @@ void abi_host_set_scheduler(abi_host *h, void (*leave)(void *ctx), void (*enter)
     h->sched_enter = enter;
     h->sched_ctx = ctx;
 }
+
+bool abi_host_deliver(abi_host *h) { return abi_timers_check(h); }
+
+int abi_host_wake_fd(const abi_host *h) { return h->wake_fd; }

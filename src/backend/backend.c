@@ -691,6 +691,49 @@ out:
     return 0;
 }
 
+int backend_signal_fd(backend *b) { return b && b->pg && !b->dead ? engine_wake_fd(b->pg) : -1; }
+
+int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, size_t errlen) {
+    *out = NULL;
+    *outlen = 0;
+    if (b->dead) {
+        snprintf(err, errlen, "%s", b->dead_msg);
+        return -1;
+    }
+    uint64_t v;
+    int fd = engine_wake_fd(b->pg);
+    while (fd >= 0 && read(fd, &v, sizeof v) > 0)
+        ;
+    if (b->cluster)
+        pthread_mutex_lock(&b->cluster->run);
+    wire_buf_reset(&b->out);
+    engine_result r;
+    uint32_t flush = 1, die = 0, addr;
+    int rc = 0;
+    /* The handlers first (procsignal's, die()'s), then what an idle
+     * PostgreSQL backend does from its client read: the notifications,
+     * and the interrupts (terminate: its FATAL). */
+    if (engine_deliver(b->pg, &r) != ENGINE_OK) {
+        kill_backend(b, r.message);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = pump_call(b, "pglitec_ProcessNotifyInterrupt", &flush, 1, NULL);
+    if (rc == 0 && engine_global(b->pg, "ProcDiePending", &addr) == 0 &&
+        engine_read(b->pg, addr, &die, 1) == 0 && (die & 0xff)) {
+        rc = pump_call(b, "ProcessInterrupts", NULL, 0, NULL);
+        if (rc != 0)
+            engine_call(b->pg, "pgl_pq_flush", NULL, 0, &r); /* its FATAL */
+    }
+    if (b->cluster)
+        pthread_mutex_unlock(&b->cluster->run);
+    *out = b->out.data;
+    *outlen = b->out.len;
+    if (rc != 0)
+        snprintf(err, errlen, "%s", b->dead_msg);
+    return rc;
+}
+
 void backend_set_input(backend *b, backend_input_fn fn, void *ctx) {
     b->more = fn;
     b->more_ctx = ctx;

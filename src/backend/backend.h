@@ -97,6 +97,16 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
 typedef int (*backend_input_fn)(void *ctx, const uint8_t *out, size_t outlen,
                                 const uint8_t **in, size_t *inlen);
 
+/* An idle backend of a cluster can be signalled by the others (NOTIFY to a
+ * listener, pg_terminate_backend): this fd becomes readable then (-1 if the
+ * backend is dead). Its owner waits on it beside the client, as a
+ * PostgreSQL backend waits in its client read, and calls backend_idle,
+ * which runs what the signals ask for and gives the bytes for the client
+ * (NotificationResponse...). Returns 0, or -1 if the session is over (out
+ * then holds its FATAL, if any). Not during backend_exchange. */
+int backend_signal_fd(backend *b);
+int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, size_t errlen);
+
 /* Set (fn NULL: clear) the input function used by backend_exchange. */
 void backend_set_input(backend *b, backend_input_fn fn, void *ctx);
 

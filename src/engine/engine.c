@@ -636,6 +636,17 @@ void engine_set_scheduler(engine *e, void (*leave)(void *ctx), void (*enter)(voi
     abi_host_set_scheduler(e->host, leave, enter, ctx);
 }
 
+static void do_deliver(engine *e, void *arg) {
+    (void)arg;
+    abi_host_deliver(e->host);
+}
+
+engine_status engine_deliver(engine *e, engine_result *res) {
+    return engine_run(e, do_deliver, NULL, res);
+}
+
+int engine_wake_fd(engine *e) { return abi_host_wake_fd(e->host); }
+
 int engine_callbacks(const engine *e) { return e->ncallbacks; }
 int engine_image_callbacks(const engine_image *img) { return img->ncallbacks; }
 

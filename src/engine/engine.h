@@ -85,6 +85,11 @@ uint32_t engine_add_callback(engine *e, int nparams, int has_result,
 
 /* Wake the guest from a wait (poll); safe from any thread. */
 void engine_wake(engine *e);
+/* The fd a wake (or a signal sent to the instance) makes readable, for
+ * waiting on an idle instance; -1 if none. */
+int engine_wake_fd(engine *e);
+/* Run the signal handlers and timers due to an idle instance now. */
+engine_status engine_deliver(engine *e, engine_result *res);
 
 /* The pid the guest's getpid() returns (pglite.wasm only, patched by
  * tools/build/patch-sessions.py): the module's constant until set. Setting

@@ -36,6 +36,7 @@ typedef struct sess {
     size_t len, cap, rpos;
     int gone;        /* the client is gone or has been sent its FATAL */
     int copyfail;    /* a CopyFail was made up for the backend */
+    int in_exchange; /* inside backend_exchange (COPY input read from supply) */
     int stop_seen;
     wire_buf fail;   /* CopyFail + Sync, sent for a client that vanished mid-COPY */
 } sess;
@@ -362,12 +363,32 @@ static void client_fatal_r(sess *ss, const qres *r) {
     client_fatal(ss, r->code[0] ? r->code : "XX000", r->msg, r->detail, r->hint);
 }
 
-/* Wait until the client socket is readable (1), or the server stops (0). */
+/* What an idle session's backend was signalled for (a NOTIFY to it, a
+ * terminate): run it and send the client what it says. 0, or -1 when the
+ * session is over. */
+static int idle_signal(sess *ss) {
+    const uint8_t *out;
+    size_t n;
+    char err[640];
+    int rc = backend_idle(ss->be, &out, &n, err, sizeof err);
+    if (n && srv_send_all(ss->s, ss->c, out, n) != 0)
+        rc = -1;
+    if (rc != 0)
+        ss->gone = 1;
+    return rc;
+}
+
+/* Wait until the client socket is readable (1), or the server stops (0);
+ * meanwhile take what the session's backend is signalled for (-1: that
+ * ended the session). */
 static int wait_input(sess *ss) {
-    struct pollfd pf[2] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
-                           {.fd = ss->s->stop_pipe[0], .events = POLLIN}};
+    /* (Not mid-exchange: COPY FROM STDIN reads on inside backend_exchange.) */
+    int sfd = ss->s->multi && !ss->in_exchange ? backend_signal_fd(ss->be) : -1;
+    struct pollfd pf[3] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
+                           {.fd = ss->s->stop_pipe[0], .events = POLLIN},
+                           {.fd = sfd, .events = POLLIN}};
     for (;;) {
-        int k = poll(pf, 2, -1);
+        int k = poll(pf, sfd >= 0 ? 3 : 2, -1);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
@@ -378,6 +399,8 @@ static int wait_input(sess *ss) {
         }
         if (pf[0].revents)
             return 1;
+        if (sfd >= 0 && pf[2].revents && idle_signal(ss) != 0)
+            return -1;
     }
 }
 
@@ -418,11 +441,14 @@ static int read_more(sess *ss) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!wait_input(ss)) {
+            int w = wait_input(ss);
+            if (w == 0) {
                 client_fatal(ss, "57P01", "terminating connection due to administrator command",
                              NULL, NULL);
                 return -1;
             }
+            if (w < 0)
+                return 0; /* its backend ended the session (FATAL sent) */
             continue;
         }
         ss->gone = 1;
@@ -489,7 +515,9 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     size_t outlen;
     char err[640];
     backend_set_input(ss->be, supply, ss);
+    ss->in_exchange = 1;
     int rc = backend_exchange(ss->be, in, n, &out, &outlen, err, sizeof err);
+    ss->in_exchange = 0;
     backend_set_input(ss->be, NULL, NULL);
     if (rc != 0) {
         srv_log(s, SERVER_LOG_ERROR, "the backend stopped during the session of %s: %s",

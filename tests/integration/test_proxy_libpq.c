@@ -276,6 +276,50 @@ static void test_notices_notify(void **state) {
     PQfinish(c);
 }
 
+/* Wait up to ms for c's socket to be readable, then read: 1 if input came. */
+static int wait_readable(PGconn *c, int ms) {
+    struct pollfd pf = {.fd = PQsocket(c), .events = POLLIN};
+    if (poll(&pf, 1, ms) != 1)
+        return 0;
+    PQconsumeInput(c);
+    PQisBusy(c); /* parse what came */
+    return 1;
+}
+
+/* An idle listener gets another session's NOTIFY at once, without a query
+ * of its own, with the notifier's pid (as PostgreSQL pushes it from the
+ * listener's idle read); an idle session that another terminates gets
+ * FATAL 57P01 and its connection closes. */
+static void test_idle_sessions(void **state) {
+    (void)state;
+    PGconn *l = connect_db(), *n = connect_db();
+    exec_ok(l, "LISTEN idle_chan");
+    char npid[16];
+    snprintf(npid, sizeof npid, "%s", scalar(n, "SELECT pg_backend_pid()"));
+    exec_ok(n, "NOTIFY idle_chan, 'while you wait'");
+    assert_int_equal(wait_readable(l, 5000), 1);
+    PGnotify *m = PQnotifies(l);
+    assert_non_null(m);
+    assert_string_equal(m->relname, "idle_chan");
+    assert_string_equal(m->extra, "while you wait");
+    assert_int_equal(m->be_pid, atoi(npid));
+    PQfreemem(m);
+    char q[96];
+    snprintf(q, sizeof q, "SELECT pg_terminate_backend(%d)", PQbackendPID(l));
+    assert_string_equal(scalar(n, q), "t");
+    /* libpq hands a FATAL that comes while idle to the notice receiver
+     * (psql prints it), then finds the connection closed. */
+    char fatal[128] = "";
+    PQsetNoticeReceiver(l, notice_cb, fatal);
+    for (int i = 0; i < 50 && PQstatus(l) != CONNECTION_BAD; i++)
+        wait_readable(l, 100);
+    assert_int_equal(PQstatus(l), CONNECTION_BAD);
+    assert_string_equal(fatal, "terminating connection due to administrator command");
+    assert_string_equal(scalar(n, "SELECT 'still here'"), "still here");
+    PQfinish(l);
+    PQfinish(n);
+}
+
 static void *cancel_soon(void *arg) {
     struct timespec d = {0, 400 * 1000 * 1000};
     nanosleep(&d, NULL);
@@ -695,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_notices_notify),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_idle_sessions),
         cmocka_unit_test(test_clients_take_turns),
         cmocka_unit_test(test_borrowed_backend),
         cmocka_unit_test(test_fuzz),

@@ -48,7 +48,8 @@ of its own, route signals between instances and block a waiting backend:
                          InitProcess() and PostgresMain(db, user), exported
                          as pglitec_InitProcess and pglitec_PostgresMain,
                          then the first ReadyForQuery(dest), exported as
-                         pglitec_ReadyForQuery.
+                         pglitec_ReadyForQuery; ProcessNotifyInterrupt, for
+                         an idle session, as pglitec_ProcessNotifyInterrupt.
   WaitEventSetWait()     where upstream PostgreSQL calls poll() on the wait
                          set, the translated module only read set->nevents;
                          it calls env.__syscall_poll(set->pollfds,
@@ -208,6 +209,18 @@ def locate(m):
              f"B_CHECKPOINTER\" before the Pending Ops Table, found {len(hits)} in {fs}")
     found["InitSync"] = hits[0][0]
     found["InitSync_site"] = hits[0][1]
+
+    # ProcessNotifyInterrupt(flush) (async.c, ProcessIncomingNotify inlined):
+    # the one function naming "ProcessIncomingNotify: done". The host runs it
+    # for an idle session that a NOTIFY signalled, as PostgreSQL's backend
+    # does from its client read, so an idle listener gets the notification
+    # at once.
+    fs = [f for f in functions_naming(m, "ProcessIncomingNotify: done")
+          if m.signature(f) == ("i", "")]
+    if len(fs) != 1:
+        fail(f"ProcessNotifyInterrupt: expected one (i32) function naming "
+             f"\"ProcessIncomingNotify: done\", found {fs}")
+    found["ProcessNotifyInterrupt"] = fs[0]
 
     # QueryCancelHoldoffCount (not exported), as ProcessInterrupts reads it:
     #   if (QueryCancelPending && QueryCancelHoldoffCount != 0)
@@ -617,6 +630,8 @@ def patch(m, found):
             ents.append(wname("pglitec_InitProcess") + b"\x00" + uleb(up(found["InitProcess"])))
             ents.append(wname("pglitec_PostgresMain") + b"\x00" + uleb(up(found["PostgresMain"])))
             ents.append(wname("pglitec_ReadyForQuery") + b"\x00" + uleb(up(found["ReadyForQuery"])))
+            ents.append(wname("pglitec_ProcessNotifyInterrupt") + b"\x00" +
+                        uleb(up(found["ProcessNotifyInterrupt"])))
             for k, (nm, _) in enumerate(added):
                 ents.append(wname(nm) + b"\x00" + uleb(first_added + k))
             p = uleb(len(ents)) + b"".join(ents)
@@ -680,7 +695,7 @@ def renumbered(found, nimp):
     out = dict(found)
     for k in ("BackendMain", "InitProcess", "PostgresMain", "main", "kill", "raise_",
               "WaitEventSetWait", "clock_gettime", "getpid", "MyProcPid_store", "ReadyForQuery",
-              "InitSync"):
+              "InitSync", "ProcessNotifyInterrupt"):
         out[k] = up(found[k])
     out["pid_compares"] = [up(f) for f in found["pid_compares"]]
     for k, (nm, _) in enumerate(NEW_IMPORTS):
