@@ -48,9 +48,12 @@ run: build
 
 # The speed suite against native PostgreSQL 15 and 18 and PGlite, side by
 # side (bench/bench.py; results in bench/results/). BENCH_ARGS="--reps 5".
+# Then many sessions (bench/sessions.py: pgbench -c 1/4/8, reconnects, idle
+# sessions' RSS) against native PostgreSQL. SESSIONS_ARGS="--seconds 30".
 bench: build
 	@tools/build/install-deps.sh $(BENCH_DEPS)
 	BUILD_DIR=$(abspath $(BUILD_DIR)) python3 bench/bench.py $(BENCH_ARGS)
+	BUILD_DIR=$(abspath $(BUILD_DIR)) python3 bench/sessions.py $(SESSIONS_ARGS)
 
 # Install libpglite (header, shared and static library, pglite.pc, CMake
 # package, runtime tree) under PREFIX. The prefix is configured first: the
