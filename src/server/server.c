@@ -294,6 +294,8 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         return -1;
     }
     s->session_started = 1;
+    if (s->multi && pthread_create(&s->watcher, NULL, session_watch_main, s) == 0)
+        s->watcher_started = 1;
     if (pthread_create(&s->listener, NULL, listener_main, s) != 0) {
         snprintf(err, errlen, "cannot start the listener thread");
         server_stop(s);
@@ -330,6 +332,8 @@ void server_stop(server *s) {
         pthread_join(s->listener, NULL);
     if (s->session_started)
         pthread_join(s->session, NULL);
+    if (s->watcher_started)
+        pthread_join(s->watcher, NULL);
     session_end_all(s);
     session_stop_backend(s);
     srv_log(s, SERVER_LOG_DEBUG, "stopped");

@@ -49,8 +49,8 @@ struct server {
     int wake_pipe[2]; /* the session thread took a client off the queue */
 
     /* threads */
-    pthread_t listener, session;
-    int listener_started, session_started;
+    pthread_t listener, session, watcher;
+    int listener_started, session_started, watcher_started;
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -124,5 +124,8 @@ int session_bootstrap(server *s, char *err, size_t errlen);
 int session_cancel_locked(server *s, int32_t pid, const uint8_t *key, size_t keylen);
 /* Ask every session to end (server_stop), and wait until they have. */
 void session_end_all(server *s);
+/* The watcher thread (many sessions): cancels the statement of a session
+ * whose client went away. */
+void *session_watch_main(void *arg);
 
 #endif

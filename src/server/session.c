@@ -36,7 +36,8 @@ typedef struct sess {
     size_t len, cap, rpos;
     int gone;        /* the client is gone or has been sent its FATAL */
     int copyfail;    /* a CopyFail was made up for the backend */
-    int in_exchange; /* inside backend_exchange (COPY input read from supply) */
+    int in_exchange; /* inside backend_exchange (COPY input read from supply); under mu */
+    int hung_up;     /* the watcher saw the client go during a statement */
     int stop_seen;
     wire_buf fail;   /* CopyFail + Sync, sent for a client that vanished mid-COPY */
 } sess;
@@ -515,10 +516,19 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     size_t outlen;
     char err[640];
     backend_set_input(ss->be, supply, ss);
+    pthread_mutex_lock(&s->mu);
     ss->in_exchange = 1;
+    pthread_mutex_unlock(&s->mu);
     int rc = backend_exchange(ss->be, in, n, &out, &outlen, err, sizeof err);
+    pthread_mutex_lock(&s->mu);
     ss->in_exchange = 0;
+    int hung_up = ss->hung_up;
+    pthread_mutex_unlock(&s->mu);
     backend_set_input(ss->be, NULL, NULL);
+    if (hung_up) {
+        ss->gone = 1;
+        return -1;
+    }
     if (rc != 0) {
         srv_log(s, SERVER_LOG_ERROR, "the backend stopped during the session of %s: %s",
                 ss->c->peer, err);
@@ -985,6 +995,48 @@ done:
     free(ss.buf);
     wire_buf_free(&ss.fail);
     srv_conn_free(c);
+}
+
+/* The client_connection_check_interval of every session: while a session's
+ * statement runs, its client's socket is watched, and a client that has
+ * gone (hung up, reset) gets its statement cancelled, so that its session
+ * ends at once and lets go of its locks, as PostgreSQL's check does. */
+void *session_watch_main(void *arg) {
+    server *s = arg;
+    struct pollfd pf[257];
+    sess *who[256];
+    for (;;) {
+        int n = 0;
+        pthread_mutex_lock(&s->mu);
+        int stopping = s->stopping;
+        for (sess *ss = s->live; ss && n < 256; ss = ss->next)
+            if (ss->in_exchange && !ss->hung_up) {
+                pf[n] = (struct pollfd){.fd = ss->c->fd, .events = POLLRDHUP};
+                who[n++] = ss;
+            }
+        pthread_mutex_unlock(&s->mu);
+        if (stopping)
+            return NULL;
+        pf[n] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
+        /* Sessions start and finish statements meanwhile: look again
+         * every 100 ms. */
+        int k = poll(pf, (nfds_t)n + 1, 100);
+        if (k <= 0)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < n; i++) {
+            if (!(pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                continue;
+            for (sess *ss = s->live; ss; ss = ss->next)
+                if (ss == who[i] && ss->in_exchange && !ss->hung_up) {
+                    ss->hung_up = 1;
+                    backend_cancel(ss->be);
+                    srv_log(s, SERVER_LOG_INFO, "%s went away during a statement: cancelled",
+                            ss->c->peer);
+                }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 typedef struct worker_arg {

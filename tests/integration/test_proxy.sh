@@ -202,6 +202,23 @@ wait $cpid
 check_has "CancelRequest cancels the running statement" "canceling statement due to user request" "$(cat "$WORK/cancel.out")"
 check "the next client is served after the cancel" "next" "$(Q -c "SELECT 'next'")"
 
+# a client that goes away mid-statement: its statement is cancelled and its
+# session ends at once, letting go of its row lock (as PostgreSQL's
+# client_connection_check_interval)
+Q -c 'CREATE TABLE gone (id int PRIMARY KEY, v int)' -c 'INSERT INTO gone VALUES (1, 0)' >/dev/null
+echo "BEGIN; UPDATE gone SET v = 1 WHERE id = 1; SELECT pg_sleep(60);" | psql -X -q >/dev/null 2>&1 &
+gpid=$!
+for _ in $(seq 50); do
+    [ "$(Q -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")" = 1 ] && break
+    sleep 0.1
+done
+kill -KILL $gpid
+wait $gpid 2>/dev/null
+start=$(date +%s)
+check "the row it held is free at once" "2" \
+    "$(Q -c "SET lock_timeout = '10s'" -c 'UPDATE gone SET v = 2 WHERE id = 1 RETURNING v')"
+check "within seconds, not the 60 s of its statement" "1" "$(( $(date +%s) - start <= 5 ? 1 : 0 ))"
+
 # SSL and GSS encryption requests are answered 'N'
 check "sslmode=prefer works (SSLRequest answered N)" "plain" "$(PGSSLMODE=prefer Q -c "SELECT 'plain'")"
 check_has "sslmode=require is refused" "server does not support SSL" "$(PGSSLMODE=require Q -c 'SELECT 1')"
