@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Real client libraries against pglite-proxy on a Unix socket: psycopg2
+# Real client libraries against pglite-proxy on a Unix socket, one session
+# each and several at once (MVCC, lock waits, a deadlock, SERIALIZABLE, an
+# idle listener, transfers from 8 threads, a Pool of 10): psycopg2
 # (Debian python3-psycopg2) and node-postgres (npm pg, the version pinned in
 # tests/clients/package-lock.json, installed with `npm ci` into
 # BUILD_DIR/clients once; later runs need no network).
@@ -77,6 +79,7 @@ PASSED=$((PASSED + 1))
 
 if /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
     run_client psycopg2 /usr/bin/python3 "$HERE/psycopg2_test.py" "$SOCK" 5432
+    run_client psycopg2-sessions /usr/bin/python3 "$HERE/psycopg2_sessions.py" "$SOCK" 5432
 else
     echo "skip - psycopg2 (apt-get install python3-psycopg2)"
     SKIPPED=$((SKIPPED + 1))
@@ -90,6 +93,7 @@ elif ! install_pg; then
     SKIPPED=$((SKIPPED + 1))
 else
     run_client pg env NODE_PATH="$BUILD/clients/node_modules" node "$HERE/pg_test.js" "$SOCK" 5432
+    run_client pg-pool env NODE_PATH="$BUILD/clients/node_modules" node "$HERE/pg_pool.js" "$SOCK" 5432
     run_client pg-quick-disconnect env NODE_PATH="$BUILD/clients/node_modules" \
         node "$HERE/pg_quick_disconnect.js" 127.0.0.1 "$TCP_PORT" 20
 fi
