@@ -403,17 +403,20 @@ check_has "a wrong password is FATAL 28P01" 'password authentication failed for 
 check_has "no password is refused" "no password supplied" "$(Q -w -c 'SELECT 1')"
 # Four backend slots: the cluster's first backend and three clients at
 # once; a fourth client is refused as PostgreSQL refuses it.
+# One at a time, each in its pg_sleep (its log line) before the next, so
+# that no probe takes a slot one of them wanted.
 sleepers=""
 for i in 1 2 3; do
-    PGPASSWORD='s3cret pw' Q -c "SELECT 'slept', pg_sleep(3)" >"$WORK/sleep$i.out" &
+    before=$(grep -c 'application psql (pid' "$WORK/auth.err")
+    PGPASSWORD='s3cret pw' Q -c "SELECT 'slept', pg_sleep(4)" >"$WORK/sleep$i.out" &
     sleepers="$sleepers $!"
+    for _ in $(seq 100); do
+        [ "$(grep -c 'application psql (pid' "$WORK/auth.err")" -gt "$before" ] && break
+        sleep 0.05
+    done
 done
-out=""
-for _ in $(seq 50); do
-    out=$(PGPASSWORD='s3cret pw' Q -c 'SELECT 1')
-    case "$out" in *"too many clients"*) break ;; esac
-    sleep 0.1
-done
+sleep 0.3
+out=$(PGPASSWORD='s3cret pw' Q -c 'SELECT 1')
 check_has "past max_connections: FATAL 53300" "sorry, too many clients already" "$out"
 wait $sleepers
 check "the three clients were served at once" "$(printf 'slept|\nslept|\nslept|')" \
