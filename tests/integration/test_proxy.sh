@@ -184,6 +184,13 @@ check_has "a missing role is FATAL 28000" 'FATAL:  role "nobody" does not exist'
 Q -c "CREATE ROLE alice LOGIN" >/dev/null
 check "another existing role logs in" "alice|alice|off" "$(Q -U alice -c 'SELECT current_user, session_user, current_setting($$is_superuser$$)')"
 check "another database, in a session of its own" "template1" "$(Q -d template1 -c 'SELECT current_database()')"
+check_has "a non-superuser cannot become one: 42501" 'permission denied to set session authorization "postgres"' \
+    "$(Q -U alice -c 'SET SESSION AUTHORIZATION postgres')"
+check "RESET SESSION AUTHORIZATION returns to the login role" "alice|postgres" \
+    "$(Q -c 'SET SESSION AUTHORIZATION alice' -c 'SELECT current_user' -c 'RESET SESSION AUTHORIZATION' -c 'SELECT current_user' | paste -sd'|')"
+check "psql \\c is a new session, in another database" "template1|t" \
+    "$(printf '%s\n' 'SELECT pg_backend_pid() AS p \gset' '\c template1' \
+        'SELECT current_database(), pg_backend_pid() <> :p;' | Q)"
 check "and back" "postgres|1000" "$(Q -c 'SELECT current_database(), count(*) FROM items')"
 
 # the next client gets a session of its own: nothing of the last one
