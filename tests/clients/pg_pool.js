@@ -7,17 +7,9 @@ const { Pool } = require('pg');
 
 const host = process.argv[2];
 const port = Number(process.argv[3] || 5432);
-let failed = 0;
-
-function check(name, expected, actual) {
-  const e = JSON.stringify(expected), a = JSON.stringify(actual);
-  if (e === a) {
-    console.log('ok   - pg pool: ' + name);
-  } else {
-    failed++;
-    console.log(`FAIL - pg pool: ${name}: expected ${e}, got ${a}`);
-  }
-}
+const { checker } = require('./tap');
+const t = checker('pg pool');
+const check = t.check;
 
 async function main() {
   const pool = new Pool({ host, port, user: 'postgres', database: 'postgres', max: 10 });
@@ -54,7 +46,7 @@ async function main() {
   await pool.end();
 }
 
-main().then(() => process.exit(failed ? 1 : 0), (e) => {
+main().then(() => process.exit(t.failed ? 1 : 0), (e) => {
   console.log('FAIL - pg pool: ' + e.message);
   process.exit(1);
 });

@@ -7,17 +7,9 @@ const { Client } = require('pg');
 
 const host = process.argv[2];
 const port = Number(process.argv[3] || 5432);
-let failed = 0;
-
-function check(name, expected, actual) {
-  const e = JSON.stringify(expected), a = JSON.stringify(actual);
-  if (e === a) {
-    console.log('ok   - pg: ' + name);
-  } else {
-    failed++;
-    console.log(`FAIL - pg: ${name}: expected ${e}, got ${a}`);
-  }
-}
+const { checker } = require('./tap');
+const t = checker('pg');
+const check = t.check;
 
 async function main() {
   const c = new Client({ host, port, user: 'postgres', database: 'postgres',
@@ -74,7 +66,7 @@ async function main() {
 }
 
 main().then(
-  () => process.exit(failed ? 1 : 0),
+  () => process.exit(t.failed ? 1 : 0),
   (e) => {
     console.log('FAIL - pg: unexpected error: ' + (e && e.stack ? e.stack : e));
     process.exit(1);

@@ -12,20 +12,12 @@ import threading
 import time
 
 import psycopg2
+from tap import Checker
 import psycopg2.errors
 
 host = sys.argv[1]
 port = sys.argv[2] if len(sys.argv) > 2 else "5432"
-failed = 0
-
-
-def check(name, expected, actual):
-    global failed
-    if expected == actual:
-        print("ok   - psycopg2 sessions: " + name)
-    else:
-        failed += 1
-        print("FAIL - psycopg2 sessions: %s: expected %r, got %r" % (name, expected, actual))
+check = Checker("psycopg2 sessions")
 
 
 def connect(autocommit=False):
@@ -182,4 +174,4 @@ for x in ts:
     x.join(120)
 check("8 threads x 100 transfers: no failure", [], bad)
 check("and the total is unchanged", before, one(setup, "SELECT sum(v) FROM acct"))
-sys.exit(1 if failed else 0)
+sys.exit(1 if check.failed else 0)

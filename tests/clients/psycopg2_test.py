@@ -7,19 +7,11 @@ a failure."""
 import sys
 
 import psycopg2
+from tap import Checker
 
 host = sys.argv[1]
 port = sys.argv[2] if len(sys.argv) > 2 else "5432"
-failed = 0
-
-
-def check(name, expected, actual):
-    global failed
-    if expected == actual:
-        print("ok   - psycopg2: " + name)
-    else:
-        failed += 1
-        print("FAIL - psycopg2: %s: expected %r, got %r" % (name, expected, actual))
+check = Checker("psycopg2")
 
 
 conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres",
@@ -71,4 +63,4 @@ conn.commit()
 conn.autocommit = True
 cur.execute("DROP TABLE py_t")
 conn.close()
-sys.exit(1 if failed else 0)
+sys.exit(1 if check.failed else 0)
