@@ -708,7 +708,7 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
         pthread_mutex_lock(&b->cluster->run);
     wire_buf_reset(&b->out);
     engine_result r;
-    uint32_t flush = 1, die = 0, addr;
+    uint32_t flush = 1, pending = 0, addr;
     int rc = 0;
     /* The handlers first (procsignal's, die()'s), then what an idle
      * PostgreSQL backend does from its client read: the notifications,
@@ -719,8 +719,16 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
     }
     if (rc == 0)
         rc = pump_call(b, "pglitec_ProcessNotifyInterrupt", &flush, 1, NULL);
-    if (rc == 0 && engine_global(b->pg, "ProcDiePending", &addr) == 0 &&
-        engine_read(b->pg, addr, &die, 1) == 0 && (die & 0xff)) {
+    /* Any other interrupt (a terminate's die, a ProcSignalBarrier that
+     * DROP DATABASE waits for every backend to absorb, catch-up): what
+     * CHECK_FOR_INTERRUPTS does in the client read. An idle session has
+     * no statement to cancel, so a cancel is dropped first, as
+     * PostgreSQL drops one that comes while it reads a command. */
+    if (rc == 0 && engine_global(b->pg, "InterruptPending", &addr) == 0 &&
+        engine_read(b->pg, addr, &pending, 4) == 0 && pending) {
+        uint32_t zero = 0, qcp;
+        if (engine_global(b->pg, "QueryCancelPending", &qcp) == 0)
+            engine_write(b->pg, qcp, &zero, 1);
         rc = pump_call(b, "ProcessInterrupts", NULL, 0, NULL);
         if (rc != 0)
             engine_call(b->pg, "pgl_pq_flush", NULL, 0, &r); /* its FATAL */

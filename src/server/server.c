@@ -296,6 +296,8 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     s->session_started = 1;
     if (s->multi && pthread_create(&s->watcher, NULL, session_watch_main, s) == 0)
         s->watcher_started = 1;
+    if (s->multi && pthread_create(&s->first, NULL, session_first_main, s) == 0)
+        s->first_started = 1;
     if (pthread_create(&s->listener, NULL, listener_main, s) != 0) {
         snprintf(err, errlen, "cannot start the listener thread");
         server_stop(s);
@@ -334,6 +336,8 @@ void server_stop(server *s) {
         pthread_join(s->session, NULL);
     if (s->watcher_started)
         pthread_join(s->watcher, NULL);
+    if (s->first_started)
+        pthread_join(s->first, NULL);
     session_end_all(s);
     session_stop_backend(s);
     srv_log(s, SERVER_LOG_DEBUG, "stopped");

@@ -49,8 +49,8 @@ struct server {
     int wake_pipe[2]; /* the session thread took a client off the queue */
 
     /* threads */
-    pthread_t listener, session, watcher;
-    int listener_started, session_started, watcher_started;
+    pthread_t listener, session, watcher, first;
+    int listener_started, session_started, watcher_started, first_started;
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -127,5 +127,7 @@ void session_end_all(server *s);
 /* The watcher thread (many sessions): cancels the statement of a session
  * whose client went away. */
 void *session_watch_main(void *arg);
+/* The first backend's thread (many sessions): it takes its signals. */
+void *session_first_main(void *arg);
 
 #endif

@@ -1039,6 +1039,32 @@ void *session_watch_main(void *arg) {
     }
 }
 
+/* The cluster's first backend serves no client, but the others signal it
+ * as they signal every backend (a ProcSignalBarrier of DROP DATABASE waits
+ * until each has absorbed it): it takes its signals here. */
+void *session_first_main(void *arg) {
+    server *s = arg;
+    for (;;) {
+        int fd = backend_signal_fd(s->be);
+        struct pollfd pf[2] = {{.fd = s->stop_pipe[0], .events = POLLIN},
+                               {.fd = fd, .events = POLLIN}};
+        int k = poll(pf, fd >= 0 ? 2 : 1, fd >= 0 ? -1 : 1000);
+        if (k < 0 && errno != EINTR)
+            return NULL;
+        if (pf[0].revents)
+            return NULL;
+        if (fd >= 0 && pf[1].revents) {
+            const uint8_t *out;
+            size_t n;
+            char err[640];
+            if (backend_idle(s->be, &out, &n, err, sizeof err) != 0) {
+                srv_log(s, SERVER_LOG_ERROR, "the cluster's first backend stopped: %s", err);
+                return NULL;
+            }
+        }
+    }
+}
+
 typedef struct worker_arg {
     server *s;
     conn *c;

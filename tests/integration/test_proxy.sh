@@ -209,6 +209,27 @@ wait $cpid
 check_has "CancelRequest cancels the running statement" "canceling statement due to user request" "$(cat "$WORK/cancel.out")"
 check "the next client is served after the cancel" "next" "$(Q -c "SELECT 'next'")"
 
+# CREATE and DROP DATABASE with other sessions connected: every backend
+# absorbs DROP's ProcSignalBarrier, idle ones too; a database in use is
+# refused (55006), WITH (FORCE) ends its sessions
+Q -c 'CREATE DATABASE dropme' -c 'CREATE DATABASE dropme2' >/dev/null
+QT() { timeout 20 psql -X -A -t -q "$@" 2>&1; } # (a hang is a failure, not the test's end)
+start=$(date +%s)
+check "DROP DATABASE while other sessions are idle" "0" \
+    "$(QT -c 'DROP DATABASE dropme' -c "SELECT count(*) FROM pg_database WHERE datname = 'dropme'")"
+check "... at once" "1" "$(( $(date +%s) - start <= 5 ? 1 : 0 ))"
+mkfifo "$WORK/fifo4"
+psql -X -A -t -q -d dropme2 <"$WORK/fifo4" >"$WORK/e.out" 2>&1 &
+epid=$!
+exec 6>"$WORK/fifo4"
+echo "SELECT 'E in';" >&6
+for _ in $(seq 100); do grep -q 'E in' "$WORK/e.out" && break; sleep 0.1; done
+check_has "a database in use is refused" "is being accessed by other users" "$(QT -c 'DROP DATABASE dropme2')"
+check "WITH (FORCE) ends its sessions and drops it" "0" \
+    "$(QT -c 'DROP DATABASE dropme2 WITH (FORCE)' -c "SELECT count(*) FROM pg_database WHERE datname = 'dropme2'")"
+exec 6>&-
+wait $epid 2>/dev/null
+
 # a client that goes away mid-statement: its statement is cancelled and its
 # session ends at once, letting go of its row lock (as PostgreSQL's
 # client_connection_check_interval)

@@ -29,6 +29,9 @@ of its own, route signals between instances and block a waiting backend:
   raise()                exported as pglitec_raise, so the host delivers a
                          routed signal on the target's own thread, honouring
                          its handlers and signal mask.
+  nanosleep()            a poll() with no fds for the time asked, instead of
+                         Emscripten's busy loop on the clock: a backend in
+                         pg_usleep lets the others run.
   InitSync()             every backend keeps its own pendingOps table, as
                          a standalone backend does: there is no
                          checkpointer to forward fsync and unlink requests
@@ -209,6 +212,14 @@ def locate(m):
              f"B_CHECKPOINTER\" before the Pending Ops Table, found {len(hits)} in {fs}")
     found["InitSync"] = hits[0][0]
     found["InitSync_site"] = hits[0][1]
+
+    # nanosleep(req, rem): Emscripten's is a busy loop on the clock, which
+    # would hold the host's lock (no other backend runs) for the whole of a
+    # pg_usleep. It becomes a poll() with no fds for the time asked.
+    ns = m.exports.get("nanosleep")
+    if ns is None or m.signature(ns) != ("ii", "i"):
+        fail("nanosleep is not exported as (i32, i32) -> i32")
+    found["nanosleep"] = ns
 
     # ProcessNotifyInterrupt(flush) (async.c, ProcessIncomingNotify inlined):
     # the one function naming "ProcessIncomingNotify: done". The host runs it
@@ -457,6 +468,19 @@ def patched_bodies(m, found, gpid):
                  f"found {len(hits)}")
         out[f] = body[:hits[0].start()] + G + body[hits[0].end():]
 
+    # nanosleep(req, rem): ms = clamp(req->tv_sec * 1000 + ceil(req->tv_nsec
+    # / 1e6), 0, INT32_MAX); __syscall_poll(0, 0, ms); return 0. (struct
+    # timespec is {int64 tv_sec; int32 tv_nsec} on wasm32 Emscripten.)
+    MAX = sleb(2147483647)
+    out[found["nanosleep"]] = (
+        b"\x01\x01\x7e"
+        + b"\x20\x00\x29\x03\x00\x42" + sleb(1000) + b"\x7e"
+        + b"\x20\x00\x34\x02\x08\x42" + sleb(999999) + b"\x7c\x42" + sleb(1000000) + b"\x7f\x7c"
+        + b"\x22\x02\x42\x00\x20\x02\x42\x00\x55\x1b"          # max(ms, 0)
+        + b"\x22\x02\x42" + MAX + b"\x20\x02\x42" + MAX + b"\x53\x1b"  # min(ms, INT32_MAX)
+        + b"\x21\x02\x41\x00\x41\x00\x20\x02\xa7\x10" + uleb(found["syscall_poll"])
+        + b"\x1a\x41\x00\x0b")
+
     # InitSync: every backend keeps its own pendingOps.
     f = found["InitSync"]
     body = out.get(f, m.body_bytes(f))
@@ -695,7 +719,7 @@ def renumbered(found, nimp):
     out = dict(found)
     for k in ("BackendMain", "InitProcess", "PostgresMain", "main", "kill", "raise_",
               "WaitEventSetWait", "clock_gettime", "getpid", "MyProcPid_store", "ReadyForQuery",
-              "InitSync", "ProcessNotifyInterrupt"):
+              "InitSync", "ProcessNotifyInterrupt", "nanosleep"):
         out[k] = up(found[k])
     out["pid_compares"] = [up(f) for f in found["pid_compares"]]
     for k, (nm, _) in enumerate(NEW_IMPORTS):
