@@ -167,7 +167,6 @@ void abi_host_wake(abi_host *h);
 int abi_host_set_pid(abi_host *h, uint32_t pid);
 /* Give the instance the next pid no other instance has; 0 or -errno. */
 int abi_host_assign_pid(abi_host *h, uint32_t *pid);
-uint32_t abi_host_pid(const abi_host *h);
 /* Send signal sig (1..63, Emscripten's numbers) to the instance: it is
  * pending until the instance takes it, on its own thread, at its next safe
  * point, which waking it hastens. Safe from any thread. */

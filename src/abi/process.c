@@ -62,8 +62,6 @@ int abi_host_set_pid(abi_host *h, uint32_t pid) {
     return 0;
 }
 
-uint32_t abi_host_pid(const abi_host *h) { return h->pid; }
-
 /* pids are handed out in order from here, skipping any in use; PostgreSQL
  * shows them (pg_backend_pid, pg_stat_activity, log lines). */
 #define FIRST_PID 1000u

@@ -270,15 +270,6 @@ void engine_free(engine *e) {
 abi_host *engine_host(engine *e) { return e->host; }
 void engine_wake(engine *e) { abi_host_wake(e->host); }
 
-int engine_set_pid(engine *e, uint32_t pid) {
-    if (e->module != ENGINE_PGLITE || !e->instantiated || pid == 0 || pid > INT32_MAX)
-        return -EINVAL;
-    int r = abi_host_set_pid(e->host, pid);
-    if (r == 0)
-        *Z_pgliteZ_pglitec_pid(e->mi) = pid;
-    return r;
-}
-
 uint32_t engine_pid(engine *e) {
     return e->module == ENGINE_PGLITE && e->instantiated ? *Z_pgliteZ_pglitec_pid(e->mi) : 0;
 }
@@ -537,7 +528,6 @@ struct engine_image {
     uint32_t size, pages;
     uint8_t globals[GLOBALS_LEN];
     abi_fork_state *host;
-    int ncallbacks;
 };
 
 engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
@@ -571,7 +561,6 @@ engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot save the host state: %s", strerror(errno));
         goto fail;
     }
-    img->ncallbacks = e->ncallbacks;
     return img;
 fail:
     engine_image_free(img);
@@ -586,8 +575,6 @@ void engine_image_free(engine_image *img) {
     abi_fork_state_free(img->host);
     free(img);
 }
-
-uint32_t engine_image_size(const engine_image *img) { return img->size; }
 
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen) {
@@ -648,7 +635,6 @@ engine_status engine_deliver(engine *e, engine_result *res) {
 int engine_wake_fd(engine *e) { return abi_host_wake_fd(e->host); }
 
 int engine_callbacks(const engine *e) { return e->ncallbacks; }
-int engine_image_callbacks(const engine_image *img) { return img->ncallbacks; }
 
 int engine_map_shared(engine *e, uint32_t addr, uint32_t len, int fd) {
     return abi_host_map_shared(e->host, addr, len, fd, 0);

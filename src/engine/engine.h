@@ -91,13 +91,11 @@ int engine_wake_fd(engine *e);
 /* Run the signal handlers and timers due to an idle instance now. */
 engine_status engine_deliver(engine *e, engine_result *res);
 
-/* The pid the guest's getpid() returns (pglite.wasm only, patched by
- * tools/build/patch-sessions.py): the module's constant until set. Setting
- * it also makes the instance the target of kill() from other instances of
- * this process. 0, or -EINVAL (not pglite, not instantiated, 0 or above
- * INT32_MAX), -EEXIST (another instance has it). MyProcPid is PostgreSQL's
- * own copy, read at its start: the backend layer keeps the two equal. */
-int engine_set_pid(engine *e, uint32_t pid);
+/* The pid the guest's getpid() returns (pglite.wasm, patched by
+ * tools/build/patch-sessions.py): each instance gets one of its own, which
+ * is also how kill() from other instances of this process reaches it.
+ * MyProcPid is PostgreSQL's copy, read at its start: a clone's owner sets
+ * it (and its latch's owner) to this. */
 uint32_t engine_pid(engine *e);
 
 /* Allocate / free guest memory with the guest's malloc. 0 on failure. */
@@ -129,8 +127,8 @@ void engine_snapshot_free(engine_snapshot *s);
  * image's, copy-on-write, with its globals and its host state (fds with
  * fresh pipes, shared mappings: abi_host_fork_save), and a pid of its own.
  * Host callbacks are not part of it: the clone's owner adds the same ones
- * in the same order (engine_image_callbacks counts them), so that the
- * table indices in the copied memory name them. */
+ * in the same order, so that the table indices in the copied memory name
+ * them. */
 typedef struct engine_image engine_image;
 /* The scheduler's hooks around each blocking wait of the guest (see
  * abi_host_set_scheduler). */
@@ -140,8 +138,6 @@ void engine_set_scheduler(engine *e, void (*leave)(void *ctx), void (*enter)(voi
 void engine_set_fork_point(engine *e, void (*fn)(engine *e, void *ctx), void *ctx);
 engine_image *engine_image_take(engine *e, char *err, size_t errlen);
 void engine_image_free(engine_image *img);
-uint32_t engine_image_size(const engine_image *img);
-int engine_image_callbacks(const engine_image *img);
 int engine_callbacks(const engine *e);
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen);

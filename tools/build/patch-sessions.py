@@ -92,7 +92,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wasmfile import (Module, WasmError, instructions, leb_s, leb_u,  # noqa: E402
-                      skip_locals, sleb_bytes)
+                      name, skip_locals, sleb, uleb)
 
 PROG = "patch-sessions"
 
@@ -111,7 +111,7 @@ def functions_naming(m, tail):
         while k >= 0:
             start = d.rfind(b"\0", 0, k) + 1
             for addr in range(off + start, off + k + 1):
-                pat = b"\x41" + bytes(sleb_bytes(addr))
+                pat = b"\x41" + sleb(addr)
                 j = m.b.find(pat, m.bodies[0][0] if m.bodies else 0)
                 while j >= 0:
                     f = m.func_at(j)
@@ -204,7 +204,7 @@ def locate(m):
     if iup is None:
         fail("IsUnderPostmaster is not exported")
     fs = functions_naming(m, "Pending Ops Table")
-    sync_re = re.compile(re.escape(b"\x41" + bytes(sleb_bytes(iup)) + b"\x2d\x00\x00\x41\x01\x46") +
+    sync_re = re.compile(re.escape(b"\x41" + sleb(iup) + b"\x2d\x00\x00\x41\x01\x46") +
                          rb"(?=\x04\x40\x41" + LEB + rb"\x28\x02\x00\x41\x0b\x47\x0d\x01\x0b)", re.S)
     hits = [(f, x.start()) for f in fs for x in sync_re.finditer(m.body_bytes(f))]
     if len(hits) != 1:
@@ -240,8 +240,8 @@ def locate(m):
     qcp, ip = m.global_addr("QueryCancelPending"), m.global_addr("InterruptPending")
     if pi is None or qcp is None or ip is None:
         fail("ProcessInterrupts, QueryCancelPending or InterruptPending is not exported")
-    hold_re = re.compile(re.escape(b"\x41" + bytes(sleb_bytes(qcp)) + b"\x28\x02\x00\x45\x0d\x00\x41") +
-                         LEB + re.escape(b"\x28\x02\x00\x45\x0d\x00\x41" + bytes(sleb_bytes(ip)) +
+    hold_re = re.compile(re.escape(b"\x41" + sleb(qcp) + b"\x28\x02\x00\x45\x0d\x00\x41") +
+                         LEB + re.escape(b"\x28\x02\x00\x45\x0d\x00\x41" + sleb(ip) +
                                          b"\x41\x01\x36\x02\x00"), re.S)
     hits = _match_at_instruction(m, pi, hold_re)
     if len(hits) != 1:
@@ -300,7 +300,7 @@ def locate(m):
     # Where the constant is stored into MyProcPid (InitProcessGlobals'
     # MyProcPid = getpid(), inlined into main()): the pid a process starts
     # with.
-    store = re.compile(re.escape(b"\x41" + bytes(sleb_bytes(mypid)) + b"\x41" + bytes(sleb_bytes(pid)) +
+    store = re.compile(re.escape(b"\x41" + sleb(mypid) + b"\x41" + sleb(pid) +
                                  b"\x36\x02\x00"), re.S)
     stores = sorted({m.func_at(x.start()) for x in store.finditer(m.b)} - {None})
     if stores != [main]:
@@ -330,7 +330,7 @@ def _match_at_instruction(m, func, pattern):
 def locate_patches(m, found):
     b = m.b
     pid = found["getpid_constant"]
-    pidb = re.escape(bytes([0x41]) + bytes(sleb_bytes(pid)))
+    pidb = re.escape(bytes([0x41]) + sleb(pid))
 
     # kill(pid, sig): if (pid == PID) return raise(sig); errno = EPERM; return -1;
     # (Emscripten's libc; EPERM is 63 in its errno numbering.)
@@ -384,7 +384,7 @@ def locate_patches(m, found):
         fail(f"WaitEventSetWait (function {wesw}): the start-time prologue has another shape")
     site = _match_at_instruction(m, wesw, re.compile(
         rb"\x20\x00\x28\x02\x1c\x1a\x02\x40\x20\x00\x28\x02\x04\x22(?P<rc>[\x00-\x7f])"
-        rb"\x41\x00\x48\x04\x40\x41" + re.escape(bytes(sleb_bytes(errno))) +
+        rb"\x41\x00\x48\x04\x40\x41" + re.escape(sleb(errno)) +
         rb"\x28\x02\x00\x41\x1b\x46", re.S))
     if len(site) != 1:
         fail(f"WaitEventSetWait (function {wesw}): the compiled-away poll() "
@@ -407,22 +407,6 @@ def locate_patches(m, found):
 
 
 # ---- rewriting ----------------------------------------------------------
-
-def uleb(v):
-    out = bytearray()
-    while True:
-        x = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(x | 0x80)
-        else:
-            out.append(x)
-            return bytes(out)
-
-
-def sleb(v):
-    return bytes(sleb_bytes(v))
-
 
 # The imports the patch adds, after the module's own, in this order. In a
 # patched body, NEW_IMPORT + k stands for the k-th until renumbering.
@@ -676,16 +660,11 @@ def patch(m, found):
                 parts.append(body)
             p = b"".join(parts)
         elif sid == 0:
-            nm, _ = wasm_name(p)
+            nm, _ = name(p, 0)
             if nm == "name":
                 continue  # function names by index would be wrong; none upstream
         out.append(section(sid, p))
     return b"".join(out)
-
-
-def wasm_name(p):
-    n, i = leb_u(p, 0)
-    return p[i:i + n].decode("utf-8", "replace"), i + n
 
 
 def renumber_elems(p, up):

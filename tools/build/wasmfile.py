@@ -12,7 +12,7 @@ class WasmError(Exception):
     pass
 
 
-def leb_u(b, i):
+def _leb(b, i, signed):
     r = s = 0
     while True:
         x = b[i]
@@ -20,20 +20,19 @@ def leb_u(b, i):
         r |= (x & 0x7F) << s
         s += 7
         if x < 0x80:
+            if signed and x & 0x40:
+                r -= 1 << s
             return r, i
+
+
+def leb_u(b, i):
+    """(unsigned LEB128 at b[i], the offset after it)."""
+    return _leb(b, i, False)
 
 
 def leb_s(b, i):
-    r = s = 0
-    while True:
-        x = b[i]
-        i += 1
-        r |= (x & 0x7F) << s
-        s += 7
-        if x < 0x80:
-            if x & 0x40:
-                r -= 1 << s
-            return r, i
+    """(signed LEB128 at b[i], the offset after it)."""
+    return _leb(b, i, True)
 
 
 def name(b, i):
@@ -41,14 +40,27 @@ def name(b, i):
     return b[i:i + n].decode("utf-8", "replace"), i + n
 
 
-def sleb_bytes(v):
+def uleb(v):
+    """v as unsigned LEB128."""
+    out = bytearray()
+    while True:
+        x = v & 0x7F
+        v >>= 7
+        if not v:
+            out.append(x)
+            return bytes(out)
+        out.append(x | 0x80)
+
+
+def sleb(v):
+    """v as signed LEB128."""
     out = bytearray()
     while True:
         x = v & 0x7F
         v >>= 7
         if (v == 0 and not x & 0x40) or (v == -1 and x & 0x40):
             out.append(x)
-            return out
+            return bytes(out)
         out.append(x | 0x80)
 
 
@@ -386,8 +398,8 @@ class Module:
         """Functions that load the i32 at addr and compare it with value
         (i32.const addr; i32.load; i32.const value; i32.eq|i32.ne), each
         match checked to start at an instruction boundary."""
-        code = bytearray([0x41]) + sleb_bytes(addr)
-        tail = bytearray([0x41]) + sleb_bytes(value)
+        code = b"\x41" + sleb(addr)
+        tail = b"\x41" + sleb(value)
         found = set()
         b = self.b
         lo = self.bodies[0][0] if self.bodies else 0
