@@ -252,12 +252,10 @@ static void on_fork_point(engine *e, void *ctx) {
                  "cannot find PostgreSQL's shared memory (MainLWLockArray at %u)", p);
         return;
     }
-    c->shm_fd = memfd_create("pglite-shmem", MFD_CLOEXEC);
-    if (c->shm_fd < 0 || ftruncate(c->shm_fd, size) != 0 ||
-        pwrite(c->shm_fd, m->data + a, size, 0) != (ssize_t)size ||
-        engine_map_shared(e, a, size, c->shm_fd) != 0) {
-        snprintf(c->fork_err, sizeof c->fork_err, "cannot share the shared memory: %s",
-                 strerror(errno));
+    int r = engine_share(e, a, size, &c->shm_fd);
+    if (r != 0) {
+        snprintf(c->fork_err, sizeof c->fork_err, "cannot share the shared memory (guest errno %d)",
+                 -r);
         return;
     }
     c->shm_addr = a;

@@ -8,6 +8,7 @@
 #include "wasm/initdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -513,6 +514,110 @@ void engine_snapshot_free(engine_snapshot *s) {
     }
 }
 
+/* ---- sparse copies ---------------------------------------------------------
+ * An image or a shared segment is a memfd holding a copy of guest memory.
+ * Most of that memory is zero at the fork point (shared_buffers, the heap's
+ * untouched end), and a memfd's holes read as zeros: only the pages that
+ * hold something are written. A page the process never touched (neither
+ * present nor swapped out, /proc/self/pagemap) is skipped unread; a present
+ * one is skipped when it is all zeros. Without pagemap every page is
+ * read. */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+
+static bool page_is_zero(const uint8_t *p, size_t n) {
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < n / 8; i += 8)
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+            return false;
+    return true;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off) {
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+/* [src, src+len) (page-aligned) into fd at off; skip_shared: leave out
+ * pages in shared mappings. 0, or -1 with errno. */
+static int write_sparse(int fd, const uint8_t *src, size_t len, off_t off, bool skip_shared) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    uint64_t ent[512];
+    size_t have = 0, base = 0; /* ent[i] is page base + i */
+    size_t run = 0, run_len = 0; /* the pending run of pages to write */
+    int rc = 0;
+    for (size_t at = 0; at < len && rc == 0; at += pg) {
+        size_t n = len - at < pg ? len - at : pg;
+        bool keep = true;
+        size_t page = at / pg;
+        if (pm >= 0) {
+            if (page < base || page >= base + have) {
+                base = page;
+                ssize_t r = pread(pm, ent, sizeof ent,
+                                  (off_t)(((uintptr_t)(src + at) / pg) * sizeof ent[0]));
+                have = r > 0 ? (size_t)r / sizeof ent[0] : 0;
+                if (have == 0) { /* unreadable: read every page instead */
+                    close(pm);
+                    pm = -1;
+                }
+            }
+            if (pm >= 0 && !(ent[page - base] & (PM_PRESENT | PM_SWAPPED)))
+                keep = false;
+        }
+        if (keep && skip_shared && abi_shared_overlaps(src + at, n))
+            keep = false;
+        if (keep && page_is_zero(src + at, n))
+            keep = false;
+        if (keep && run_len && run + run_len == at) {
+            run_len += n;
+            continue;
+        }
+        if (run_len)
+            rc = pwrite_all(fd, src + run, run_len, off + (off_t)run);
+        run = at;
+        run_len = keep ? n : 0;
+    }
+    if (rc == 0 && run_len)
+        rc = pwrite_all(fd, src + run, run_len, off + (off_t)run);
+    if (pm >= 0) {
+        int e = errno;
+        close(pm);
+        errno = e;
+    }
+    return rc;
+}
+
+int engine_share(engine *e, uint32_t addr, uint32_t len, int *fd_out) {
+    *fd_out = -1;
+    uint8_t *p = abi_mem_ptr(&e->memory, addr, len);
+    if (!p || len == 0)
+        return -abi_errno(EFAULT);
+    int fd = memfd_create("pglite-shared", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, len) != 0 || write_sparse(fd, p, len, 0, false) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return -abi_errno(err);
+    }
+    int r = abi_host_map_shared(e->host, addr, len, fd, 0);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 /* ---- images and clones ------------------------------------------------------
  * A clone is what fork() gives PostgreSQL: a new instance whose memory is
  * the image's, copy-on-write (a private mapping of one memfd), with the
@@ -543,17 +648,12 @@ engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
     img->memfd = memfd_create("pglite-image", MFD_CLOEXEC);
     img->size = e->memory.size;
     img->pages = e->memory.pages;
-    if (img->memfd < 0 || ftruncate(img->memfd, img->size) != 0) {
+    /* Shared ranges are left out: a clone maps them again (its host
+     * state lists them). */
+    if (img->memfd < 0 || ftruncate(img->memfd, img->size) != 0 ||
+        write_sparse(img->memfd, e->memory.data, img->size, 0, true) != 0) {
         snprintf(err, errlen, "cannot make the image: %s", strerror(errno));
         goto fail;
-    }
-    for (uint32_t done = 0; done < img->size;) {
-        ssize_t n = pwrite(img->memfd, e->memory.data + done, img->size - done, done);
-        if (n <= 0) {
-            snprintf(err, errlen, "cannot write the image: %s", strerror(errno));
-            goto fail;
-        }
-        done += (uint32_t)n;
     }
     memcpy(img->globals, (uint8_t *)e->mi + GLOBALS_AT, GLOBALS_LEN);
     img->host = abi_host_fork_save(e->host);
@@ -635,10 +735,6 @@ engine_status engine_deliver(engine *e, engine_result *res) {
 int engine_wake_fd(engine *e) { return abi_host_wake_fd(e->host); }
 
 int engine_callbacks(const engine *e) { return e->ncallbacks; }
-
-int engine_map_shared(engine *e, uint32_t addr, uint32_t len, int fd) {
-    return abi_host_map_shared(e->host, addr, len, fd, 0);
-}
 
 uint32_t engine_strdup(engine *e, const char *str) {
     size_t n = strlen(str) + 1;

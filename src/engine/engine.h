@@ -141,10 +141,12 @@ void engine_image_free(engine_image *img);
 int engine_callbacks(const engine *e);
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen);
-/* Map host fd (from offset 0) shared over guest [addr, addr+len): memory
- * that every instance mapping it sees, kept in images. 0 or -errno (guest
- * numbering). */
-int engine_map_shared(engine *e, uint32_t addr, uint32_t len, int fd);
+/* Make guest [addr, addr+len) (page-aligned) shared memory: a new memfd
+ * holding its present contents, mapped shared over it. Every instance that
+ * maps the fd sees the same memory; images keep the mapping. *fd is the
+ * memfd (the caller's to close once the instances are gone). 0 or -errno
+ * (guest numbering). */
+int engine_share(engine *e, uint32_t addr, uint32_t len, int *fd);
 
 /* Write a NUL-terminated string into fresh guest memory (malloc); 0 on
  * failure. */
