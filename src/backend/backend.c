@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -40,6 +41,13 @@ typedef struct backend_cluster {
     uint32_t cb_read, cb_write; /* the table indices of the I/O callbacks */
     int refs;
     char fork_err[256];
+    /* Parked backends (backend_park): the thread that takes their signals
+     * while no one uses them, and the list it watches, under park_mu. */
+    pthread_mutex_t park_mu;
+    pthread_cond_t park_cv;
+    struct backend *parked;
+    pthread_t park_thread;
+    bool park_started, park_stop;
 } backend_cluster;
 
 struct backend {
@@ -64,6 +72,12 @@ struct backend {
     void *more_ctx;
     uint32_t addr_cancel, addr_interrupt, addr_latch;
     char *env[16];
+    /* parked (under cluster->park_mu) */
+    bool is_parked, serving;
+    struct backend *park_next;
+    wire_buf kept;       /* what idle signal handling produced for the client */
+    wire_buf out_kept_prev; /* the last backend_unpark's answer */
+    bool kept_failed;    /* ... and the session ended there */
 };
 
 int backend_alive(const backend *b) { return b && !b->dead; }
@@ -135,6 +149,10 @@ static void read_log(backend *b, char *out, size_t n) {
 
 static void kill_backend(backend *b, const char *why) {
     b->dead = true;
+    /* The process is gone: its pid names no one now (kill(pid, 0) is
+     * ESRCH, which pg_terminate_backend's wait looks for). */
+    if (b->pg)
+        abi_host_set_pid(engine_host(b->pg), 0);
     snprintf(b->dead_msg, sizeof b->dead_msg, "%s", why);
 }
 
@@ -213,6 +231,14 @@ static void sched_enter(void *ctx) { pthread_mutex_lock(&((backend_cluster *)ctx
 static void cluster_unref(backend_cluster *c) {
     if (!c || --c->refs > 0)
         return;
+    if (c->park_started) { /* nothing is parked: every backend has closed */
+        pthread_mutex_lock(&c->park_mu);
+        c->park_stop = true;
+        pthread_mutex_unlock(&c->park_mu);
+        pthread_join(c->park_thread, NULL);
+    }
+    pthread_mutex_destroy(&c->park_mu);
+    pthread_cond_destroy(&c->park_cv);
     engine_image_free(c->image);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
@@ -405,6 +431,8 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         return PGL_ENOMEM;
     }
     pthread_mutex_init(&c->run, NULL);
+    pthread_mutex_init(&c->park_mu, NULL);
+    pthread_cond_init(&c->park_cv, NULL);
     c->shm_fd = -1;
     c->refs = 1; /* this call's */
     pthread_mutex_lock(&c->run);
@@ -428,6 +456,7 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
     }
     wire_buf_init(&b->out);
     wire_buf_init(&b->startup);
+    wire_buf_init(&b->kept);
     b->log_fd = -1;
     if (cluster_tree_open(&b->tree, o->data_dir, err, errlen) != 0) {
         free(b);
@@ -598,6 +627,7 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     }
     wire_buf_init(&b->out);
     wire_buf_init(&b->startup);
+    wire_buf_init(&b->kept);
     b->log_fd = -1;
     b->cluster = c;
     b->starting = true;
@@ -740,6 +770,22 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
     return rc;
 }
 
+void backend_set_blob(backend *b, void *ctx, long (*read)(void *ctx, void *buf, size_t len),
+                      long (*write)(void *ctx, const void *buf, size_t len)) {
+    if (b && b->pg)
+        abi_host_set_blob(engine_host(b->pg), ctx, read, write);
+}
+
+void backend_hold_cluster(backend *b) {
+    if (b && b->cluster)
+        pthread_mutex_lock(&b->cluster->run);
+}
+
+void backend_release_cluster(backend *b) {
+    if (b && b->cluster)
+        pthread_mutex_unlock(&b->cluster->run);
+}
+
 void backend_set_input(backend *b, backend_input_fn fn, void *ctx) {
     b->more = fn;
     b->more_ctx = ctx;
@@ -819,9 +865,137 @@ static void close_locked(backend *b) {
     b->pg = NULL;
 }
 
+/* ---- parked backends -----------------------------------------------------
+ * A PostgreSQL backend that waits for its client still takes its signals:
+ * a ProcSignalBarrier (DROP DATABASE waits until every backend has
+ * absorbed it), a terminate, a catch-up, a NOTIFY. A parked backend has no
+ * thread of its own waiting for a client, so the cluster's park thread
+ * waits on the signal fds of all of them and does it for them. Parking and
+ * taking back cost a lock, no system call: the thread looks at the list
+ * again every PARK_RESCAN_MS, so a backend parked meanwhile is served
+ * from then on. */
+#define PARK_RESCAN_MS 100
+
+static void *park_main(void *arg) {
+    backend_cluster *c = arg;
+    struct pollfd *pf = NULL;
+    backend **who = NULL;
+    size_t cap = 0;
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&c->park_mu);
+        if (c->park_stop) {
+            pthread_mutex_unlock(&c->park_mu);
+            break;
+        }
+        for (backend *b = c->parked; b; b = b->park_next) {
+            int fd = backend_signal_fd(b);
+            if (fd < 0)
+                continue;
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct pollfd *np = realloc(pf, nc * sizeof *np);
+                if (np)
+                    pf = np;
+                backend **nw = np ? realloc(who, nc * sizeof *nw) : NULL;
+                if (!nw)
+                    break; /* the rest waits for the next round */
+                who = nw;
+                cap = nc;
+            }
+            pf[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+            who[n++] = b;
+        }
+        pthread_mutex_unlock(&c->park_mu);
+        if (poll(pf, (nfds_t)n, PARK_RESCAN_MS) <= 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (!(pf[i].revents & POLLIN))
+                continue;
+            pthread_mutex_lock(&c->park_mu);
+            backend *b = c->parked;
+            while (b && b != who[i])
+                b = b->park_next;
+            if (b)
+                b->serving = true;
+            pthread_mutex_unlock(&c->park_mu);
+            if (!b)
+                continue; /* taken back meanwhile: its owner sees the signal */
+            const uint8_t *out;
+            size_t len;
+            char err[640];
+            int rc = backend_idle(b, &out, &len, err, sizeof err);
+            pthread_mutex_lock(&c->park_mu);
+            wire_put(&b->kept, out, len);
+            if (rc != 0)
+                b->kept_failed = true;
+            b->serving = false;
+            pthread_cond_broadcast(&c->park_cv);
+            pthread_mutex_unlock(&c->park_mu);
+        }
+    }
+    free(pf);
+    free(who);
+    return NULL;
+}
+
+int backend_park(backend *b) {
+    backend_cluster *c = b ? b->cluster : NULL;
+    if (!c || b->dead)
+        return 0; /* no other backend can signal it */
+    pthread_mutex_lock(&c->park_mu);
+    if (!c->park_started && !c->park_stop) {
+        if (pthread_create(&c->park_thread, NULL, park_main, c) != 0) {
+            pthread_mutex_unlock(&c->park_mu);
+            return -1;
+        }
+        c->park_started = true;
+    }
+    if (!b->is_parked) {
+        b->is_parked = true;
+        b->park_next = c->parked;
+        c->parked = b;
+    }
+    pthread_mutex_unlock(&c->park_mu);
+    return 0;
+}
+
+int backend_unpark(backend *b, const uint8_t **out, size_t *outlen) {
+    *out = NULL;
+    *outlen = 0;
+    backend_cluster *c = b ? b->cluster : NULL;
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->park_mu);
+    if (b->is_parked) {
+        for (backend **pp = &c->parked; *pp; pp = &(*pp)->park_next)
+            if (*pp == b) {
+                *pp = b->park_next;
+                break;
+            }
+        b->is_parked = false;
+        while (b->serving)
+            pthread_cond_wait(&c->park_cv, &c->park_mu);
+    }
+    pthread_mutex_unlock(&c->park_mu);
+    /* Kept until the next unpark: the caller reads it before the next
+     * exchange, which does not touch it. */
+    wire_buf_free(&b->out_kept_prev);
+    b->out_kept_prev = b->kept;
+    wire_buf_init(&b->kept);
+    *out = b->out_kept_prev.data;
+    *outlen = b->out_kept_prev.len;
+    int failed = b->kept_failed;
+    b->kept_failed = false;
+    return failed ? -1 : 0;
+}
+
 void backend_close(backend *b) {
     if (!b)
         return;
+    const uint8_t *kept;
+    size_t nkept;
+    backend_unpark(b, &kept, &nkept);
     /* A backend that fails to start is closed by its starter, which holds
      * the cluster's lock already. */
     bool lock = b->cluster && !b->starting;
@@ -836,6 +1010,8 @@ void backend_close(backend *b) {
     cluster_tree_close(&b->tree);
     wire_buf_free(&b->out);
     wire_buf_free(&b->startup);
+    wire_buf_free(&b->kept);
+    wire_buf_free(&b->out_kept_prev);
     for (size_t i = 0; i < sizeof b->env / sizeof b->env[0]; i++)
         free(b->env[i]);
     free(b);

@@ -107,6 +107,32 @@ typedef int (*backend_input_fn)(void *ctx, const uint8_t *out, size_t outlen,
 int backend_signal_fd(backend *b);
 int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, size_t errlen);
 
+/* Park a backend that no one uses for now (a session between its
+ * client's calls): until backend_unpark, a thread of the cluster takes
+ * its signals as a PostgreSQL backend does while it waits for its client
+ * (backend_idle: barriers, terminate, catch-up, NOTIFY), so the other
+ * backends never wait for it. No system call. 0, or -1 (no thread; the
+ * backend stays unparked). A backend of its own (no sessions) has no one
+ * to signal it: a no-op. */
+int backend_park(backend *b);
+/* Take a parked backend back (waits while its signals are being handled;
+ * a no-op if it is not parked). *out is what that handling produced for
+ * the client (NotificationResponse..., a FATAL), kept until the next
+ * unpark. Returns 0, or -1 if the session ended meanwhile (terminated:
+ * its FATAL is in *out). backend_close takes it back itself. */
+int backend_unpark(backend *b, const uint8_t **out, size_t *outlen);
+
+/* /dev/blob of b (see backend_options; a clone has none until set). */
+void backend_set_blob(backend *b, void *ctx, long (*read)(void *ctx, void *buf, size_t len),
+                      long (*write)(void *ctx, const void *buf, size_t len));
+
+/* Hold (release) every backend of b's cluster still: while held, none of
+ * them runs guest code, so the data directory's files are what a crash at
+ * that instant would leave. Not inside a call on a backend of the cluster.
+ * A backend of its own: a no-op. */
+void backend_hold_cluster(backend *b);
+void backend_release_cluster(backend *b);
+
 /* Set (fn NULL: clear) the input function used by backend_exchange. */
 void backend_set_input(backend *b, backend_input_fn fn, void *ctx);
 
