@@ -37,19 +37,34 @@
  *   the caller is released with pglite_result_free, pglite_results_free or
  *   pglite_free, as each function says.
  *
- * Threads
+ * Threads and sessions
  *
- * A handle may be shared by any number of threads. Every call on a handle
- * takes the handle's (recursive) mutex, so calls are serialised: one runs
- * at a time, the others wait. Transactions are per handle, not per thread:
- * threads that share a handle also share its open transaction. Callbacks
- * (notices, notifications) run on the thread that made the call, with the
- * mutex held; they may call back into the same handle (except
- * pglite_close). pglite_interrupt is the one call that does not wait. A
- * pglite_result belongs to its caller and may be read from any thread; its
- * accessors do not modify it. pglite_errmsg(db) of a shared handle reports
- * the last failure of any thread: prefer the error result of the call.
- * Different handles (on different data directories) run in parallel.
+ * A handle is one PostgreSQL session (a backend of its own, as one libpq
+ * connection is). A handle may be shared by any number of threads. Every
+ * call on a handle takes the handle's (recursive) mutex, so calls are
+ * serialised: one runs at a time, the others wait. Transactions are per
+ * handle, not per thread: threads that share a handle also share its open
+ * transaction. Callbacks (notices, notifications) run on the thread that
+ * made the call, with the mutex held; they may call back into the same
+ * handle (except pglite_close). pglite_interrupt is the one call that does
+ * not wait. A pglite_result belongs to its caller and may be read from any
+ * thread; its accessors do not modify it. pglite_errmsg(db) of a shared
+ * handle reports the last failure of any thread: prefer the error result
+ * of the call.
+ *
+ * Opening a directory this process has open already gives another session
+ * on the same database (SQLite's many connections to one file), and the
+ * sessions of pglite_server_start's clients are more of them. Sessions are
+ * PostgreSQL's: each has its own transactions (MVCC), locks, settings and
+ * role; a lock one holds makes another wait, deadlocks end with 40P01,
+ * NOTIFY reaches the listeners of the others. The sessions of one
+ * database run SQL one at a time, switching wherever a PostgreSQL backend
+ * would wait (a lock, a sleep, its client); a long statement keeps the
+ * others waiting until it ends or waits. So: use handles of one database
+ * from different threads, or set lock_timeout. A statement that waits for
+ * a lock held by another handle used by the same thread waits for ever,
+ * as with two libpq connections used by one thread. Handles of different
+ * databases run in parallel.
  */
 #ifndef PGLITE_PUBLIC_H
 #define PGLITE_PUBLIC_H
@@ -133,16 +148,21 @@ typedef struct pglite pglite;
  * an older header keep working. */
 typedef struct pglite_options {
     size_t size;              /* sizeof(pglite_options), set by pglite_options_init */
-    const char *username;     /* session user, an existing role; default "postgres" (the
-                                 superuser initdb made). Another role is entered with SET
-                                 SESSION AUTHORIZATION after start-up: its privileges
-                                 apply, but it is no security boundary (RESET SESSION
-                                 AUTHORIZATION returns to the superuser) */
+    const char *username;     /* the session user, a role that may log in; default
+                                 "postgres" (the superuser initdb made). The session
+                                 starts as that role, as a PostgreSQL connection does: a
+                                 role that is not a superuser cannot become one */
     const char *database;     /* database to connect to; default "postgres" */
-    const char *const *gucs;  /* NULL-terminated "name=value" settings for the
-                                 server, e.g. {"work_mem=64MB", NULL}; default none */
+    const char *const *gucs;  /* NULL-terminated "name=value" settings, e.g.
+                                 {"work_mem=64MB", NULL}; default none. On the first
+                                 open of a directory, the server's (any setting); on
+                                 another open of a directory this process has open, the
+                                 session's (as a connection's options=-c: one that needs
+                                 a restart is refused as PostgreSQL refuses it) */
     int relaxed_durability;   /* 1: fsync and synchronous_commit off (faster; a crash
-                                 may lose recent commits, never corrupt). Default 0 */
+                                 may lose recent commits, never corrupt). Default 0.
+                                 The cluster's: another open of a directory this
+                                 process has open must give the same */
     int debug;                /* PostgreSQL's -d level 0..5; >0 also lets the server
                                  log to stderr. Default 0 */
     int fresh;                /* 1: create a new database with initdb instead of
@@ -163,17 +183,22 @@ PGLITE_API void pglite_options_init(pglite_options *o);
  * directory is created as a new database; a directory holding a
  * PostgreSQL 18 data directory is opened as it is. path NULL opens a new
  * temporary database, removed by pglite_close. opts may be NULL (defaults).
- * A data directory is used by one handle at a time: a second open of the
- * same path fails with PGLITE_BUSY.
+ * A directory this process has open already is not opened again: the new
+ * handle is another session on the same database (see "Threads and
+ * sessions"); the database closes with its last handle (and server). One
+ * process has a data directory at a time: another process's open fails
+ * with PGLITE_BUSY.
  *
  * Returns PGLITE_OK and the new handle in *out, or an error status with
  * *out NULL; the message is then pglite_errmsg(NULL) and the error
  * pglite_open_error() on this thread. PostgreSQL's own FATAL (e.g.
- * "database \"x\" does not exist") is in the message. */
+ * "database \"x\" does not exist", 3D000; a role that does not exist or
+ * may not log in, 28000; too many connections, 53300) is that error. */
 PGLITE_API int pglite_open(const char *path, const pglite_options *opts, pglite **out);
 
-/* Close db: end the session, checkpoint, release the data directory (and
- * remove it if temporary), free the handle. Waits for calls running on
+/* Close db: end the session; with the database's last handle (and no
+ * server left on it) checkpoint, release the data directory (and remove
+ * it if temporary); free the handle. Waits for calls running on
  * other threads; calls that start afterwards fail with PGLITE_MISUSE.
  * NULL is a no-op. Returns PGLITE_OK, or PGLITE_MISUSE for a handle that
  * is not open or when called from a callback of the same handle. */
@@ -440,20 +465,16 @@ PGLITE_API int pglite_dump_archive_path(const char *data_dir, const char *path);
  *         pglite_server_stop(srv);
  *     }
  *
- * Clients share the handle's one backend: one client session at a time,
- * and each session holds the handle's mutex from its authentication to
- * its end, so API calls on db wait while a client is connected (and
- * client sessions wait for the API call running, and for a transaction
- * the API has open, to end). Clients that connect meanwhile queue, up to
- * max_wait_ms; then they get FATAL 53300. Only the handle's database is
- * served (another one in the startup packet: FATAL 0A000).
+ * Every client gets a PostgreSQL session of its own on the handle's
+ * database, next to the program's handles, as a server gives each
+ * connection its backend: in any database of the cluster, as the role it
+ * logs in as, up to max_connections (then PostgreSQL's FATAL 53300). A
+ * client's transactions, locks and settings are its own; the program's
+ * open transaction is invisible to it until committed.
  *
- * After each client session the server rolls back what it left open and
- * runs DISCARD ALL, which also resets the handle's own session state:
- * prepared statements (pglite_prepare), LISTENs, SET values and a
- * username given at open. Prepare again after a client was served.
- *
- * Stop the server (pglite_server_stop) before pglite_close(db). */
+ * The server holds the database open: pglite_close(db) before
+ * pglite_server_stop is allowed, and the database closes when both are
+ * done. */
 
 typedef struct pglite_server pglite_server;
 
@@ -468,13 +489,14 @@ typedef struct pglite_server_options {
                                 A HOST that is not loopback needs a password
                                 (else PGLITE_CANTOPEN, saying why) */
     const char *password;    /* NULL or "": trust (anyone who can connect);
-                                otherwise SCRAM-SHA-256 (or md5, for clients
-                                that ask) as user `username` */
-    const char *username;    /* the role clients log in as; default the
-                                backend's session user ("postgres") */
-    int max_wait_ms;         /* how long a client may wait for its turn;
-                                0: 30000 */
-    int max_waiting;         /* clients waiting at once; 0: 32 */
+                                otherwise this password, for every role,
+                                with SCRAM-SHA-256 */
+    const char *username;    /* the role of the URI; default the handle's
+                                session user. Each client logs in as the role
+                                its startup packet names */
+    int max_wait_ms;         /* unused (kept for the layout): clients no
+                                longer wait for a turn */
+    int max_waiting;         /* unused, likewise */
     int verbose;             /* 1: log connects and disconnects to stderr;
                                 0: only warnings and errors */
     const char *ssl_cert;    /* TLS on TCP: PEM certificate (chain) file and */
@@ -491,9 +513,8 @@ typedef struct pglite_server_options {
 /* Fill o with the defaults. */
 PGLITE_API void pglite_server_options_init(pglite_server_options *o);
 
-/* Start serving db (o NULL: the defaults). Returns PGLITE_OK and the
- * server in *out, or PGLITE_MISUSE (bad options, or a server already runs
- * on db) / PGLITE_CANTOPEN (a socket cannot be bound) with the message in
+/* Start serving db's database (o NULL: the defaults). Returns PGLITE_OK
+ * and the server in *out, or PGLITE_MISUSE (bad options) / PGLITE_CANTOPEN (a socket cannot be bound) with the message in
  * pglite_errmsg(db) and *out NULL. */
 PGLITE_API int pglite_server_start(pglite *db, const pglite_server_options *o,
                                    pglite_server **out);
@@ -507,10 +528,11 @@ PGLITE_API const char *pglite_server_uri(const pglite_server *srv);
 /* The bound TCP port, or -1 without TCP. */
 PGLITE_API int pglite_server_port(const pglite_server *srv);
 
-/* Stop: stop accepting (the socket file is removed), turn waiting clients
- * away (FATAL 57P01), cancel the running statement of the current client,
- * roll its session back and end it; db stays open and usable. Frees srv;
- * NULL is a no-op. */
+/* Stop: stop accepting (the socket file is removed), turn clients still
+ * connecting away (FATAL 57P01), cancel every client's running statement,
+ * roll its session back and end it (FATAL 57P01); the program's handles
+ * stay open and usable (the database closes here if none is left). Frees
+ * srv; NULL is a no-op. */
 PGLITE_API void pglite_server_stop(pglite_server *srv);
 
 #ifdef __cplusplus

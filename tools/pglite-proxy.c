@@ -4,9 +4,10 @@
  *   pglite-proxy --root data/mydb                # persistent, /tmp/.s.PGSQL.5432
  *   pglite-proxy --temporary --tcp 127.0.0.1:0   # throw-away, any free port
  *
- * One client session at a time; others wait their turn. SIGINT/SIGTERM
- * stop it cleanly: no new clients, the current session rolled back, the
- * database shut down with a checkpoint, the socket file removed. */
+ * Every client gets a PostgreSQL session of its own, up to
+ * max_connections. SIGINT/SIGTERM stop it cleanly: no new clients, the
+ * sessions rolled back and ended, the database shut down with a
+ * checkpoint, the socket file removed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -82,7 +83,7 @@ static void usage(FILE *f) {
         "                                 for localhost when missing (clients verify with\n"
         "                                 sslrootcert=DIR/server.crt)\n"
         "Clients:\n"
-        "  -U, --username NAME            the role clients log in as (default postgres;\n"
+        "  -U, --username NAME            the role of the URI (default postgres;\n"
         "                                 created when missing)\n"
         "  -d, --database NAME            the database (default postgres; created when\n"
         "                                 missing)\n"
@@ -91,8 +92,6 @@ static void usage(FILE *f) {
         "                                 password\n"
         "      --trust-remote             allow --tcp on a non-loopback address without a\n"
         "                                 password (anyone reaching it is a superuser)\n"
-        "      --max-waiting N            clients that may queue for the database (32)\n"
-        "      --wait-timeout SECONDS     how long a queued client waits (30)\n"
         "      --startup-timeout SECONDS  time to send the startup packet and the\n"
         "                                 password (10)\n"
         "Other:\n"
@@ -106,13 +105,13 @@ typedef struct args {
     char tcp_buf[256];
     const char *tcp_host; /* tcp_buf with --tcp, else NULL */
     int trust_remote, ssl_self_signed;
-    int tcp_port, temporary, relaxed, no_unix, max_waiting, wait_s, startup_s;
+    int tcp_port, temporary, relaxed, no_unix, startup_s;
     const char **gucs; /* NULL-terminated */
 } args;
 
 /* Parse the command line into a: -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, args *a) {
-    enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG, O_MAXWAIT, O_WAIT,
+    enum { O_TCP = 256, O_UNIX, O_NO_UNIX, O_PASSWORD, O_AUTH, O_RELAXED, O_LOG,
            O_STARTUP, O_TRUST_REMOTE, O_SSL_CERT, O_SSL_KEY, O_SSL_SELF };
     static const struct option longopts[] = {
         {"root", required_argument, NULL, 'D'},
@@ -130,8 +129,6 @@ static int parse_args(int argc, char **argv, args *a) {
         {"ssl-cert", required_argument, NULL, O_SSL_CERT},
         {"ssl-key", required_argument, NULL, O_SSL_KEY},
         {"ssl-self-signed", no_argument, NULL, O_SSL_SELF},
-        {"max-waiting", required_argument, NULL, O_MAXWAIT},
-        {"wait-timeout", required_argument, NULL, O_WAIT},
         {"startup-timeout", required_argument, NULL, O_STARTUP},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, 'h'},
@@ -176,8 +173,6 @@ static int parse_args(int argc, char **argv, args *a) {
         case 'd': a->database = optarg; break;
         case O_PASSWORD: a->password = optarg; break;
         case O_AUTH: a->auth = optarg; break;
-        case O_MAXWAIT: a->max_waiting = atoi(optarg); break;
-        case O_WAIT: a->wait_s = atoi(optarg); break;
         case O_STARTUP: a->startup_s = atoi(optarg); break;
         case O_LOG:
             if (!strcmp(optarg, "error")) g_level = SERVER_LOG_ERROR;
@@ -282,8 +277,6 @@ int main(int argc, char **argv) {
         .trust_remote = a.trust_remote,
         .ssl_cert = a.ssl_cert,
         .ssl_key = a.ssl_key,
-        .max_waiting = a.max_waiting,
-        .wait_timeout_ms = a.wait_s > 0 ? a.wait_s * 1000 : 0,
         .startup_timeout_ms = a.startup_s > 0 ? a.startup_s * 1000 : 0,
         .log_level = g_level,
         .log = log_line,

@@ -155,13 +155,18 @@ int pglite_dump_archive(pglite *db, const char *path) {
     if (db->tx != 'I')
         return client_leave(db, client_fail(db, PGLITE_MISUSE, "25001",
                                             "pglite_dump_archive: a transaction is open"));
-    /* Everything written so far into the files; the mutex keeps the
-     * session still while they are read. */
+    /* Everything written so far into the files; then every session of
+     * the cluster held still while they are read, so that the archive is
+     * what a crash at that instant would leave (what a later commit of
+     * another session wrote meanwhile is in the WAL it holds, replayed
+     * when the archive is opened). */
     rc = client_simple(db, "CHECKPOINT", NULL);
     if (rc != PGLITE_OK)
         return client_leave(db, rc);
     char err[1024];
-    rc = dump_dir(db->st.dir, path, err, sizeof err);
+    backend_hold_cluster(db->be);
+    rc = dump_dir(db->sh->st.dir, path, err, sizeof err);
+    backend_release_cluster(db->be);
     if (rc != PGLITE_OK)
         client_fail(db, rc, NULL, "%s", err);
     return client_leave(db, rc);

@@ -21,6 +21,7 @@
 #define PGLITE_CLIENT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -119,6 +120,21 @@ typedef struct store {
     void *cluster;   /* the locked cluster, when the cluster layer provides one */
 } store;
 
+/* A data directory this process has open (store.c): its cluster's first
+ * backend, parked, which every handle's session and every server session
+ * on it is cloned from. Shared by the handles (and servers) on it; the
+ * last to let go closes the cluster (the shutdown checkpoint). */
+typedef struct shared_db {
+    struct shared_db *next; /* the registry */
+    int refs;               /* under the registry lock */
+    store st;
+    dev_t dev;              /* the data directory, to know it again */
+    ino_t ino;
+    pid_t owner;            /* the process that opened it (a fork's child does not have it) */
+    backend *first;
+    int relaxed_durability; /* the cluster's */
+} shared_db;
+
 struct pglite {
     struct pglite *next; /* registry */
     int refs;            /* registry references (under the registry lock) */
@@ -128,10 +144,10 @@ struct pglite {
     int depth;           /* nesting of calls on the owning thread */
     int delivering;
 
-    store st;
-    backend *be;
+    shared_db *sh;       /* the database */
+    backend *be;         /* this handle's session on it */
     char tx;             /* 'I', 'T', 'E' from the last ReadyForQuery */
-    int served;          /* pglite_server_start serves it: leaving wakes the server */
+    errobj *fatal;       /* the FATAL that ended the session while it was idle */
     wire_buf req;
 
     errobj *last_err;    /* NULL after a success */
@@ -155,11 +171,6 @@ struct pglite {
 /* The public status (PGLITE_*) of an internal one: 0 or a negative
  * pgl_status of cluster, backend or server (cluster/status.h). */
 int client_status(int internal);
-
-/* server.c: the program left a call on a served handle with no
- * transaction open (or closed it): wakes a server session waiting for the
- * program's transaction to end. */
-void client_served_changed(void);
 
 /* Enter a public call on db: PGLITE_OK with the mutex held, or
  * PGLITE_MISUSE (db NULL, not open, closed). */
@@ -191,6 +202,10 @@ void collect_free(collect *c);
  * PGLITE_DEAD / PGLITE_NOMEM / PGLITE_PROTOCOL with the handle's error
  * set. */
 int client_roundtrip(pglite *db, collect *c);
+/* What the session's backend produced while it was parked (notifications,
+ * notices, the FATAL of a terminate): into the handle's events, the FATAL
+ * kept for the next call. */
+void client_idle_output(pglite *db, const uint8_t *out, size_t len);
 /* One simple-protocol Query of sql (not split): the last result into *res
  * (may be NULL). Returns PGLITE_OK, PGLITE_ERROR (database error; the
  * handle's error set), or another status. */
@@ -215,10 +230,16 @@ int sql_next_statement(const char *s, size_t n, size_t *pos, size_t *start, size
 long client_blob_read(void *ctx, void *buf, size_t len);
 long client_blob_write(void *ctx, const void *buf, size_t len);
 
-/* Create or open the data directory for path under options o. PGLITE_OK,
- * or a status with a message in err. */
-int store_open(store *s, const char *path, const pglite_options *o, char *err, size_t errlen);
-void store_close(store *s);
+/* The database at path (NULL: a new temporary one) under options o: the
+ * one this process has open already (another reference), or the data
+ * directory created or opened and its cluster started. PGLITE_OK, or a
+ * status with a message in err. */
+int shared_open(const char *path, const pglite_options *o, shared_db **out, char *err,
+                size_t errlen);
+/* Another reference to sh. */
+void shared_ref(shared_db *sh);
+/* Let go of a reference; the last closes the cluster and the directory. */
+void shared_close(shared_db *sh);
 /* Unpack the data-directory archive into dir (missing or empty). */
 int archive_load(const char *archive, const char *dir, char *err, size_t errlen);
 

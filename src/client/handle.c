@@ -60,19 +60,29 @@ int client_enter(pglite *db) {
         release(db);
         return PGLITE_MISUSE;
     }
-    db->depth++;
+    if (db->depth++ == 0 && db->be) {
+        /* The session takes its signals itself again (see client_leave). */
+        const uint8_t *out;
+        size_t n;
+        backend_unpark(db->be, &out, &n);
+        if (n)
+            client_idle_output(db, out, n);
+    }
     return PGLITE_OK;
 }
 
 int client_leave(pglite *db, int rc) {
-    if (db->depth == 1)
+    if (db->depth == 1) {
         events_deliver(db);
-    int wake = db->depth == 1 && db->served && db->tx == 'I';
+        /* Between calls no thread of ours waits on the session: the
+         * cluster's takes its signals (a DROP DATABASE's barrier, a
+         * terminate, a NOTIFY) as an idle PostgreSQL backend would. */
+        if (db->be)
+            backend_park(db->be);
+    }
     db->depth--;
     pthread_mutex_unlock(&db->mu);
     release(db);
-    if (wake)
-        client_served_changed();
     return rc;
 }
 
@@ -188,6 +198,7 @@ void pglite_options_init(pglite_options *o) {
 
 static void destroy(pglite *db) {
     events_free(db);
+    errobj_free(db->fatal);
     for (listener *l = db->listeners, *n; l; l = n) {
         n = l->next;
         free(l->channel);
@@ -214,12 +225,35 @@ static int open_fail(pglite *db, int code, const char *fmt, ...) {
     client_set_open_error(errobj_libv(code, NULL, fmt, ap));
     va_end(ap);
     if (db) {
-        if (db->be)
-            backend_close(db->be);
-        store_close(&db->st);
+        backend_close(db->be);
+        shared_close(db->sh);
         destroy(db);
     }
     return code;
+}
+
+/* "name=value" settings as a startup packet's options: -c name=value
+ * each, white space and backslashes escaped with a backslash (what
+ * pg_split_opts undoes). NULL without memory. */
+static char *gucs_as_options(const char *const *gucs) {
+    wire_buf b;
+    wire_buf_init(&b);
+    for (size_t i = 0; gucs[i]; i++) {
+        wire_put(&b, i ? " -c " : "-c ", i ? 4 : 3);
+        for (const char *c = gucs[i]; *c; c++) {
+            if (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\r' || *c == '\\')
+                wire_put(&b, "\\", 1);
+            wire_put(&b, c, 1);
+        }
+    }
+    wire_put(&b, "", 1);
+    if (b.oom) {
+        wire_buf_free(&b);
+        return NULL;
+    }
+    char *s = strdup((const char *)b.data);
+    wire_buf_free(&b);
+    return s;
 }
 
 int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
@@ -254,21 +288,35 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
     db->tx = 'I';
 
     char err[4096];
-    int rc = store_open(&db->st, path, &o, err, sizeof err);
+    int rc = shared_open(path, &o, &db->sh, err, sizeof err);
     if (rc != PGLITE_OK)
         return open_fail(db, rc, "%s", err);
-    backend_options bo = {.data_dir = db->st.dir,
-                          .user = o.username,
-                          .database = o.database,
-                          .gucs = o.gucs,
-                          .debug = o.debug,
-                          .relaxed_durability = o.relaxed_durability,
-                          .blob_ctx = db,
-                          .blob_read = client_blob_read,
-                          .blob_write = client_blob_write};
-    if ((rc = backend_start(&bo, &db->be, err, sizeof err)) != 0)
+    /* The handle's session: a backend of its own on the cluster, started
+     * from a startup packet as a client of a server gets one, so the
+     * session user is the role (PostgreSQL checks it may log in) and
+     * later opens' settings are the session's (options, as -c). */
+    const char *params[10];
+    int k = 0;
+    params[k++] = "user";
+    params[k++] = o.username && *o.username ? o.username : "postgres";
+    params[k++] = "database";
+    params[k++] = o.database && *o.database ? o.database : "postgres";
+    char *sess_opts = NULL;
+    if (o.gucs && o.gucs[0] && db->sh->refs > 1) {
+        if (!(sess_opts = gucs_as_options(o.gucs)))
+            return open_fail(db, PGLITE_NOMEM, "out of memory");
+        params[k++] = "options";
+        params[k++] = sess_opts;
+    }
+    params[k] = NULL;
+    rc = backend_clone(db->sh->first, params, 0, &db->be, err, sizeof err);
+    free(sess_opts);
+    if (rc < 0)
         return open_fail(db, client_status(rc), "%s", err);
-    /* What the server said at startup: parameters, then ReadyForQuery. */
+    backend_set_blob(db->be, db, client_blob_read, client_blob_write);
+    /* What the server said at startup: parameters, then ReadyForQuery
+     * (or PostgreSQL's FATAL: no such role or database, too many
+     * connections). */
     size_t n;
     const uint8_t *hello = backend_startup_reply(db->be, &n);
     wire_reader r;
@@ -282,33 +330,23 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
         else if (m.type == PqMsg_ReadyForQuery && wire_ready_for_query(&m, &db->tx) == 0)
             got_ready = 1;
         else if (m.type == PqMsg_ErrorResponse) {
-            char msg[1024] = "";
-            wire_error_field(&m, 'M', msg, sizeof msg);
-            return open_fail(db, PGLITE_CANTOPEN, "the session was refused: %s", msg);
+            int bad = 0;
+            errobj *e = errobj_from_wire(&m, &bad);
+            if (!e)
+                return open_fail(db, PGLITE_NOMEM, "out of memory");
+            e->e.code = PGLITE_CANTOPEN;
+            backend_close(db->be);
+            db->be = NULL;
+            shared_close(db->sh);
+            db->sh = NULL;
+            destroy(db);
+            client_set_open_error(e);
+            return PGLITE_CANTOPEN;
         }
     }
-    if (w < 0 || !got_ready)
+    if (w < 0 || !got_ready || rc != 0)
         return open_fail(db, PGLITE_PROTOCOL, "malformed startup reply from the backend");
-    /* The embedded backend runs its session as the bootstrap superuser
-     * whatever the startup packet names: become the requested user, which
-     * must exist (SET SESSION AUTHORIZATION checks it). */
-    if (o.username && *o.username && strcmp(o.username, "postgres") != 0) {
-        wire_buf q;
-        wire_buf_init(&q);
-        wire_put(&q, "SET SESSION AUTHORIZATION \"", 27);
-        for (const char *c = o.username; *c; c++) {
-            if (*c == '"')
-                wire_put(&q, c, 1); /* "" inside a quoted identifier */
-            wire_put(&q, c, 1);
-        }
-        wire_put(&q, "\"", 2); /* and the NUL */
-        int rc2 = q.oom ? PGLITE_NOMEM : client_simple(db, (const char *)q.data, NULL);
-        wire_buf_free(&q);
-        if (rc2 != PGLITE_OK)
-            return open_fail(db, rc2 == PGLITE_ERROR ? PGLITE_CANTOPEN : rc2,
-                             "cannot start the session as user \"%s\": %s", o.username,
-                             db->last_err ? db->last_err->e.message : pglite_errstr(rc2));
-    }
+    backend_park(db->be);
     pthread_mutex_lock(&g_lock);
     db->next = g_handles;
     g_handles = db;
@@ -332,13 +370,10 @@ int pglite_close(pglite *db) {
     backend *be = db->be;
     db->be = NULL;
     pthread_mutex_unlock(&db->be_mu);
-    backend_close(be);
-    store_close(&db->st);
-    int wake = db->served;
+    backend_close(be); /* the end of its session */
+    shared_close(db->sh); /* the last one closes the cluster */
+    db->sh = NULL;
     db->depth--;
-    pthread_mutex_unlock(&db->mu);
     release(db); /* frees db when no other thread holds it */
-    if (wake)
-        client_served_changed();
     return PGLITE_OK;
 }

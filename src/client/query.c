@@ -158,6 +158,25 @@ static int read_reply(pglite *db, const uint8_t *out, size_t len, collect *c, in
     return w < 0 ? -2 : 0;
 }
 
+void client_idle_output(pglite *db, const uint8_t *out, size_t len) {
+    collect c = {0};
+    int ready = 0;
+    read_reply(db, out, len, &c, &ready);
+    /* An error while idle is the FATAL that ended the session. */
+    if (c.cur)
+        finish(&c);
+    for (int i = 0; i < c.n; i++)
+        if (c.list[i]->status == PGLITE_RESULT_ERROR && c.list[i]->err) {
+            errobj *e = errobj_copy(c.list[i]->err);
+            if (e) {
+                e->e.code = PGLITE_DEAD;
+                errobj_free(db->fatal);
+                db->fatal = e;
+            }
+        }
+    collect_free(&c);
+}
+
 int client_roundtrip(pglite *db, collect *c) {
     if (db->req.oom) {
         wire_buf_reset(&db->req);
@@ -168,6 +187,10 @@ int client_roundtrip(pglite *db, collect *c) {
     char err[640];
     int rc = backend_exchange(db->be, db->req.data, db->req.len, &out, &len, err, sizeof err);
     wire_buf_reset(&db->req);
+    if (rc != 0 && db->fatal) { /* ended while idle: PostgreSQL's own FATAL */
+        errobj *e = errobj_copy(db->fatal);
+        return client_set_error(db, e ? e : errobj_nomem());
+    }
     if (rc != 0)
         return client_fail(db, PGLITE_DEAD, NULL, "%s", err);
     int ready = 0;

@@ -1,18 +1,15 @@
 /*
  * server.c: pglite_server_*, the wire server (src/server) on an open
- * handle's backend.
+ * handle's database.
  *
- * The server borrows the handle's backend. Its acquire hook enters the
- * handle as a public call would (registry reference and recursive mutex)
- * and holds it for the whole client session; the release hook leaves it.
- * A session also waits for a transaction the API left open between its
- * calls, so that a client never joins (and its reset never rolls back) the
- * program's transaction.
+ * The server borrows the cluster's first backend and gives every client a
+ * session of its own cloned from it, next to the program's handles, as a
+ * PostgreSQL server gives each connection its backend. It holds a
+ * reference to the database, so the handle may close before it stops.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,70 +21,16 @@
 struct pglite_server {
     pglite *db;
     server *srv;
-    atomic_int stopping;
-    int entered; /* the session thread holds db (between acquire and release) */
+    shared_db *sh; /* a reference to the database */
     char *uri;
-    struct pglite_server *next;
 };
 
-/* Handles being served (one server per handle). */
-static pthread_mutex_t g_served_lock = PTHREAD_MUTEX_INITIALIZER;
-static pglite_server *g_served;
 
 void pglite_server_options_init(pglite_server_options *o) {
     if (!o)
         return;
     memset(o, 0, sizeof *o);
     o->size = sizeof *o;
-}
-
-/* Bumped (under g_idle_lock) whenever the program leaves a call on a
- * served handle with no transaction open, closes one, or a server stops:
- * what srv_acquire waits for. Global, not in the handle, since the handle
- * may be freed meanwhile. */
-static pthread_mutex_t g_idle_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_idle_cv = PTHREAD_COND_INITIALIZER;
-static unsigned long g_idle_gen;
-
-void client_served_changed(void) {
-    pthread_mutex_lock(&g_idle_lock);
-    g_idle_gen++;
-    pthread_cond_broadcast(&g_idle_cv);
-    pthread_mutex_unlock(&g_idle_lock);
-}
-
-static void srv_acquire(void *ctx) {
-    pglite_server *ps = ctx;
-    for (;;) {
-        pthread_mutex_lock(&g_idle_lock);
-        unsigned long gen = g_idle_gen;
-        pthread_mutex_unlock(&g_idle_lock);
-        if (client_enter(ps->db) != PGLITE_OK) {
-            ps->entered = 0; /* closed under us: misuse, documented */
-            return;
-        }
-        if (ps->db->tx == 'I' || atomic_load(&ps->stopping)) {
-            ps->entered = 1;
-            return;
-        }
-        /* the program has a transaction open: wait until it leaves a call
-         * with none (our own leave does not count: the transaction is
-         * still open), then look again */
-        client_leave(ps->db, 0);
-        pthread_mutex_lock(&g_idle_lock);
-        while (g_idle_gen == gen && !atomic_load(&ps->stopping))
-            pthread_cond_wait(&g_idle_cv, &g_idle_lock);
-        pthread_mutex_unlock(&g_idle_lock);
-    }
-}
-
-static void srv_release(void *ctx) {
-    pglite_server *ps = ctx;
-    if (!ps->entered)
-        return;
-    ps->entered = 0;
-    ps->db->tx = 'I'; /* the server rolled back and reset the session */
-    client_leave(ps->db, 0);
 }
 
 static void srv_log(void *ctx, server_log_level level, const char *line) {
@@ -120,20 +63,6 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         client_fail(db, PGLITE_MISUSE, NULL, "pglite_server_start called from a callback");
         return client_leave(db, PGLITE_MISUSE);
     }
-    if (db->tx != 'I') {
-        client_fail(db, PGLITE_MISUSE, "25001",
-                    "pglite_server_start: a transaction is open on the handle");
-        return client_leave(db, PGLITE_MISUSE);
-    }
-    pthread_mutex_lock(&g_served_lock);
-    for (pglite_server *p = g_served; p; p = p->next) {
-        if (p->db == db) {
-            pthread_mutex_unlock(&g_served_lock);
-            client_fail(db, PGLITE_MISUSE, NULL, "a server already runs on this handle");
-            return client_leave(db, PGLITE_MISUSE);
-        }
-    }
-    pthread_mutex_unlock(&g_served_lock);
 
     char host[256] = "";
     int port = 0;
@@ -154,7 +83,7 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         return client_leave(db, PGLITE_MISUSE);
     }
     if (opt.ssl_self_signed) {
-        if (server_self_signed_pair(db->st.dir, cert, key, sizeof cert, why, sizeof why) != 0) {
+        if (server_self_signed_pair(db->sh->st.dir, cert, key, sizeof cert, why, sizeof why) != 0) {
             client_fail(db, PGLITE_CANTOPEN, NULL, "pglite_server_start: %s", why);
             return client_leave(db, PGLITE_CANTOPEN);
         }
@@ -182,12 +111,8 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         return client_leave(db, PGLITE_NOMEM);
     }
     ps->db = db;
-    db->served = 1; /* kept after a stop: a spare wake-up costs nothing */
     server_options so = {
-        .backend = db->be,
-        .acquire = srv_acquire,
-        .release = srv_release,
-        .lock_ctx = ps,
+        .backend = db->sh->first,
         .user = user,
         .database = dbname,
         .unix_path = opt.unix_socket,
@@ -196,14 +121,10 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         .password = opt.password,
         .ssl_cert = ssl_cert,
         .ssl_key = ssl_key,
-        .max_waiting = opt.max_waiting,
-        .wait_timeout_ms = opt.max_wait_ms,
         .log_level = opt.verbose ? SERVER_LOG_INFO : SERVER_LOG_WARNING,
         .log = srv_log,
     };
     char err[1024];
-    /* The server reads the backend's startup reply now and uses the backend
-     * only from its session thread, under acquire: we hold db meanwhile. */
     int st = server_start(&so, &ps->srv, err, sizeof err);
     if (st != 0) {
         free(ps);
@@ -224,10 +145,8 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
         memcpy(ps->uri, u, ul + 1);
     else
         snprintf(ps->uri, ul + 20, "%s%csslmode=disable", u, strchr(u, '?') ? '&' : '?');
-    pthread_mutex_lock(&g_served_lock);
-    ps->next = g_served;
-    g_served = ps;
-    pthread_mutex_unlock(&g_served_lock);
+    shared_ref(db->sh);
+    ps->sh = db->sh;
     client_set_error(db, NULL);
     *out = ps;
     return client_leave(db, PGLITE_OK);
@@ -242,17 +161,8 @@ int pglite_server_port(const pglite_server *srv) {
 void pglite_server_stop(pglite_server *srv) {
     if (!srv)
         return;
-    pthread_mutex_lock(&g_served_lock);
-    for (pglite_server **pp = &g_served; *pp; pp = &(*pp)->next) {
-        if (*pp == srv) {
-            *pp = srv->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g_served_lock);
-    atomic_store(&srv->stopping, 1);
-    client_served_changed(); /* a session waiting for the program's transaction */
-    server_stop(srv->srv); /* joins the session thread: release has run */
+    server_stop(srv->srv); /* ends its sessions */
+    shared_close(srv->sh);  /* closes the database if no handle has it open */
     free(srv->uri);
     free(srv);
 }

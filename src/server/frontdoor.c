@@ -292,16 +292,14 @@ frontdoor_result frontdoor_process(const frontdoor_cfg *cfg, conn *c, wire_buf *
                 return r;
             continue;
         }
-        if (c->state == CONN_QUEUED)
-            return FRONT_READY;
         char why[128];
         long n = wire_frame(c->buf, c->len, WIRE_FROM_AUTH, why, sizeof why);
         if (n < 0)
             return front_fatal(cfg, c, out, "08P01", why);
         if (n == 0)
             return FRONT_MORE;
-        /* a copy: handle_password may queue c, after which its buffer keeps
-         * only what follows */
+        /* a copy: handle_password may make c ready, after which its buffer
+         * keeps only what follows */
         wire_msg m = {.type = (char)c->buf[0], .len = (uint32_t)n - 5};
         uint8_t *body = malloc(m.len ? m.len : 1);
         if (!body)

@@ -33,13 +33,11 @@ enum conn_state {
     CONN_PASSWORD,   /* waiting for a PasswordMessage (md5 or cleartext) */
     CONN_SASL_INIT,  /* waiting for SASLInitialResponse */
     CONN_SASL_FINAL, /* waiting for SASLResponse */
-    CONN_QUEUED,     /* authenticated, waiting for the backend */
 };
 
 /* One client connection. The front door uses the buffer, the state and
  * what the startup packet said; fd and the list links are the listener's.
- * Owned by the listener until queued, then by the queue, then by the
- * session thread. */
+ * Owned by the listener until authenticated, then by its session. */
 typedef struct conn {
     int fd;
     int tcp;          /* a TCP connection (TLS is offered on TCP only) */
@@ -67,7 +65,6 @@ typedef struct conn {
     size_t cancel_keylen;
     uint64_t id;        /* unique per server */
     struct conn *fnext; /* front-door list (listener only) */
-    struct conn *next;  /* the queue (under mu) */
 } conn;
 
 /* How the front door authenticates, and where it logs. */
@@ -83,7 +80,7 @@ typedef struct frontdoor_cfg {
 typedef enum frontdoor_result {
     FRONT_CLOSE = -1, /* close the connection once out is sent (a FATAL, or nothing) */
     FRONT_MORE = 0,   /* keep it: more bytes are needed */
-    FRONT_READY = 2,  /* authenticated: queue it for a session */
+    FRONT_READY = 2,  /* authenticated: hand it to a session */
     FRONT_CANCEL = 3, /* a CancelRequest (c->cancel_*): act on it, then close */
     FRONT_TLS = 4,    /* 'S' is in out: send it, then the TLS handshake; the
                          bytes after it are the front door's again */

@@ -1,7 +1,7 @@
 /* The listener: binds the sockets, accepts connections, runs each through
- * the front door (frontdoor.c) without blocking, and keeps the queue of
- * authenticated clients the session thread (session.c) takes them from.
- * It only accepts and reads first packets: no client holds it. */
+ * the front door (frontdoor.c) without blocking, and hands authenticated
+ * clients to a session of their own (session.c). It only accepts and
+ * reads first packets: no client holds it. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
 #include "server/tls.h"
@@ -114,7 +114,7 @@ void srv_conn_free(conn *c) {
     free(c);
 }
 
-/* ---- the queue -------------------------------------------------------------- */
+/* ---- handing clients on ----------------------------------------------------- */
 
 /* Turn a client away from the listener: FATAL, a log line. Returns -1. */
 static int refuse(server *s, conn *c, const char *code, const char *msg) {
@@ -123,55 +123,15 @@ static int refuse(server *s, conn *c, const char *code, const char *msg) {
     return -1;
 }
 
-/* A CancelRequest the front door decoded: cancel the running statement if
- * the key is the current session's. */
+/* A CancelRequest the front door decoded: cancel the running statement of
+ * the session with that pid and key. */
 static void handle_cancel(server *s, conn *c) {
-    int done = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->cancel_active && s->be && c->cancel_pid == s->cancel_pid &&
-        c->cancel_keylen == s->cancel_keylen &&
-        CRYPTO_memcmp(c->cancel_key, s->cancel_key, c->cancel_keylen) == 0) {
-        backend_cancel(s->be);
-        done = 1;
-    } else {
-        done = session_cancel_locked(s, c->cancel_pid, c->cancel_key, c->cancel_keylen);
-    }
+    int done = session_cancel_locked(s, c->cancel_pid, c->cancel_key, c->cancel_keylen);
     pthread_mutex_unlock(&s->mu);
     srv_log(s, SERVER_LOG_DEBUG, "cancel request from %s: %s", c->peer,
             done ? "sent" : "no matching session");
 }
-
-/* Hand an authenticated client to the queue. 0, or -1 (refused: the
- * caller frees c). */
-static int enqueue(server *s, conn *c) {
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        return refuse(s, c, "57P01", "terminating connection due to administrator command");
-    }
-    if (s->nqueued >= s->max_waiting) {
-        pthread_mutex_unlock(&s->mu);
-        return refuse(s, c, "53300", "sorry, too many clients already");
-    }
-    c->state = CONN_QUEUED;
-    c->deadline = srv_now_ms() + s->wait_timeout_ms;
-    c->next = NULL;
-    if (s->qtail)
-        s->qtail->next = c;
-    else
-        s->qhead = c;
-    s->qtail = c;
-    s->nqueued++;
-    int waiting = s->nqueued;
-    char peer[sizeof c->peer];
-    memcpy(peer, c->peer, sizeof peer);
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    /* c may be the session thread's already */
-    srv_log(s, SERVER_LOG_DEBUG, "client %s queued (%d waiting)", peer, waiting);
-    return 0;
-}
-
 
 /* ---- accepting and the front door ---------------------------------------- */
 
@@ -198,7 +158,7 @@ static int handshake(server *s, conn *c) {
 }
 
 /* Data (or EOF) on a front-door connection: through the front door, its
- * replies sent. 0 keep the connection, 2 authenticated (to be queued), -1
+ * replies sent. 0 keep the connection, 2 authenticated (for a session), -1
  * close it. */
 static int front_read(server *s, conn *c) {
     if (direct_tls(s, c)) {
@@ -279,17 +239,14 @@ typedef struct listener {
     uint64_t serial;
     struct pollfd *pf;
     conn **pc;     /* the connection of each pf entry (NULL: pipe or socket) */
-    uint64_t *pid; /* and its id, to recognise it in the queue later */
-    size_t cap, k, fstart, qstart;
+    size_t cap, k, fstart;
 } listener;
 
-/* Poll entries: the stop pipe, the wake pipe, the listening sockets, the
- * front door's connections (input), the queued ones (the client going
- * away). Returns the poll timeout (ms), or -1 if out of memory. */
+/* Poll entries: the stop pipe, the listening sockets, the front door's
+ * connections. Returns the poll timeout (ms), or -1 if out of memory. */
 static int poll_set(listener *l, int64_t now) {
     server *s = l->s;
-    pthread_mutex_lock(&s->mu);
-    size_t need = 2 + (size_t)s->nlisten + (size_t)l->nfront + (size_t)s->nqueued;
+    size_t need = 1 + (size_t)s->nlisten + (size_t)l->nfront;
     if (need > l->cap) {
         size_t cap = need * 2;
         struct pollfd *npf = realloc(l->pf, cap * sizeof *l->pf);
@@ -298,21 +255,14 @@ static int poll_set(listener *l, int64_t now) {
         conn **npc = realloc(l->pc, cap * sizeof *l->pc);
         if (npc)
             l->pc = npc;
-        uint64_t *npid = realloc(l->pid, cap * sizeof *l->pid);
-        if (npid)
-            l->pid = npid;
-        if (npf && npc && npid)
+        if (npf && npc)
             l->cap = cap;
     }
-    if (l->cap < need) {
-        pthread_mutex_unlock(&s->mu);
+    if (l->cap < need)
         return -1;
-    }
     int64_t next = now + 60000;
     size_t k = 0;
     l->pf[k] = (struct pollfd){.fd = s->stop_pipe[0], .events = POLLIN};
-    l->pc[k++] = NULL;
-    l->pf[k] = (struct pollfd){.fd = s->wake_pipe[0], .events = POLLIN};
     l->pc[k++] = NULL;
     for (int i = 0; i < s->nlisten; i++) {
         l->pf[k] = (struct pollfd){.fd = s->lfd[i], .events = POLLIN};
@@ -321,21 +271,11 @@ static int poll_set(listener *l, int64_t now) {
     l->fstart = k;
     for (conn *c = l->front; c; c = c->fnext) {
         l->pf[k] = (struct pollfd){.fd = c->fd, .events = conn_events(c, POLLIN)};
-        l->pid[k] = c->id;
-        l->pc[k++] = c;
-        if (c->deadline < next)
-            next = c->deadline;
-    }
-    l->qstart = k;
-    for (conn *c = s->qhead; c; c = c->next) {
-        l->pf[k] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
-        l->pid[k] = c->id;
         l->pc[k++] = c;
         if (c->deadline < next)
             next = c->deadline;
     }
     l->k = k;
-    pthread_mutex_unlock(&s->mu);
     return next > now ? (int)(next - now) : 0;
 }
 
@@ -388,7 +328,7 @@ static void accept_new(listener *l, int lfd, int64_t now) {
  * alone: no lock needed). */
 static void serve_front_door(listener *l, int64_t now) {
     server *s = l->s;
-    for (size_t j = l->fstart; j < l->qstart; j++) {
+    for (size_t j = l->fstart; j < l->k; j++) {
         conn *c = l->pc[j];
         int r = 0;
         if (l->pf[j].revents)
@@ -402,48 +342,15 @@ static void serve_front_door(listener *l, int64_t now) {
             continue;
         front_unlink(&l->front, c);
         l->nfront--;
-        if (r == 2 && enqueue(s, c) == 0)
-            continue; /* the queue's now */
+        if (r == 2) {
+            session_start(s, c); /* the session's now */
+            continue;
+        }
         srv_conn_free(c);
     }
 }
 
-/* Queued clients that left or waited too long, if still queued (the
- * session thread may have taken and even freed them meanwhile). */
-static void sweep_queue(listener *l, int64_t now) {
-    server *s = l->s;
-    pthread_mutex_lock(&s->mu);
-    for (size_t j = l->qstart; j < l->k; j++) {
-        conn **pp = &s->qhead, *prev = NULL;
-        while (*pp && (*pp != l->pc[j] || (*pp)->id != l->pid[j])) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
-        conn *c = *pp;
-        if (!c)
-            continue;
-        int gone = (l->pf[j].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-        int late = c->deadline <= now;
-        if (!gone && !late)
-            continue;
-        *pp = c->next;
-        if (s->qtail == c)
-            s->qtail = prev;
-        s->nqueued--;
-        if (!gone) {
-            srv_log(s, SERVER_LOG_INFO,
-                    "client %s (user %s) waited %d ms for the database: turned away", c->peer,
-                    c->user, s->wait_timeout_ms);
-            srv_send_fatal(c, "53300", "sorry, too many clients already");
-        } else {
-            srv_log(s, SERVER_LOG_INFO, "client %s left while waiting", c->peer);
-        }
-        srv_conn_free(c);
-    }
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Stopping: no new clients; turn away those connecting and waiting. */
+/* Stopping: no new clients; turn away those connecting. */
 static void turn_away_all(listener *l) {
     server *s = l->s;
     for (int i = 0; i < s->nlisten; i++) {
@@ -460,16 +367,6 @@ static void turn_away_all(listener *l) {
         srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
         srv_conn_free(c);
     }
-    pthread_mutex_lock(&s->mu);
-    while (s->qhead) {
-        conn *c = s->qhead;
-        s->qhead = c->next;
-        srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
-        srv_conn_free(c);
-    }
-    s->qtail = NULL;
-    s->nqueued = 0;
-    pthread_mutex_unlock(&s->mu);
 }
 
 void *listener_main(void *arg) {
@@ -488,22 +385,15 @@ void *listener_main(void *arg) {
             break;
         if (l.pf[0].revents)
             break; /* stopping */
-        if (l.pf[1].revents) { /* the session thread took a client: poll afresh */
-            char drain[64];
-            while (read(s->wake_pipe[0], drain, sizeof drain) > 0)
-                ;
-        }
         int64_t now = srv_now_ms();
         for (int i = 0; i < s->nlisten; i++)
-            if (l.pf[2 + i].revents & POLLIN)
+            if (l.pf[1 + i].revents & POLLIN)
                 accept_new(&l, s->lfd[i], now);
         serve_front_door(&l, now);
-        sweep_queue(&l, now);
     }
     turn_away_all(&l);
     free(l.pf);
     free(l.pc);
-    free(l.pid);
     return NULL;
 }
 

@@ -132,14 +132,6 @@ static void server_free(server *s) {
         close(s->stop_pipe[0]);
     if (s->stop_pipe[1] >= 0)
         close(s->stop_pipe[1]);
-    if (s->wake_pipe[0] >= 0)
-        close(s->wake_pipe[0]);
-    if (s->wake_pipe[1] >= 0)
-        close(s->wake_pipe[1]);
-    for (int i = 0; i < s->nparams; i++) {
-        free(s->params[i].name);
-        free(s->params[i].value);
-    }
     free(s->data_dir);
     free(s->user);
     free(s->database);
@@ -150,11 +142,9 @@ static void server_free(server *s) {
     for (size_t i = 0; s->gucs && s->gucs[i]; i++)
         free(s->gucs[i]);
     free(s->gucs);
-    free(s->be_db);
     tls_ctx_free(s->tls);
     OPENSSL_cleanse(&s->scram, sizeof s->scram);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->workers_cv);
     free(s);
 }
@@ -166,11 +156,6 @@ static int copy_options(server *s, const server_options *o, char *err, size_t er
     if (o->backend) {
         s->borrowed = 1;
         s->be = o->backend;
-        s->acquire = o->acquire;
-        s->release = o->release;
-        s->lock_ctx = o->lock_ctx;
-    } else {
-        s->multi = 1; /* a session of its own for every client */
     }
     s->user = strdup(o->user && *o->user ? o->user : "postgres");
     s->database = strdup(o->database && *o->database ? o->database : "postgres");
@@ -184,8 +169,6 @@ static int copy_options(server *s, const server_options *o, char *err, size_t er
             gucs_ok = 0; /* the list ends early: refused below */
     s->relaxed_durability = o->relaxed_durability;
     s->debug = o->debug;
-    s->max_waiting = o->max_waiting > 0 ? o->max_waiting : 32;
-    s->wait_timeout_ms = o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 30000;
     s->startup_timeout_ms = o->startup_timeout_ms > 0 ? o->startup_timeout_ms : 10000;
     s->max_startup = o->max_startup > 0 ? o->max_startup : 64;
     s->log_level = o->log_level ? o->log_level : SERVER_LOG_INFO;
@@ -241,9 +224,8 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         return PGL_ENOMEM;
     }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->workers_cv, NULL);
-    s->stop_pipe[0] = s->stop_pipe[1] = s->wake_pipe[0] = s->wake_pipe[1] = -1;
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->tcp_port = -1;
     int st = copy_options(s, o, err, errlen);
     if (st != 0) {
@@ -266,8 +248,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
                                .log = front_log, .log_ctx = s};
     for (int i = 0; i < MAX_LISTEN; i++)
         s->lfd[i] = -1;
-    if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
-        pipe2(s->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         server_free(s);
         return -1;
@@ -287,17 +268,8 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         return -1;
     }
     make_uri(s, o->tcp_host);
-    if (pthread_create(&s->session, NULL, session_main, s) != 0) {
-        snprintf(err, errlen, "cannot start the session thread");
-        session_stop_backend(s);
-        server_free(s);
-        return -1;
-    }
-    s->session_started = 1;
-    if (s->multi && pthread_create(&s->watcher, NULL, session_watch_main, s) == 0)
+    if (pthread_create(&s->watcher, NULL, session_watch_main, s) == 0)
         s->watcher_started = 1;
-    if (s->multi && pthread_create(&s->first, NULL, session_first_main, s) == 0)
-        s->first_started = 1;
     if (pthread_create(&s->listener, NULL, listener_main, s) != 0) {
         snprintf(err, errlen, "cannot start the listener thread");
         server_stop(s);
@@ -322,9 +294,6 @@ void server_stop(server *s) {
         return;
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
-    if (s->cancel_active && s->be)
-        backend_cancel(s->be); /* roll back rather than wait for a long statement */
-    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     ssize_t w;
     do
@@ -332,12 +301,8 @@ void server_stop(server *s) {
     while (w < 0 && errno == EINTR);
     if (s->listener_started)
         pthread_join(s->listener, NULL);
-    if (s->session_started)
-        pthread_join(s->session, NULL);
     if (s->watcher_started)
         pthread_join(s->watcher, NULL);
-    if (s->first_started)
-        pthread_join(s->first, NULL);
     session_end_all(s);
     session_stop_backend(s);
     srv_log(s, SERVER_LOG_DEBUG, "stopped");

@@ -1,30 +1,29 @@
 /*
- * server: a PostgreSQL wire-protocol server over one embedded backend.
+ * server: a PostgreSQL wire-protocol server on an embedded cluster.
  *
  * Listens on a Unix socket and/or TCP (loopback unless told otherwise) and
- * lets any PostgreSQL client talk to the backend, one session at a time:
+ * gives every PostgreSQL client that connects a session of its own, as a
+ * real server does:
  *
  * - Front door (its own thread, non-blocking, so slow or hostile clients
- *   never hold the backend): the first packet is read with a size bound
- *   and a timeout; SSLRequest and GSSENCRequest are answered 'N';
- *   CancelRequest cancels the running statement when its key is the
- *   current session's; protocol 3.0 to 3.2 (newer minor versions and
- *   _pq_ options get NegotiateProtocolVersion); garbage gets FATAL 08P01.
+ *   never hold anything): the first packet is read with a size bound and
+ *   a timeout; SSLRequest and GSSENCRequest are answered 'N' (or 'S' with
+ *   TLS); CancelRequest cancels the running statement of the session its
+ *   pid and key name; protocol 3.0 to 3.2 (newer minor versions and _pq_
+ *   options get NegotiateProtocolVersion); garbage gets FATAL 08P01.
  *   Authentication: trust, or with a password SCRAM-SHA-256 (default),
  *   md5 or cleartext.
- * - Waiting: authenticated clients queue for the backend (bounded queue,
- *   bounded wait); past either bound they get FATAL 53300 "sorry, too
- *   many clients already".
- * - Session (the session thread): the database and role are checked (a
- *   database other than the current one is switched to, as PostgreSQL
- *   gives each connection its database), startup parameters are applied
- *   as PostgreSQL applies them (an invalid one is PostgreSQL's own FATAL),
- *   then messages are pumped between the socket and the backend, batched
- *   up to Sync, Flush, Query or FunctionCall; COPY FROM STDIN streams.
- *   Unknown message types and bad lengths are FATAL 08P01.
- * - Between sessions whatever the client left is rolled back and the
- *   session state reset (ROLLBACK; DISCARD ALL); a backend that died or
- *   cannot be reset is restarted.
+ * - Session (a thread per client): a backend of its own, cloned from the
+ *   cluster's first backend with the client's startup packet, so that
+ *   PostgreSQL itself checks the role and database, applies the startup
+ *   parameters and counts max_connections (its FATAL goes to the client
+ *   as it is); then messages are pumped between the socket and the
+ *   backend, batched up to Sync, Flush, Query or FunctionCall; COPY FROM
+ *   STDIN streams; NOTIFY and terminate reach an idle session. Unknown
+ *   message types and bad lengths are FATAL 08P01. The client's exit ends
+ *   the backend (PostgreSQL's own exit: locks released, temp tables
+ *   dropped); a client that goes away mid-statement has the statement
+ *   cancelled first.
  *
  * All socket writes use MSG_NOSIGNAL: a vanished client never raises
  * SIGPIPE.
@@ -47,21 +46,16 @@ typedef enum server_log_level {
 } server_log_level;
 
 typedef struct server_options {
-    /* The database: a data directory the server starts its own backend on,
-     * or a running backend it borrows. */
+    /* The cluster: a data directory the server starts its first backend
+     * on, or the first backend of a running one. */
     const char *data_dir;          /* a prepared cluster, not in use elsewhere */
-    struct backend *backend;       /* instead of data_dir: a started backend serving
-                                      `database` as `user`; the server never closes or
-                                      restarts it, and clients of other databases are
-                                      refused (0A000) */
-    void (*acquire)(void *ctx);    /* with backend: called before a client session uses
-                                      it, release after (e.g. a mutex shared with the
-                                      backend's other user); may be NULL */
-    void (*release)(void *ctx);
-    void *lock_ctx;
-    const char *user;              /* the role clients log in as; default "postgres";
-                                      created (superuser) when missing (not with backend) */
-    const char *database;          /* the database served first; default "postgres";
+    struct backend *backend;       /* instead of data_dir: the first backend of a cluster
+                                      started with backend_options.sessions, parked by
+                                      its owner; the server clones sessions from it and
+                                      never closes it */
+    const char *user;              /* the role of the URI; default "postgres"; created
+                                      (superuser) when missing (not with backend) */
+    const char *database;          /* the database of the URI; default "postgres";
                                       created when missing (not with backend) */
     const char *const *gucs;       /* NULL-terminated "name=value" backend settings */
     int relaxed_durability;        /* fsync and synchronous_commit off */
@@ -89,9 +83,8 @@ typedef struct server_options {
     const char *ssl_cert;
     const char *ssl_key;
 
-    /* Limits (0: the default). */
-    int max_waiting;               /* clients queued for the backend (default 32) */
-    int wait_timeout_ms;           /* how long one may wait (default 30000) */
+    /* Limits (0: the default). Sessions at once are PostgreSQL's
+     * max_connections. */
     int startup_timeout_ms;        /* startup packet and authentication (default 10000) */
     int max_startup;               /* connections in the front door at once (default 64) */
 
@@ -101,8 +94,8 @@ typedef struct server_options {
     void *log_ctx;
 } server_options;
 
-/* Start the backend on o->data_dir (or take o->backend), bind the sockets
- * and start serving.
+/* Start the first backend on o->data_dir (or take o->backend), bind the
+ * sockets and start serving.
  * Returns 0, or a negative pgl_status (cluster/status.h; -1 is PGL_EFAIL)
  * with a message in err (nothing left behind). */
 int server_start(const server_options *o, server **out, char *err, size_t errlen);
@@ -141,11 +134,11 @@ const char *server_unix_path(const server *s);
  * for TCP, else postgresql://user@/db?host=DIR&port=N. */
 const char *server_uri(const server *s);
 
-/* Stop: stop accepting (the socket file is removed), turn away waiting
- * clients (FATAL 57P01), cancel the running statement of the current
- * session, roll it back and end it (FATAL 57P01), then close the database
- * cleanly (a borrowed backend is left open). Frees s. NULL is a no-op. Not
- * from a signal handler. */
+/* Stop: stop accepting (the socket file is removed), turn away clients
+ * still connecting (FATAL 57P01), cancel every session's running
+ * statement, end the sessions (FATAL 57P01, rolled back), then close the
+ * cluster cleanly (a borrowed backend is left open). Frees s. NULL is a
+ * no-op. Not from a signal handler. */
 void server_stop(server *s);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * server internals shared by server.c (start, stop, URI, logging),
- * listener.c (sockets, accept, the queue), frontdoor.c (first packets and
- * authentication, pure) and session.c (the session thread driving the
- * backend).
+ * listener.c (sockets, accept), frontdoor.c (first packets and
+ * authentication, pure) and session.c (a thread per client session, each
+ * on a backend of its own).
  */
 #ifndef PGLITE_SERVER_INTERNAL_H
 #define PGLITE_SERVER_INTERNAL_H
@@ -19,11 +19,6 @@
 #include "wire/wire.h"
 
 #define MAX_LISTEN 8
-#define MAX_PARAMS 64
-
-typedef struct param {
-    char *name, *value;
-} param;
 
 struct server {
     /* options, copied */
@@ -33,7 +28,7 @@ struct server {
     scram_secret scram;
     frontdoor_cfg front;             /* auth, password and scram above, our log */
     struct tls_ctx *tls;             /* with ssl_cert and ssl_key, else NULL */
-    int max_waiting, wait_timeout_ms, startup_timeout_ms, max_startup;
+    int startup_timeout_ms, max_startup;
     server_log_level log_level;
     void (*log)(void *ctx, server_log_level level, const char *line);
     void *log_ctx;
@@ -46,43 +41,24 @@ struct server {
     int unix_bound;
     char uri[2048];
     int stop_pipe[2]; /* readable once stopping */
-    int wake_pipe[2]; /* the session thread took a client off the queue */
 
     /* threads */
-    pthread_t listener, session, watcher, first;
-    int listener_started, session_started, watcher_started, first_started;
+    pthread_t listener, watcher;
+    int listener_started, watcher_started;
 
-    /* shared, under mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stopping;
-    conn *qhead, *qtail;
-    int nqueued;
-    backend *be;                     /* swapped only under mu */
-    int cancel_active;               /* a session holds this key */
-    int32_t cancel_pid;
-    uint8_t cancel_key[32];
-    size_t cancel_keylen;
-
-    /* a borrowed backend (server_options.backend) */
+    /* The cluster's first backend, which every session is cloned from:
+     * the server's own, or borrowed (server_options.backend). */
+    backend *be;
     int borrowed;
-    void (*acquire)(void *ctx);
-    void (*release)(void *ctx);
-    void *lock_ctx;
 
-    /* Many sessions (a backend of our own): each client is served by a
-     * session of its own, a clone of be, on a thread of its own. Under mu:
-     * the live ones (for CancelRequest and stop) and their count. */
-    int multi;
+    /* shared, under mu: each client is served by a session of its own, a
+     * clone of be, on a thread of its own; the live ones (for
+     * CancelRequest and stop), the count of session threads */
+    pthread_mutex_t mu;
+    int stopping;
     struct sess *live;
     int nworkers;
     pthread_cond_t workers_cv;
-
-    /* session thread only */
-    char *be_db;                     /* database the backend serves */
-    int32_t be_pid;                  /* its pid (BackendKeyData) */
-    param params[MAX_PARAMS];        /* ParameterStatus as the backend has it */
-    int nparams;
     uint64_t sessions;
 };
 
@@ -112,22 +88,21 @@ int srv_send_all(server *s, conn *c, const void *data, size_t n);
 void srv_conn_free(conn *c);
 
 /* session.c */
-void *session_main(void *arg);
-/* Start (or restart) the backend on database db. 0, or -1 with err. */
-int session_start_backend(server *s, const char *db, char *err, size_t errlen);
-void session_stop_backend(server *s);
-/* Make sure the configured role and database exist and start the backend
- * (server_start); with a borrowed one, take its startup reply. */
+/* An authenticated client: a session of its own, on a thread of its own
+ * (takes c over; a stopping server turns it away). */
+void session_start(server *s, conn *c);
+/* Start the first backend, make sure the configured role and database
+ * exist, and park it (a borrowed one: nothing to do). 0, or -1 with err. */
 int session_bootstrap(server *s, char *err, size_t errlen);
+/* Close the first backend (not a borrowed one). */
+void session_stop_backend(server *s);
 /* A CancelRequest for the session with this pid and key: cancel its
  * statement. 1 if one matched. Under mu. */
 int session_cancel_locked(server *s, int32_t pid, const uint8_t *key, size_t keylen);
 /* Ask every session to end (server_stop), and wait until they have. */
 void session_end_all(server *s);
-/* The watcher thread (many sessions): cancels the statement of a session
- * whose client went away. */
+/* The watcher thread: cancels the statement of a session whose client
+ * went away. */
 void *session_watch_main(void *arg);
-/* The first backend's thread (many sessions): it takes its signals. */
-void *session_first_main(void *arg);
 
 #endif

@@ -1,11 +1,9 @@
-/* The session thread: takes queued clients off the queue. With a backend
- * of the server's own, each gets a session of its own, a clone of that
- * backend on the cluster, started from the client's own startup packet (so
+/* Sessions: each client a backend of its own, a clone of the cluster's
+ * first backend started from the client's own startup packet (so
  * PostgreSQL applies its role, database and options itself), pumped by a
- * thread of its own and closed when the client goes. With a borrowed
- * backend (the program's handle), clients take turns on it: each session
- * is set up on it (database, role, startup parameters), pumped, and the
- * backend reset after it. */
+ * thread of its own and closed when the client goes; the first backend
+ * (the server's own or a borrowed one) and its bootstrap; the watcher that
+ * cancels the statements of clients that went away. */
 #define _GNU_SOURCE
 #include "server/server_internal.h"
 #include "server/tls.h"
@@ -42,45 +40,6 @@ typedef struct sess {
     wire_buf fail;   /* CopyFail + Sync, sent for a client that vanished mid-COPY */
 } sess;
 
-/* ---- ParameterStatus as the backend has it ---------------------------------- */
-
-static void param_set(server *s, const char *name, const char *value) {
-    for (int i = 0; i < s->nparams; i++) {
-        if (strcmp(s->params[i].name, name) == 0) {
-            char *v = strdup(value);
-            if (v) {
-                free(s->params[i].value);
-                s->params[i].value = v;
-            }
-            return;
-        }
-    }
-    if (s->nparams >= MAX_PARAMS)
-        return;
-    char *n = strdup(name), *v = strdup(value);
-    if (!n || !v) {
-        free(n);
-        free(v);
-        return;
-    }
-    s->params[s->nparams++] = (param){n, v};
-}
-
-static const char *param_get(server *s, const char *name) {
-    for (int i = 0; i < s->nparams; i++)
-        if (strcmp(s->params[i].name, name) == 0)
-            return s->params[i].value;
-    return NULL;
-}
-
-static void params_clear(server *s) {
-    for (int i = 0; i < s->nparams; i++) {
-        free(s->params[i].name);
-        free(s->params[i].value);
-    }
-    s->nparams = 0;
-}
-
 /* ---- internal queries ------------------------------------------------------- */
 
 typedef struct qres {
@@ -91,7 +50,6 @@ typedef struct qres {
     int isnull;
     char val[256];          /* first column of the first row */
     char tag[64];           /* the last CommandComplete */
-    int32_t key_pid;        /* BackendKeyData */
 } qres;
 
 static void field(const wire_msg *m, char code, char *out, size_t n) {
@@ -99,20 +57,14 @@ static void field(const wire_msg *m, char code, char *out, size_t n) {
         out[0] = 0;
 }
 
-/* Read a reply: ParameterStatus into s->params, the rest into r. */
-static void read_reply(server *s, const uint8_t *out, size_t n, qres *r) {
+/* Read a reply into r. */
+static void read_reply(const uint8_t *out, size_t n, qres *r) {
     memset(r, 0, sizeof *r);
     wire_reader rd;
     wire_msg m;
     wire_reader_init(&rd, out, n);
     while (wire_next(&rd, &m) == 1) {
         switch (m.type) {
-        case PqMsg_ParameterStatus: {
-            const char *name, *value;
-            if (wire_parameter_status(&m, &name, &value) == 0)
-                param_set(s, name, value);
-            break;
-        }
         case PqMsg_ErrorResponse:
             if (!r->error) {
                 r->error = 1;
@@ -144,9 +96,6 @@ static void read_reply(server *s, const uint8_t *out, size_t n, qres *r) {
         case PqMsg_ReadyForQuery:
             wire_ready_for_query(&m, &r->status);
             break;
-        case PqMsg_BackendKeyData:
-            wire_backend_key(&m, &r->key_pid, NULL);
-            break;
         }
     }
 }
@@ -162,7 +111,7 @@ static int exchange_read(server *s, wire_buf *w, qres *r, char *err, size_t errl
     }
     if (!s->be || backend_exchange(s->be, w->data, w->len, &out, &outlen, err, errlen) != 0)
         return -1;
-    read_reply(s, out, outlen, r);
+    read_reply(out, outlen, r);
     return 0;
 }
 
@@ -208,140 +157,80 @@ static void quote_ident(const char *in, char *out, size_t n) {
     out[k] = 0;
 }
 
-/* ---- the backend ------------------------------------------------------------ */
+/* ---- the first backend ------------------------------------------------------ */
 
 void session_stop_backend(server *s) {
     pthread_mutex_lock(&s->mu);
     backend *b = s->be;
     s->be = NULL;
-    s->cancel_active = 0;
     pthread_mutex_unlock(&s->mu);
     if (b && !s->borrowed)
         backend_close(b);
 }
 
-/* Take the ParameterStatus values and the pid of a fresh backend. */
-static void take_startup(server *s, backend *b, const char *user);
-
-static int start_as(server *s, const char *user, const char *db, char *err, size_t errlen) {
-    session_stop_backend(s);
-    backend_options bo = {
-        .data_dir = s->data_dir,
-        .user = user,
-        .database = db,
-        .gucs = (const char *const *)s->gucs,
-        .debug = s->debug,
-        .relaxed_durability = s->relaxed_durability,
-        .sessions = s->multi,
-    };
-    backend *b = NULL;
-    if (backend_start(&bo, &b, err, errlen) != 0)
-        return -1;
-    char *name = strdup(db);
-    if (!name) {
-        backend_close(b);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    free(s->be_db);
-    s->be_db = name;
-    take_startup(s, b, user);
-    pthread_mutex_lock(&s->mu);
-    s->be = b;
-    pthread_mutex_unlock(&s->mu);
-    return 0;
-}
-
-static void take_startup(server *s, backend *b, const char *user) {
-    params_clear(s);
-    size_t n;
-    const uint8_t *hello = backend_startup_reply(b, &n);
-    qres r;
-    read_reply(s, hello, n, &r);
-    s->be_pid = r.key_pid;
-    const char *sa = param_get(s, "session_authorization");
-    if (!sa || !*sa)
-        param_set(s, "session_authorization", user); /* single-user mode leaves it empty */
-}
-
-int session_start_backend(server *s, const char *db, char *err, size_t errlen) {
-    if (s->borrowed) {
-        snprintf(err, errlen, "the server's backend is borrowed: it cannot be restarted");
-        return -1;
-    }
-    return start_as(s, s->user, db, err, errlen);
-}
-
-int session_bootstrap(server *s, char *err, size_t errlen) {
-    if (s->borrowed) {
-        s->be_db = strdup(s->database);
-        if (!s->be_db) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        take_startup(s, s->be, s->user);
-        return 0;
-    }
-    if (start_as(s, s->user, s->database, err, errlen) == 0)
-        return 0;
-    /* The role or the database may be missing: make them as the bootstrap
-     * superuser, as a container image's POSTGRES_USER/POSTGRES_DB would. */
-    char e2[1024];
-    if (!strcmp(s->user, "postgres") && !strcmp(s->database, "postgres"))
-        return -1;
-    if (start_as(s, "postgres", "postgres", e2, sizeof e2) != 0)
-        return -1;
+/* The role and the database clients log in to by default: made when
+ * missing, as a container image's POSTGRES_USER and POSTGRES_DB are. */
+static int ensure_role_and_database(server *s, char *err, size_t errlen) {
     qres r;
     char q[400], id[160];
-    int made = 0;
     const char *pv[1] = {s->user};
     quote_ident(s->user, id, sizeof id);
-    if (bq(s, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", 1, pv, &r, e2, sizeof e2) == 0 &&
-        !r.error && r.rows == 0) {
+    if (bq(s, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", 1, pv, &r, err, errlen) != 0)
+        return -1;
+    if (!r.error && r.rows == 0) {
         snprintf(q, sizeof q, "CREATE ROLE %s SUPERUSER LOGIN", id);
         const char *sql[] = {q, NULL};
-        if (sq(s, sql, &r, e2, sizeof e2) == 0 && !r.error) {
-            srv_log(s, SERVER_LOG_INFO, "created role %s", s->user);
-            made = 1;
+        if (sq(s, sql, &r, err, errlen) != 0)
+            return -1;
+        if (r.error) {
+            snprintf(err, errlen, "cannot create role \"%s\": %s", s->user, r.msg);
+            return -1;
         }
+        srv_log(s, SERVER_LOG_INFO, "created role %s", s->user);
     }
     pv[0] = s->database;
-    if (bq(s, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, pv, &r, e2,
-           sizeof e2) == 0 &&
-        !r.error && r.rows == 0) {
+    if (bq(s, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, pv, &r, err,
+           errlen) != 0)
+        return -1;
+    if (!r.error && r.rows == 0) {
         char dbid[160];
         quote_ident(s->database, dbid, sizeof dbid);
         snprintf(q, sizeof q, "CREATE DATABASE %s OWNER %s", dbid, id);
         const char *sql[] = {q, NULL};
-        if (sq(s, sql, &r, e2, sizeof e2) == 0 && !r.error) {
-            srv_log(s, SERVER_LOG_INFO, "created database %s", s->database);
-            made = 1;
-        } else if (r.error) {
+        if (sq(s, sql, &r, err, errlen) != 0)
+            return -1;
+        if (r.error) {
             snprintf(err, errlen, "cannot create database \"%s\": %s", s->database, r.msg);
+            return -1;
         }
+        srv_log(s, SERVER_LOG_INFO, "created database %s", s->database);
     }
-    session_stop_backend(s);
-    if (!made)
-        return -1;
-    return start_as(s, s->user, s->database, err, errlen);
+    return 0;
 }
 
-/* Make sure there is a live backend (after a crash). */
-static int ensure_backend(server *s, char *err, size_t errlen) {
-    if (s->be && backend_alive(s->be))
-        return 0;
-    const char *db = s->be_db ? s->be_db : s->database;
-    char *keep = strdup(db);
-    if (!keep) {
-        snprintf(err, errlen, "out of memory");
+int session_bootstrap(server *s, char *err, size_t errlen) {
+    if (s->borrowed)
+        return 0; /* the program's: it parks it itself */
+    /* The cluster's first backend runs as the bootstrap superuser, which
+     * every cluster has; clients get sessions of their own. */
+    backend_options bo = {
+        .data_dir = s->data_dir,
+        .gucs = (const char *const *)s->gucs,
+        .debug = s->debug,
+        .relaxed_durability = s->relaxed_durability,
+        .sessions = 1,
+    };
+    backend *b = NULL;
+    if (backend_start(&bo, &b, err, errlen) != 0)
+        return -1;
+    s->be = b;
+    if (ensure_role_and_database(s, err, errlen) != 0 || backend_park(b) != 0) {
+        if (!*err)
+            snprintf(err, errlen, "cannot start the thread that takes the backends' signals");
+        session_stop_backend(s);
         return -1;
     }
-    srv_log(s, SERVER_LOG_WARNING, "restarting the backend on database %s", keep);
-    int rc = session_start_backend(s, keep, err, errlen);
-    if (rc != 0 && strcmp(keep, s->database) != 0)
-        rc = session_start_backend(s, s->database, err, errlen);
-    free(keep);
-    return rc;
+    return 0;
 }
 
 /* ---- talking to the client -------------------------------------------------- */
@@ -358,10 +247,6 @@ static void client_fatal(sess *ss, const char *code, const char *msg, const char
     wire_buf_free(&w);
     ss->gone = 1;
     srv_log(ss->s, SERVER_LOG_INFO, "session of %s ended: %s (%s)", ss->c->peer, msg, code);
-}
-
-static void client_fatal_r(sess *ss, const qres *r) {
-    client_fatal(ss, r->code[0] ? r->code : "XX000", r->msg, r->detail, r->hint);
 }
 
 /* What an idle session's backend was signalled for (a NOTIFY to it, a
@@ -384,7 +269,7 @@ static int idle_signal(sess *ss) {
  * ended the session). */
 static int wait_input(sess *ss) {
     /* (Not mid-exchange: COPY FROM STDIN reads on inside backend_exchange.) */
-    int sfd = ss->s->multi && !ss->in_exchange ? backend_signal_fd(ss->be) : -1;
+    int sfd = !ss->in_exchange ? backend_signal_fd(ss->be) : -1;
     struct pollfd pf[3] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
                            {.fd = ss->s->stop_pipe[0], .events = POLLIN},
                            {.fd = sfd, .events = POLLIN}};
@@ -588,262 +473,7 @@ static void pump(sess *ss) {
     }
 }
 
-/* ---- session setup ------------------------------------------------------------ */
-
-/* set_config(name, value) as a startup parameter. 0, or -1 (FATAL sent). */
-static int apply_setting(sess *ss, const char *name, const char *value) {
-    qres r;
-    char err[640];
-    const char *pv[2] = {name, value};
-    if (bq(ss->s, "SELECT pg_catalog.set_config($1, $2, false)", 2, pv, &r, err, sizeof err) != 0) {
-        client_fatal(ss, "57P01", "terminating connection because the database backend stopped",
-                     err, NULL);
-        return -1;
-    }
-    if (r.error) {
-        client_fatal_r(ss, &r);
-        return -1;
-    }
-    return 0;
-}
-
-/* The "options" startup parameter: command-line switches, split at white
- * space with backslash escapes (pg_split_opts); -c name=value and
- * --name=value are settings. */
-static int apply_options(sess *ss, const char *opts) {
-    size_t n = strlen(opts);
-    char *arg = malloc(n + 1), *next = NULL;
-    if (!arg) {
-        client_fatal(ss, "53200", "out of memory", NULL, NULL);
-        return -1;
-    }
-    const char *p = opts;
-    int want_value = 0, rc = 0;
-    for (;;) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p)
-            break;
-        size_t k = 0;
-        while (*p && !isspace((unsigned char)*p)) {
-            if (*p == '\\' && p[1])
-                p++;
-            arg[k++] = *p++;
-        }
-        arg[k] = 0;
-        const char *opt = NULL;
-        char flag = 'c';
-        if (want_value) {
-            opt = arg;
-            want_value = 0;
-        } else if (!strcmp(arg, "-c")) {
-            want_value = 1;
-            continue;
-        } else if (!strncmp(arg, "-c", 2)) {
-            opt = arg + 2;
-        } else if (!strncmp(arg, "--", 2) && arg[2]) {
-            opt = arg + 2;
-            flag = '-';
-        } else {
-            char m[300];
-            snprintf(m, sizeof m, "invalid command-line argument for server process: %s", arg);
-            client_fatal(ss, "42601", m, NULL, "Try \"postgres --help\" for more information.");
-            rc = -1;
-            break;
-        }
-        /* ParseLongOption: name=value, dashes in the name are underscores */
-        next = strdup(opt);
-        if (!next) {
-            client_fatal(ss, "53200", "out of memory", NULL, NULL);
-            rc = -1;
-            break;
-        }
-        char *eq = strchr(next, '=');
-        if (!eq) {
-            char m[300];
-            snprintf(m, sizeof m, flag == '-' ? "--%s requires a value" : "-c %s requires a value",
-                     next);
-            client_fatal(ss, "42601", m, NULL, NULL);
-            rc = -1;
-            break;
-        }
-        *eq = 0;
-        for (char *q = next; *q; q++)
-            if (*q == '-')
-                *q = '_';
-        if (apply_setting(ss, next, eq + 1) != 0) {
-            rc = -1;
-            break;
-        }
-        free(next);
-        next = NULL;
-    }
-    if (rc == 0 && want_value) {
-        client_fatal(ss, "42601", "invalid command-line arguments for server process", NULL,
-                     "Try \"postgres --help\" for more information.");
-        rc = -1;
-    }
-    free(next);
-    free(arg);
-    return rc;
-}
-
-/* Database, role, settings. 0, or -1 (FATAL sent). */
-static int setup(sess *ss) {
-    server *s = ss->s;
-    conn *c = ss->c;
-    char err[640], m[300];
-    qres r;
-    if (ensure_backend(s, err, sizeof err) != 0) {
-        srv_log(s, SERVER_LOG_ERROR, "no backend: %s", err);
-        client_fatal(ss, "57P03", "the database system is not available", err, NULL);
-        return -1;
-    }
-    if (strcmp(c->user, s->user) != 0) {
-        const char *pv[1] = {c->user};
-        if (bq(s, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", 1, pv, &r, err,
-               sizeof err) != 0 || r.error) {
-            client_fatal(ss, "XX000", "cannot look up the role", r.error ? r.msg : err, NULL);
-            return -1;
-        }
-        if (r.rows == 0) {
-            snprintf(m, sizeof m, "role \"%s\" does not exist", c->user);
-            client_fatal(ss, "28000", m, NULL, NULL);
-            return -1;
-        }
-        if (strcmp(r.val, "t") != 0) {
-            snprintf(m, sizeof m, "role \"%s\" is not permitted to log in", c->user);
-            client_fatal(ss, "28000", m, NULL, NULL);
-            return -1;
-        }
-    }
-    if (strcmp(c->database, s->be_db) != 0) {
-        const char *pv[1] = {c->database};
-        if (bq(s, "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1", 1, pv, &r,
-               err, sizeof err) != 0 || r.error) {
-            client_fatal(ss, "XX000", "cannot look up the database", r.error ? r.msg : err, NULL);
-            return -1;
-        }
-        if (r.rows == 0) {
-            snprintf(m, sizeof m, "database \"%s\" does not exist", c->database);
-            client_fatal(ss, "3D000", m, NULL, NULL);
-            return -1;
-        }
-        if (strcmp(r.val, "t") != 0) {
-            snprintf(m, sizeof m, "database \"%s\" is not currently accepting connections",
-                     c->database);
-            client_fatal(ss, "55000", m, NULL, NULL);
-            return -1;
-        }
-        if (s->borrowed) {
-            snprintf(m, sizeof m, "this server serves only database \"%s\"", s->be_db);
-            client_fatal(ss, "0A000", m, NULL, NULL);
-            return -1;
-        }
-        /* One backend serves one database: switch, as PostgreSQL would
-         * start this connection's backend in it. */
-        srv_log(s, SERVER_LOG_INFO, "switching the backend to database %s", c->database);
-        if (session_start_backend(s, c->database, err, sizeof err) != 0) {
-            srv_log(s, SERVER_LOG_ERROR, "cannot open database %s: %s", c->database, err);
-            client_fatal(ss, "XX000", err, NULL, NULL);
-            char e2[640];
-            session_start_backend(s, s->database, e2, sizeof e2);
-            return -1;
-        }
-    }
-    if (strcmp(c->user, s->user) != 0) {
-        char q[200], id[160];
-        quote_ident(c->user, id, sizeof id);
-        snprintf(q, sizeof q, "SET SESSION AUTHORIZATION %s", id);
-        const char *sql[] = {q, NULL};
-        if (sq(s, sql, &r, err, sizeof err) != 0 || r.error) {
-            client_fatal(ss, r.error ? r.code : "XX000", r.error ? r.msg : err, NULL, NULL);
-            return -1;
-        }
-    }
-    /* As PostgreSQL: the switches in options first, then the packet's
-     * other parameters in order. */
-    if (c->options && apply_options(ss, c->options) != 0)
-        return -1;
-    for (size_t i = 0; i < c->ngucs; i++)
-        if (apply_setting(ss, c->gucs[2 * i], c->gucs[2 * i + 1]) != 0)
-            return -1;
-    return 0;
-}
-
-/* AuthenticationOk, ParameterStatus..., BackendKeyData, ReadyForQuery. */
-static int hello(sess *ss) {
-    server *s = ss->s;
-    uint8_t key[32];
-    size_t keylen = ss->c->minor >= 2 ? 32 : 4;
-    if (auth_random(key, keylen) != 0) {
-        client_fatal(ss, "XX000", "could not generate a cancel key", NULL, NULL);
-        return -1;
-    }
-    wire_buf w;
-    wire_buf_init(&w);
-    wire_auth_request(&w, AUTH_REQ_OK, NULL, 0);
-    for (int i = 0; i < s->nparams; i++)
-        wire_parameter_status_msg(&w, s->params[i].name, s->params[i].value);
-    wire_backend_key_msg(&w, s->be_pid, key, keylen);
-    wire_ready_for_query_msg(&w, 'I');
-    pthread_mutex_lock(&s->mu);
-    s->cancel_active = 1;
-    s->cancel_pid = s->be_pid;
-    memcpy(s->cancel_key, key, keylen);
-    s->cancel_keylen = keylen;
-    pthread_mutex_unlock(&s->mu);
-    int rc = w.oom ? -1 : srv_send_all(s, ss->c, w.data, w.len);
-    wire_buf_free(&w);
-    if (rc != 0)
-        ss->gone = 1;
-    return rc;
-}
-
-/* Undo whatever the session left: an open (or failed, or extended-protocol
- * implicit) transaction, then every session state DISCARD ALL resets. A
- * backend that cannot be reset is restarted. */
-static void reset(server *s) {
-    if (!s->be || !backend_alive(s->be)) {
-        char err[640];
-        if (ensure_backend(s, err, sizeof err) != 0)
-            srv_log(s, SERVER_LOG_ERROR, "cannot restart the backend: %s", err);
-        return;
-    }
-    /* ROLLBACK aborts an open transaction (also an extended-protocol one
-     * awaiting Sync); Sync ends a skip-till-Sync after an extended-protocol
-     * error, which ignores the first ROLLBACK, hence the second. */
-    wire_buf w;
-    wire_buf_init(&w);
-    wire_query(&w, "ROLLBACK");
-    wire_sync(&w);
-    wire_query(&w, "ROLLBACK");
-    wire_query(&w, "SET statement_timeout = 0");
-    wire_query(&w, "DISCARD ALL");
-    qres r;
-    char err[640];
-    int rc = exchange_read(s, &w, &r, err, sizeof err);
-    wire_buf_free(&w);
-    if (rc == 0 && r.status == 'I' && !strcmp(r.tag, "DISCARD ALL")) {
-        /* A setting made in postgresql.auto.conf... stays; DISCARD ALL
-         * resets what the session changed, and the reply reported it. */
-        return;
-    }
-    if (s->borrowed) { /* not ours to restart */
-        srv_log(s, SERVER_LOG_ERROR, "could not reset the session: %s",
-                rc != 0 ? err : r.error ? r.msg : "unexpected reply");
-        return;
-    }
-    srv_log(s, SERVER_LOG_WARNING, "could not reset the session (%s): restarting the backend",
-            rc != 0 ? err : r.error ? r.msg : "unexpected reply");
-    char *db = strdup(s->be_db ? s->be_db : s->database);
-    session_stop_backend(s);
-    if (!db || session_start_backend(s, db, err, sizeof err) != 0) {
-        srv_log(s, SERVER_LOG_ERROR, "cannot restart the backend: %s", err);
-        session_start_backend(s, s->database, err, sizeof err);
-    }
-    free(db);
-}
+/* ---- sessions ---------------------------------------------------------------- */
 
 /* A session for client c: the bytes it sent after its startup packet are
  * its first input. */
@@ -859,36 +489,6 @@ static const char *app_name(const conn *c) {
             return c->gucs[2 * i + 1];
     return NULL;
 }
-
-static void run_session(server *s, conn *c) {
-    sess ss;
-    sess_init(&ss, s, c);
-    int64_t t0 = srv_now_ms();
-    uint64_t id = ++s->sessions;
-    const char *app = app_name(c);
-    srv_log(s, SERVER_LOG_INFO, "session %llu: %s connected as user %s to database %s%s%s",
-            (unsigned long long)id, c->peer, c->user, c->database,
-            app ? ", application " : "", app ? app : "");
-    if (s->acquire)
-        s->acquire(s->lock_ctx);
-    if (setup(&ss) == 0 && hello(&ss) == 0) {
-        ss.be = s->be; /* setup may have started another */
-        pump(&ss);
-    }
-    pthread_mutex_lock(&s->mu);
-    s->cancel_active = 0;
-    pthread_mutex_unlock(&s->mu);
-    srv_log(s, SERVER_LOG_INFO, "session %llu: %s disconnected after %.3f s", (unsigned long long)id,
-            c->peer, (double)(srv_now_ms() - t0) / 1000.0);
-    free(ss.buf);
-    wire_buf_free(&ss.fail);
-    srv_conn_free(c); /* closes the socket */
-    reset(s);
-    if (s->release)
-        s->release(s->lock_ctx);
-}
-
-/* ---- many sessions ----------------------------------------------------------- */
 
 int session_cancel_locked(server *s, int32_t pid, const uint8_t *key, size_t keylen) {
     for (sess *ss = s->live; ss; ss = ss->next)
@@ -1039,32 +639,6 @@ void *session_watch_main(void *arg) {
     }
 }
 
-/* The cluster's first backend serves no client, but the others signal it
- * as they signal every backend (a ProcSignalBarrier of DROP DATABASE waits
- * until each has absorbed it): it takes its signals here. */
-void *session_first_main(void *arg) {
-    server *s = arg;
-    for (;;) {
-        int fd = backend_signal_fd(s->be);
-        struct pollfd pf[2] = {{.fd = s->stop_pipe[0], .events = POLLIN},
-                               {.fd = fd, .events = POLLIN}};
-        int k = poll(pf, fd >= 0 ? 2 : 1, fd >= 0 ? -1 : 1000);
-        if (k < 0 && errno != EINTR)
-            return NULL;
-        if (pf[0].revents)
-            return NULL;
-        if (fd >= 0 && pf[1].revents) {
-            const uint8_t *out;
-            size_t n;
-            char err[640];
-            if (backend_idle(s->be, &out, &n, err, sizeof err) != 0) {
-                srv_log(s, SERVER_LOG_ERROR, "the cluster's first backend stopped: %s", err);
-                return NULL;
-            }
-        }
-    }
-}
-
 typedef struct worker_arg {
     server *s;
     conn *c;
@@ -1084,13 +658,21 @@ static void *worker_main(void *arg) {
 }
 
 /* A thread of its own for the client's session. */
-static void start_worker(server *s, conn *c) {
+void session_start(server *s, conn *c) {
     worker_arg *w = malloc(sizeof *w);
     pthread_attr_t at;
     pthread_t t;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        free(w);
+        srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
+        srv_conn_free(c);
+        pthread_attr_destroy(&at);
+        return;
+    }
     s->nworkers++;
     pthread_mutex_unlock(&s->mu);
     if (!w || (w->s = s, w->c = c, pthread_create(&t, &at, worker_main, w) != 0)) {
@@ -1103,33 +685,4 @@ static void start_worker(server *s, conn *c) {
         pthread_mutex_unlock(&s->mu);
     }
     pthread_attr_destroy(&at);
-}
-
-void *session_main(void *arg) {
-    server *s = arg;
-    srv_block_sigpipe();
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->stopping && !s->qhead)
-            pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        conn *c = s->qhead;
-        s->qhead = c->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        s->nqueued--;
-        c->next = NULL;
-        pthread_mutex_unlock(&s->mu);
-        /* the listener stops polling it (and holding its file open) */
-        ssize_t w = write(s->wake_pipe[1], "w", 1);
-        (void)w;
-        if (s->multi)
-            start_worker(s, c);
-        else
-            run_session(s, c);
-    }
-    return NULL;
 }

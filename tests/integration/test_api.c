@@ -17,7 +17,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../support/fixture.h"
 #include "runtime_version.h"
@@ -120,7 +122,7 @@ static void test_open_persistent_and_errors(void **state) {
     assert_null(db);
     assert_non_null(strstr(pglite_errmsg(NULL), "\"nosuchdb\" does not exist"));
     assert_non_null(pglite_open_error());
-    assert_string_equal(pglite_open_error()->sqlstate, "08001");
+    assert_string_equal(pglite_open_error()->sqlstate, "3D000"); /* PostgreSQL's FATAL */
     o.database = NULL;
     o.username = "alice";
     assert_int_equal(pglite_open(path, &o, &db), PGLITE_OK);
@@ -160,24 +162,148 @@ static void test_open_persistent_and_errors(void **state) {
 }
 
 
-static void test_busy_and_fresh(void **state) {
+/* A second open of a directory this process has open is another session
+ * on the same database, as a second connection to a server is; another
+ * process gets PGLITE_BUSY. */
+static void test_second_open_and_busy(void **state) {
     (void)state;
     char *dir = fx_mkdtemp("busy");
     pglite_options o;
     pglite_options_init(&o);
     o.fresh = 1; /* the real initdb instead of the template */
-    pglite *a, *b = (pglite *)1;
+    pglite *a, *b = (pglite *)1, *c;
     assert_int_equal(pglite_open(dir, &o, &a), PGLITE_OK);
     assert_string_equal(scalar(a, "SELECT count(*) FROM pg_database WHERE datname = 'postgres'"),
                         "1");
-    /* the data directory is locked while a handle has it */
-    assert_int_equal(pglite_open(dir, NULL, &b), PGLITE_BUSY);
-    assert_null(b);
-    assert_non_null(strstr(pglite_errmsg(NULL), "in use"));
-    assert_string_equal(pglite_open_error()->sqlstate, "55006");
-    assert_int_equal(pglite_close(a), PGLITE_OK);
     assert_int_equal(pglite_open(dir, NULL, &b), PGLITE_OK);
+    char pa[32];
+    snprintf(pa, sizeof pa, "%s", scalar(a, "SELECT pg_backend_pid()"));
+    assert_string_not_equal(pa, scalar(b, "SELECT pg_backend_pid()"));
+    /* MVCC between them: uncommitted rows invisible, then visible */
+    ok_exec(a, "CREATE TABLE t (n int)");
+    ok_exec(a, "BEGIN; INSERT INTO t VALUES (1)");
+    assert_string_equal(scalar(b, "SELECT count(*) FROM t"), "0");
+    ok_exec(a, "COMMIT");
+    assert_string_equal(scalar(b, "SELECT count(*) FROM t"), "1");
+    /* the login role is the session user, as PostgreSQL starts a session */
+    ok_exec(a, "CREATE ROLE alice LOGIN; GRANT SELECT ON t TO alice");
+    pglite_options ou;
+    pglite_options_init(&ou);
+    ou.username = "alice";
+    const char *gucs[] = {"work_mem=7MB", NULL};
+    ou.gucs = gucs; /* a later open's settings are its session's */
+    assert_int_equal(pglite_open(dir, &ou, &c), PGLITE_OK);
+    assert_string_equal(scalar(c, "SELECT session_user || ' ' || current_user"), "alice alice");
+    assert_string_equal(scalar(c, "SHOW work_mem"), "7MB");
+    assert_string_not_equal(scalar(a, "SHOW work_mem"), "7MB");
+    assert_int_equal(pglite_exec(c, "SET SESSION AUTHORIZATION postgres", NULL, NULL),
+                     PGLITE_ERROR);
+    assert_string_equal(pglite_last_error(c)->sqlstate, "42501");
+    assert_string_equal(scalar(c, "SELECT count(*) FROM t"), "1");
+    assert_int_equal(pglite_close(c), PGLITE_OK);
+    /* what PostgreSQL refuses at connection start */
+    ou.username = "nobody";
+    ou.gucs = NULL;
+    c = (pglite *)1;
+    assert_int_equal(pglite_open(dir, &ou, &c), PGLITE_CANTOPEN);
+    assert_null(c);
+    assert_string_equal(pglite_open_error()->sqlstate, "28000");
+    ou.username = NULL;
+    const char *restart[] = {"shared_buffers=1MB", NULL};
+    ou.gucs = restart;
+    assert_int_equal(pglite_open(dir, &ou, &c), PGLITE_CANTOPEN);
+    assert_string_equal(pglite_open_error()->sqlstate, "55P02");
+    /* the cluster's settings are the first open's */
+    ou.gucs = NULL;
+    ou.relaxed_durability = 1;
+    assert_int_equal(pglite_open(dir, &ou, &c), PGLITE_MISUSE);
+    /* another process: the directory is locked */
+    pid_t pid = fork();
+    if (pid == 0) {
+        pglite *x = NULL;
+        int rc = pglite_open(dir, NULL, &x);
+        _exit(rc == PGLITE_BUSY && !x && strstr(pglite_errmsg(NULL), "in use") &&
+                      !strcmp(pglite_open_error()->sqlstate, "55006")
+                  ? 0
+                  : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* the first handle closes, the database stays open for the other */
+    assert_int_equal(pglite_close(a), PGLITE_OK);
+    assert_string_equal(scalar(b, "SELECT count(*) FROM t"), "1");
     assert_int_equal(pglite_close(b), PGLITE_OK);
+    assert_int_equal(pglite_open(dir, NULL, &b), PGLITE_OK);
+    assert_string_equal(scalar(b, "SELECT count(*) FROM t"), "1");
+    assert_int_equal(pglite_close(b), PGLITE_OK);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+struct heard {
+    char channel[32], payload[32];
+    int pid, n;
+};
+
+static void on_heard(void *ctx, const char *channel, const char *payload, int pid) {
+    struct heard *h = ctx;
+    snprintf(h->channel, sizeof h->channel, "%s", channel);
+    snprintf(h->payload, sizeof h->payload, "%s", payload);
+    h->pid = pid;
+    h->n++;
+}
+
+/* Handles idle between calls still take their signals, as idle PostgreSQL
+ * backends do: a DROP DATABASE does not wait for them, a terminate ends
+ * them, a NOTIFY reaches them; COPY through /dev/blob works in every
+ * session. */
+static void test_idle_handles(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("idle");
+    pglite *a, *b, *c;
+    assert_int_equal(pglite_open(dir, NULL, &a), PGLITE_OK);
+    ok_exec(a, "CREATE DATABASE d2");
+    pglite_options o;
+    pglite_options_init(&o);
+    o.database = "d2";
+    assert_int_equal(pglite_open(dir, &o, &b), PGLITE_OK);
+    assert_string_equal(scalar(b, "SELECT current_database()"), "d2");
+    /* b idle in d2: the barrier and the terminate are taken for it */
+    ok_exec(a, "DROP DATABASE d2 WITH (FORCE)");
+    assert_int_equal(pglite_exec(b, "SELECT 1", NULL, NULL), PGLITE_DEAD);
+    assert_string_equal(pglite_last_error(b)->sqlstate, "57P01");
+    assert_int_equal(pglite_transaction_status(b), -1);
+    assert_int_equal(pglite_close(b), PGLITE_OK);
+    /* NOTIFY to an idle listener, with the notifier's pid */
+    assert_int_equal(pglite_open(dir, NULL, &c), PGLITE_OK);
+    struct heard h = {0};
+    assert_int_equal(pglite_listen(c, "news", on_heard, &h), PGLITE_OK);
+    char apid[32];
+    snprintf(apid, sizeof apid, "%s", scalar(a, "SELECT pg_backend_pid()"));
+    ok_exec(a, "NOTIFY news, 'hello'");
+    assert_string_equal(scalar(c, "SELECT 1"), "1");
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.payload, "hello");
+    assert_int_equal(h.pid, atoi(apid));
+    /* COPY through /dev/blob in a second session */
+    ok_exec(c, "CREATE TABLE nums (n int)");
+    assert_int_equal(pglite_copy_from(c, "COPY nums FROM '/dev/blob'", "1\n2\n3\n", 6, NULL),
+                     PGLITE_OK);
+    assert_string_equal(scalar(a, "SELECT sum(n) FROM nums"), "6");
+    /* terminate an idle session */
+    char cpid[32];
+    snprintf(cpid, sizeof cpid, "%s", scalar(c, "SELECT pg_backend_pid()"));
+    char q[96];
+    snprintf(q, sizeof q, "SELECT pg_terminate_backend(%s, 5000)", cpid);
+    assert_string_equal(scalar(a, q), "t");
+    assert_int_equal(pglite_exec(c, "SELECT 1", NULL, NULL), PGLITE_DEAD);
+    assert_string_equal(pglite_last_error(c)->sqlstate, "57P01");
+    assert_int_equal(pglite_close(c), PGLITE_OK);
+    assert_string_equal(scalar(a, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "backend_type = 'client backend'"),
+                        "1");
+    assert_int_equal(pglite_close(a), PGLITE_OK);
     fx_rmtree(dir);
     free(dir);
 }
@@ -1126,7 +1252,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_temporary_and_options),
         cmocka_unit_test(test_open_persistent_and_errors),
-        cmocka_unit_test(test_busy_and_fresh),
+        cmocka_unit_test(test_second_open_and_busy),
+        cmocka_unit_test(test_idle_handles),
         cmocka_unit_test(test_archives),
         cmocka_unit_test(test_binary_parameter),
         cmocka_unit_test(test_unique_violation),

@@ -90,6 +90,19 @@ static void *waiter_main(void *arg) {
     return NULL;
 }
 
+struct updater {
+    pglite *db;
+    atomic_int done;
+    int rc;
+};
+
+static void *updater_main(void *arg) {
+    struct updater *u = arg;
+    u->rc = pglite_exec(u->db, "UPDATE t SET v = v || '+api' WHERE id = 4", NULL, NULL);
+    atomic_store(&u->done, 1);
+    return NULL;
+}
+
 static void test_unix_socket_round_trip(void **state) {
     (void)state;
     pglite *db;
@@ -110,10 +123,19 @@ static void test_unix_socket_round_trip(void **state) {
     assert_non_null(uri);
     assert_non_null(strstr(uri, "sslmode=disable"));
     assert_int_equal(pglite_server_port(srv), -1);
-    /* a second server on the same handle is refused */
+    /* a second server on the same database serves too */
+    pglite_server_options so2;
+    pglite_server_options_init(&so2);
+    so2.tcp = "127.0.0.1:0";
     pglite_server *again;
-    assert_int_equal(pglite_server_start(db, &so, &again), PGLITE_MISUSE);
-    assert_null(again);
+    assert_int_equal(pglite_server_start(db, &so2, &again), PGLITE_OK);
+    PGconn *c2 = PQconnectdb(pglite_server_uri(again));
+    assert_int_equal(PQstatus(c2), CONNECTION_OK);
+    char *v2 = pq_value(c2, "SELECT v FROM t WHERE id = 1");
+    assert_string_equal(v2, "from api");
+    free(v2);
+    PQfinish(c2);
+    pglite_server_stop(again);
 
     PGconn *c = PQconnectdb(uri);
     if (PQstatus(c) != CONNECTION_OK)
@@ -136,20 +158,40 @@ static void test_unix_socket_round_trip(void **state) {
     free(v);
     assert_int_equal(pglite_transaction_status(db), PGLITE_TX_IDLE);
 
-    /* a client waits for a transaction the program has open */
+    /* a client is a session of its own next to the program's: the
+     * program's open transaction is invisible to it until the commit,
+     * and a client's row lock makes the program's update wait */
     assert_int_equal(pglite_begin(db), PGLITE_OK);
     api_ok(db, "INSERT INTO t VALUES (4, 'api tx')");
     pthread_t th;
     atomic_int done = 0;
     struct waiter w = {uri, &done, NULL};
     assert_int_equal(pthread_create(&th, NULL, waiter_main, &w), 0);
-    nap(300);
-    assert_int_equal(atomic_load(&done), 0); /* still waiting for the commit */
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&done), 1);
+    assert_null(w.value); /* not committed: not there */
     assert_int_equal(pglite_commit(db), PGLITE_OK);
+    done = 0;
+    assert_int_equal(pthread_create(&th, NULL, waiter_main, &w), 0);
     pthread_join(th, NULL);
     assert_non_null(w.value);
     assert_string_equal(w.value, "api tx");
     free(w.value);
+    c = PQconnectdb(uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pq_ok(c, "BEGIN");
+    pq_ok(c, "UPDATE t SET v = 'client' WHERE id = 4");
+    struct updater u = {db, 0};
+    assert_int_equal(pthread_create(&th, NULL, updater_main, &u), 0);
+    nap(300);
+    assert_int_equal(atomic_load(&u.done), 0); /* waits for the client's lock */
+    pq_ok(c, "COMMIT");
+    pthread_join(th, NULL);
+    assert_int_equal(u.rc, PGLITE_OK);
+    PQfinish(c);
+    v = api_value(db, "SELECT v FROM t WHERE id = 4");
+    assert_string_equal(v, "client+api");
+    free(v);
 
     pglite_server_stop(srv);
     /* the socket is gone, the handle works */

@@ -36,7 +36,7 @@ int main(void) {
 
 static int setup(void **state) {
     (void)state;
-    return fxs_start(8, "client_encoding=UTF8");
+    return fxs_start("client_encoding=UTF8");
 }
 
 /* One sample text per encoding that converts to and from UTF8: its UTF-8

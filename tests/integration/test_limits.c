@@ -225,7 +225,7 @@ static void test_parallel_defaults(void **state) {
     /* what the start sets, and only that (each explained in docs/runtime.md) */
     assert_string_equal(scalar("SELECT string_agg(name || '=' || setting, ',' ORDER BY name) "
                                "FROM pg_settings WHERE source = 'command line'"),
-                        "io_method=sync,max_worker_processes=0");
+                        "dynamic_shared_memory_type=mmap,io_method=sync,max_worker_processes=0");
 
     ok_exec("CREATE TABLE big AS SELECT g AS x FROM generate_series(1, 100000) g");
     ok_exec("ANALYZE big");

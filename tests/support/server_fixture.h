@@ -27,9 +27,9 @@ static void fxs_log(void *ctx, server_log_level level, const char *line) {
         fprintf(stderr, "server: %s\n", line);
 }
 
-/* Start the server with max_waiting queued clients; extra is appended to
- * the conninfo (e.g. "client_encoding=UTF8"). */
-static inline int fxs_start(int max_waiting, const char *extra) {
+/* Start the server; extra is appended to the conninfo (e.g.
+ * "client_encoding=UTF8"). */
+static inline int fxs_start(const char *extra) {
     char err[2048];
     if (cluster_open(NULL, &g_cluster, err, sizeof err) != 0) {
         fprintf(stderr, "cluster_open: %s\n", err);
@@ -39,7 +39,6 @@ static inline int fxs_start(int max_waiting, const char *extra) {
         .data_dir = cluster_data_dir(g_cluster),
         .tcp_host = "127.0.0.1",
         .tcp_port = 0,
-        .max_waiting = max_waiting,
         .log_level = SERVER_LOG_DEBUG,
         .log = fxs_log,
     };
