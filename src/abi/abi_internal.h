@@ -36,6 +36,11 @@ typedef struct abi_fd {
     uint64_t pipe_id; /* both ends of one pipe (and their dups) share it; 0: not a pipe */
     vfs_dev dev;
     char *guest_path; /* canonical guest path (dirs and files) */
+    /* The data directory's global/pg_control, open for writing: a write of
+     * it at offset 0 is held until its fsync (or close), see fs.c. */
+    bool control;
+    uint8_t *held;
+    size_t held_len;
     /* directory listing snapshot for getdents */
     abi_dirent *ents;
     size_t nents, pos;

@@ -48,9 +48,69 @@ static void free_listing(abi_fd *f) {
     f->listed = false;
 }
 
+/* ---- pg_control ----------------------------------------------------------
+ * A checkpoint is durable only if every data file it covers is on disk
+ * before pg_control, which names the checkpoint, is. With many backends
+ * each one remembers only its own writes to sync (its pendingOps), so the
+ * checkpointing one's fsyncs do not cover the others'. The host makes up
+ * for it: a write of pg_control is held back, and at its fsync the whole
+ * file system is synced first (syncfs), then pg_control written and
+ * synced. Without an fsync (fsync=off) it is written at close, as it
+ * would have been. */
+#define CONTROL_GUEST_PATH "/pglite/data/global/pg_control"
+#define CONTROL_HOLD_MAX 65536
+
+/* Write what is held. 0 or -1 with errno. */
+static int control_flush(abi_fd *f) {
+    if (!f->held)
+        return 0;
+    ssize_t w;
+    do
+        w = pwrite(f->host_fd, f->held, f->held_len, 0);
+    while (w < 0 && errno == EINTR);
+    int ok = w == (ssize_t)f->held_len;
+    int e = errno;
+    free(f->held);
+    f->held = NULL;
+    f->held_len = 0;
+    if (!ok) {
+        errno = w < 0 ? e : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* Hold a write of n bytes at file offset off (0 if held). */
+static bool control_hold(abi_fd *f, const struct iovec *iov, int c, uint64_t off) {
+    size_t n = 0;
+    for (int i = 0; i < c; i++)
+        n += iov[i].iov_len;
+    if (off != 0 || n == 0 || n > CONTROL_HOLD_MAX || f->held)
+        return false;
+    uint8_t *b = malloc(n);
+    if (!b)
+        return false;
+    for (int i = 0, k = 0; i < c; k += (int)iov[i].iov_len, i++)
+        memcpy(b + k, iov[i].iov_base, iov[i].iov_len);
+    f->held = b;
+    f->held_len = n;
+    return true;
+}
+
+/* The fsync of pg_control: the file system first, then it. */
+static int control_sync(abi_fd *f) {
+    if (!f->held)
+        return 0;
+    if (syncfs(f->host_fd) != 0)
+        return -1;
+    return control_flush(f);
+}
+
 void abi_fd_release(abi_fd *f) {
     if (!f)
         return;
+    if (f->held)
+        control_flush(f); /* as close would have left it */
     if (f->host_fd >= 0)
         close(f->host_fd);
     free_listing(f);
@@ -371,6 +431,7 @@ static int open_loc(abi_host *h, vfs_loc *loc, int gflags, uint32_t mode) {
         abi_fd_release(f);
         return -G_ENOMEM;
     }
+    f->control = f->kind == FD_HOST && f->writable && !strcmp(loc->guest, CONTROL_GUEST_PATH);
     int gfd = abi_fd_install(h, f, 0);
     if (gfd < 0)
         abi_fd_release(f);
@@ -617,7 +678,18 @@ static u32 do_rw(abi_host *h, u32 fd, u32 iovs, u32 n, u32 pnum, bool write,
             if ((size_t)r < iov[i].iov_len)
                 break;
         }
+    } else if (f->control && write &&
+               control_hold(f, iov, c, positioned ? off : (uint64_t)lseek(f->host_fd, 0, SEEK_CUR))) {
+        total = (long)f->held_len; /* written at its fsync or close */
+        if (!positioned)
+            lseek(f->host_fd, (off_t)total, SEEK_CUR);
     } else {
+        if (f->control && control_flush(f) != 0) {
+            int e = errno;
+            if (iov != iov_small)
+                free(iov);
+            return (u32)abi_errno(e);
+        }
         ssize_t r;
         do {
             if (positioned)
@@ -696,6 +768,8 @@ u32 Z_wasi_snapshot_preview1Z_fd_sync(struct Z_wasi_snapshot_preview1_instance_t
     abi_fd *f = abi_fd_get(w->host, fd);
     if (!f)
         return G_EBADF;
+    if (control_sync(f) != 0)
+        return (u32)abi_errno(errno);
     if (f->host_fd >= 0 && fsync(f->host_fd) != 0 && errno != EINVAL)
         return (u32)abi_errno(errno);
     return 0;
@@ -705,6 +779,8 @@ u32 Z_envZ___syscall_fdatasync(struct Z_env_instance_t *h, u32 fd) {
     abi_fd *f = abi_fd_get(h, fd);
     if (!f)
         return NEG(G_EBADF);
+    if (control_sync(f) != 0)
+        return HOSTERR();
     if (f->host_fd >= 0 && fdatasync(f->host_fd) != 0 && errno != EINVAL)
         return HOSTERR();
     return 0;

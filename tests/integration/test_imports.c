@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 #include "../support/fixture.h"
 #include "wasm/pglite.h" /* the generated import prototypes */
@@ -106,6 +108,88 @@ static void body(engine *e, void *arg) {
     assert_int_equal(Z_envZ__dlopen_js(h, handle), 0);
 }
 
+/* guest iovec {p, n} at iov, one buffer */
+static uint32_t one_iov(engine *e, const char *data, size_t n) {
+    uint32_t buf = engine_malloc(e, (uint32_t)n), iov = engine_malloc(e, 8);
+    uint32_t v[2] = {buf, (uint32_t)n};
+    engine_write(e, buf, data, n);
+    engine_write(e, iov, v, 8);
+    return iov;
+}
+
+static void host_first_bytes(const char *path, char *out, size_t n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(out, 1, n, f), n);
+    fclose(f);
+}
+
+/* pg_control's write is held until its fsync, which syncs the file system
+ * first (every session's data files before the checkpoint record's
+ * pointer), or until its close; a read in between sees it. */
+static void control_body(engine *e, void *arg) {
+    const char *host = arg;
+    abi_host *h = engine_host(e);
+    struct Z_wasi_snapshot_preview1_instance_t *wi = abi_host_wasi(h);
+    uint32_t path = gstr(e, "/pglite/data/global/pg_control");
+    uint32_t fd = Z_envZ___syscall_openat(h, AT_FDCWD_G, path, 02 /* O_RDWR */, 0);
+    assert_true((int32_t)fd >= 3);
+    uint32_t nw = engine_malloc(e, 4), got = 0;
+    char b[4];
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_write(wi, fd, one_iov(e, "NEW1", 4), 1, nw), 0);
+    engine_read(e, nw, &got, 4);
+    assert_int_equal(got, 4);
+    host_first_bytes(host, b, 4);
+    assert_memory_equal(b, "OLD0", 4); /* held */
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_sync(wi, fd), 0);
+    host_first_bytes(host, b, 4);
+    assert_memory_equal(b, "NEW1", 4);
+    /* a write, then a read of it through the same fd */
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_pwrite(wi, fd, one_iov(e, "NEW2", 4), 1, 0, nw), 0);
+    uint32_t rbuf = engine_malloc(e, 4), riov = one_iov(e, "....", 4);
+    engine_read(e, riov, &rbuf, 4);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_pread(wi, fd, riov, 1, 0, nw), 0);
+    engine_read(e, rbuf, b, 4);
+    assert_memory_equal(b, "NEW2", 4);
+    /* held again, written at close (fsync=off never syncs it) */
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_pwrite(wi, fd, one_iov(e, "NEW3", 4), 1, 0, nw), 0);
+    host_first_bytes(host, b, 4);
+    assert_memory_equal(b, "NEW2", 4);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(wi, fd), 0);
+    host_first_bytes(host, b, 4);
+    assert_memory_equal(b, "NEW3", 4);
+}
+
+static void test_control_file(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("control");
+    char global[4200], file[4300];
+    snprintf(global, sizeof global, "%s/global", dir);
+    assert_int_equal(mkdir(global, 0700), 0);
+    snprintf(file, sizeof file, "%s/pg_control", global);
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    char page[8192] = "OLD0";
+    fwrite(page, 1, sizeof page, f);
+    fclose(f);
+    char msg[512], runtime[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
+    engine_config cfg = {.mounts = m, .nmounts = 2, .devices = 1,
+                         .env = cluster_guest_env(), .stdin_fd = -1,
+                         .stdout_fd = -1, .stderr_fd = -1};
+    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    assert_non_null(e);
+    engine_result r;
+    engine_status s = engine_run(e, control_body, file, &r);
+    if (s != ENGINE_OK)
+        print_error("%s\n", r.message);
+    assert_int_equal(s, ENGINE_OK);
+    engine_free(e);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 static void test_imports(void **state) {
     (void)state;
     cluster_tree t;
@@ -131,6 +215,7 @@ static void test_imports(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_imports)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_imports),
+                                       cmocka_unit_test(test_control_file)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
