@@ -488,9 +488,12 @@ typedef struct pglite_server_options {
                                 neither unix_socket nor tcp: "127.0.0.1:0".
                                 A HOST that is not loopback needs a password
                                 (else PGLITE_CANTOPEN, saying why) */
-    const char *password;    /* NULL or "": trust (anyone who can connect);
-                                otherwise this password, for every role,
-                                with SCRAM-SHA-256 */
+    const char *password;    /* NULL or "": trust (anyone who can connect).
+                                Otherwise clients need their role's own
+                                password (pg_authid, CREATE ROLE ...
+                                PASSWORD), with SCRAM-SHA-256; this one is
+                                made the password of role `username` (stored
+                                in the database) */
     const char *username;    /* the role of the URI; default the handle's
                                 session user. Each client logs in as the role
                                 its startup packet names */

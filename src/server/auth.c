@@ -64,11 +64,13 @@ static long b64_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
 int scram_make_secret(const char *password, scram_secret *s) {
     uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
     s->iterations = SCRAM_ITERATIONS;
-    if (auth_random(s->salt, sizeof s->salt) != 0)
+    s->salt_len = SCRAM_SALT_LEN;
+    if (auth_random(s->salt, s->salt_len) != 0)
         return -1;
     /* PostgreSQL normalises the password with SASLprep; for ASCII (and for
-     * strings SASLprep rejects) that is the password as it is. */
-    if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), s->salt, sizeof s->salt,
+     * strings SASLprep rejects) that is the password as it is. Secrets
+     * PostgreSQL made (role_secret_parse) carry its own normalisation. */
+    if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), s->salt, (int)s->salt_len,
                           s->iterations, EVP_sha256(), sizeof salted, salted) != 1)
         return -1;
     if (hmac(salted, sizeof salted, "Client Key", 10, client_key) != 0 ||
@@ -146,9 +148,9 @@ int scram_server_first(scram_state *st, const scram_secret *sec, const uint8_t *
         return -1;
     }
     uint8_t raw[18];
-    char snonce[32], salt64[32];
+    char snonce[32], salt64[4 * (SCRAM_SALT_MAX + 2) / 3 + 4];
     if (auth_random(raw, sizeof raw) != 0 || !b64_encode(raw, sizeof raw, snonce, sizeof snonce) ||
-        !b64_encode(sec->salt, sizeof sec->salt, salt64, sizeof salt64)) {
+        !b64_encode(sec->salt, sec->salt_len, salt64, sizeof salt64)) {
         snprintf(why, whylen, "could not generate a random nonce");
         return -1;
     }
@@ -245,22 +247,107 @@ static void md5_hex(const void *data, size_t n, char out[33]) {
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-int auth_md5_ok(const char *user, const char *password, const uint8_t salt[4],
-                const char *response) {
-    char inner[33], expect[36];
+/* "md5" + md5(password user): what pg_authid keeps for an md5 password. */
+static int md5_of(const char *user, const char *password, char out[36]) {
     size_t pl = strlen(password), ul = strlen(user);
     char *buf = malloc(pl + ul + 1);
     if (!buf)
-        return 0;
+        return -1;
     memcpy(buf, password, pl);
     memcpy(buf + pl, user, ul);
-    md5_hex(buf, pl + ul, inner);
+    memcpy(out, "md5", 3);
+    md5_hex(buf, pl + ul, out + 3);
     OPENSSL_cleanse(buf, pl + ul);
     free(buf);
+    return 0;
+}
+
+int role_secret_check_md5(const role_secret *s, const uint8_t salt[4], const char *response) {
+    if (s->kind != ROLE_MD5)
+        return 0;
     uint8_t salted[36];
-    memcpy(salted, inner, 32);
+    char expect[36];
+    memcpy(salted, s->md5 + 3, 32);
     memcpy(salted + 32, salt, 4);
     memcpy(expect, "md5", 3);
     md5_hex(salted, sizeof salted, expect + 3);
     return auth_str_equal(expect, response);
+}
+
+int role_secret_check_plain(const role_secret *s, const char *user, const char *password) {
+    if (s->kind == ROLE_MD5) {
+        char h[36];
+        int ok = md5_of(user, password, h) == 0 && auth_str_equal(h, s->md5);
+        OPENSSL_cleanse(h, sizeof h);
+        return ok;
+    }
+    if (s->kind != ROLE_SCRAM)
+        return 0;
+    /* StoredKey = H(HMAC(Hi(password, salt, i), "Client Key")) */
+    uint8_t salted[SCRAM_KEY_LEN], ck[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
+    int ok = PKCS5_PBKDF2_HMAC(password, (int)strlen(password), s->scram.salt,
+                               (int)s->scram.salt_len, s->scram.iterations, EVP_sha256(),
+                               sizeof salted, salted) == 1 &&
+             hmac(salted, sizeof salted, "Client Key", 10, ck) == 0;
+    if (ok)
+        SHA256(ck, sizeof ck, stored);
+    ok = ok && CRYPTO_memcmp(stored, s->scram.stored_key, SCRAM_KEY_LEN) == 0;
+    OPENSSL_cleanse(salted, sizeof salted);
+    OPENSSL_cleanse(ck, sizeof ck);
+    return ok;
+}
+
+/* base64 field [p, end) into out (exactly want bytes unless want is 0:
+ * then up to cap, the length in *got). 0 or -1. */
+static int b64_field(const char *p, const char *end, uint8_t *out, size_t cap, size_t want,
+                     size_t *got) {
+    uint8_t tmp[4 * SCRAM_SALT_MAX];
+    long n = b64_decode(p, (size_t)(end - p), tmp, sizeof tmp);
+    if (n < 0 || (want && (size_t)n != want) || (size_t)n > cap || n == 0)
+        return -1;
+    memcpy(out, tmp, (size_t)n);
+    if (got)
+        *got = (size_t)n;
+    return 0;
+}
+
+int role_secret_parse(const char *pw, role_secret *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = ROLE_NO_PASSWORD;
+    /* the mock: a random secret no password matches */
+    if (auth_random(out->scram.salt, SCRAM_SALT_LEN) != 0 ||
+        auth_random(out->scram.stored_key, SCRAM_KEY_LEN) != 0 ||
+        auth_random(out->scram.server_key, SCRAM_KEY_LEN) != 0)
+        return -1;
+    out->scram.salt_len = SCRAM_SALT_LEN;
+    out->scram.iterations = SCRAM_ITERATIONS;
+    if (!pw)
+        return 0;
+    size_t n = strlen(pw);
+    if (n == 35 && !strncmp(pw, "md5", 3) && strspn(pw + 3, "0123456789abcdef") == 32) {
+        memcpy(out->md5, pw, 36);
+        out->kind = ROLE_MD5;
+        return 0;
+    }
+    /* SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> */
+    static const char pfx[] = "SCRAM-SHA-256$";
+    if (strncmp(pw, pfx, sizeof pfx - 1) != 0)
+        return 0;
+    const char *p = pw + sizeof pfx - 1;
+    char *e;
+    long it = strtol(p, &e, 10);
+    if (e == p || *e != ':' || it < 1 || it > 100000000)
+        return 0;
+    const char *salt = e + 1, *d1 = strchr(salt, '$');
+    const char *sk = d1 ? d1 + 1 : NULL, *c2 = sk ? strchr(sk, ':') : NULL;
+    if (!d1 || !c2)
+        return 0;
+    scram_secret sec = {.iterations = (int)it};
+    if (b64_field(salt, d1, sec.salt, sizeof sec.salt, 0, &sec.salt_len) != 0 ||
+        b64_field(sk, c2, sec.stored_key, SCRAM_KEY_LEN, SCRAM_KEY_LEN, NULL) != 0 ||
+        b64_field(c2 + 1, pw + n, sec.server_key, SCRAM_KEY_LEN, SCRAM_KEY_LEN, NULL) != 0)
+        return 0;
+    out->scram = sec;
+    out->kind = ROLE_SCRAM;
+    return 0;
 }

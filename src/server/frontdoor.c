@@ -61,6 +61,8 @@ void frontdoor_conn_clear(conn *c) {
     c->gucs = NULL;
     c->ngucs = 0;
     c->scram = NULL;
+    OPENSSL_cleanse(&c->secret, sizeof c->secret);
+    c->have_secret = 0;
 }
 
 static void consume(conn *c, size_t n) {
@@ -112,9 +114,14 @@ static int keep_param(conn *c, const char *name, const char *val) {
     return g[2 * c->ngucs - 2] && g[2 * c->ngucs - 1] ? 0 : -1;
 }
 
-/* Ask for the password the configured method wants. */
+/* Ask for the password the method wants, as PostgreSQL's
+ * CheckPWChallengeAuth does: SCRAM for scram-sha-256; for md5, SCRAM when
+ * the role's secret is a SCRAM one, else the md5 challenge. */
 static frontdoor_result ask_password(const frontdoor_cfg *cfg, conn *c, wire_buf *out) {
-    switch (cfg->auth) {
+    enum auth_kind a = cfg->auth;
+    if (a == AUTH_MD5 && c->secret.kind == ROLE_SCRAM)
+        a = AUTH_SCRAM;
+    switch (a) {
     case AUTH_TRUST:
         return FRONT_READY;
     case AUTH_SCRAM: {
@@ -135,6 +142,13 @@ static frontdoor_result ask_password(const frontdoor_cfg *cfg, conn *c, wire_buf
         return FRONT_MORE;
     }
     return FRONT_CLOSE;
+}
+
+int frontdoor_set_secret(conn *c, const char *rolpassword) {
+    if (role_secret_parse(rolpassword, &c->secret) != 0)
+        return -1;
+    c->have_secret = 1;
+    return 0;
 }
 
 /* The startup packet (c->buf[0..plen)), in ProcessStartupPacket's order. */
@@ -179,7 +193,10 @@ static frontdoor_result handle_startup(const frontdoor_cfg *cfg, conn *c, wire_b
     if (minor > WIRE_PROTOCOL_LATEST_MINOR || nunrec)
         wire_negotiate_protocol(out, (uint32_t)c->minor, unrecognized, nunrec);
     consume(c, plen);
-    return ask_password(cfg, c, out);
+    if (cfg->auth == AUTH_TRUST)
+        return FRONT_READY;
+    c->state = CONN_SECRET; /* the role's own password */
+    return FRONT_SECRET;
 }
 
 static frontdoor_result auth_failed(const frontdoor_cfg *cfg, conn *c, wire_buf *out) {
@@ -195,8 +212,8 @@ static frontdoor_result handle_password(const frontdoor_cfg *cfg, conn *c, wire_
         const char *pw;
         if (wire_password_message(m, &pw) != 0)
             return front_fatal(cfg, c, out, "08P01", "invalid password packet size");
-        int ok = cfg->auth == AUTH_MD5 ? auth_md5_ok(c->user, cfg->password, c->md5_salt, pw)
-                                       : auth_str_equal(pw, cfg->password);
+        int ok = cfg->auth == AUTH_MD5 ? role_secret_check_md5(&c->secret, c->md5_salt, pw)
+                                       : role_secret_check_plain(&c->secret, c->user, pw);
         return ok ? FRONT_READY : auth_failed(cfg, c, out);
     }
     char why[200], reply[1200];
@@ -214,7 +231,7 @@ static frontdoor_result handle_password(const frontdoor_cfg *cfg, conn *c, wire_
         c->scram = calloc(1, sizeof *c->scram);
         if (!c->scram)
             return front_fatal(cfg, c, out, "53200", "out of memory");
-        if (scram_server_first(c->scram, cfg->scram, data, n, reply, sizeof reply, why,
+        if (scram_server_first(c->scram, &c->secret.scram, data, n, reply, sizeof reply, why,
                                sizeof why) != 0)
             return front_fatal(cfg, c, out, "08P01", why);
         c->state = CONN_SASL_FINAL;
@@ -222,11 +239,11 @@ static frontdoor_result handle_password(const frontdoor_cfg *cfg, conn *c, wire_
         return FRONT_MORE;
     }
     if (c->state == CONN_SASL_FINAL) {
-        int r = scram_server_final(c->scram, cfg->scram, m->body, m->len, reply, sizeof reply,
-                                   why, sizeof why);
+        int r = scram_server_final(c->scram, &c->secret.scram, m->body, m->len, reply,
+                                   sizeof reply, why, sizeof why);
         if (r < 0)
             return front_fatal(cfg, c, out, "08P01", why);
-        if (r == 0)
+        if (r == 0 || c->secret.kind != ROLE_SCRAM)
             return auth_failed(cfg, c, out);
         wire_auth_request(out, AUTH_REQ_SASL_FIN, reply, strlen(reply));
         return FRONT_READY;
@@ -289,6 +306,14 @@ frontdoor_result frontdoor_process(const frontdoor_cfg *cfg, conn *c, wire_buf *
             int again;
             frontdoor_result r = first_packet(cfg, c, out, &again);
             if (!again)
+                return r;
+            continue;
+        }
+        if (c->state == CONN_SECRET) {
+            if (!c->have_secret)
+                return FRONT_SECRET;
+            frontdoor_result r = ask_password(cfg, c, out);
+            if (r != FRONT_MORE)
                 return r;
             continue;
         }

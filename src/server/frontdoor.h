@@ -33,6 +33,7 @@ enum conn_state {
     CONN_PASSWORD,   /* waiting for a PasswordMessage (md5 or cleartext) */
     CONN_SASL_INIT,  /* waiting for SASLInitialResponse */
     CONN_SASL_FINAL, /* waiting for SASLResponse */
+    CONN_SECRET,     /* waiting for the role's secret (frontdoor_set_secret) */
 };
 
 /* One client connection. The front door uses the buffer, the state and
@@ -59,6 +60,8 @@ typedef struct conn {
     /* authentication */
     uint8_t md5_salt[4];
     scram_state *scram;
+    role_secret secret;  /* the role's, once set */
+    int have_secret;
     /* a CancelRequest (FRONT_CANCEL) */
     int32_t cancel_pid;
     uint8_t cancel_key[WIRE_MAX_CANCEL_KEY];
@@ -69,10 +72,9 @@ typedef struct conn {
 
 /* How the front door authenticates, and where it logs. */
 typedef struct frontdoor_cfg {
-    enum auth_kind auth;
+    enum auth_kind auth;        /* trust, or the password method: each role's own
+                                   password (frontdoor_set_secret) */
     int tls;                    /* TLS configured: SSLRequest on TCP answered 'S' */
-    const char *password;       /* with auth other than trust */
-    const scram_secret *scram;  /* with AUTH_SCRAM */
     void (*log)(void *ctx, server_log_level level, const char *fmt, va_list ap); /* or NULL */
     void *log_ctx;
 } frontdoor_cfg;
@@ -81,6 +83,9 @@ typedef enum frontdoor_result {
     FRONT_CLOSE = -1, /* close the connection once out is sent (a FATAL, or nothing) */
     FRONT_MORE = 0,   /* keep it: more bytes are needed */
     FRONT_READY = 2,  /* authenticated: hand it to a session */
+    FRONT_SECRET = 5, /* the startup packet is read and a password is needed:
+                         look up c->user's secret, frontdoor_set_secret, and
+                         process again */
     FRONT_CANCEL = 3, /* a CancelRequest (c->cancel_*): act on it, then close */
     FRONT_TLS = 4,    /* 'S' is in out: send it, then the TLS handshake; the
                          bytes after it are the front door's again */
@@ -88,6 +93,11 @@ typedef enum frontdoor_result {
 
 /* Consume what c->buf holds, appending replies to out. */
 frontdoor_result frontdoor_process(const frontdoor_cfg *cfg, conn *c, wire_buf *out);
+
+/* The secret of c->user: pg_authid.rolpassword, or NULL (no such role, no
+ * password, or expired: then every password fails, after an exchange that
+ * does not tell which). 0, or -1 (out of randomness). */
+int frontdoor_set_secret(conn *c, const char *rolpassword);
 
 /* Append bytes a client sent to c->buf (at most FRONT_BUF_MAX buffered).
  * 0, or -1 (too much, or out of memory). */

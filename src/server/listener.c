@@ -158,8 +158,8 @@ static int handshake(server *s, conn *c) {
 }
 
 /* Data (or EOF) on a front-door connection: through the front door, its
- * replies sent. 0 keep the connection, 2 authenticated (for a session), -1
- * close it. */
+ * replies sent. 0 keep the connection, 2 for a session (authenticated, or
+ * with the role's password to check there), -1 close it. */
 static int front_read(server *s, conn *c) {
     if (direct_tls(s, c)) {
         if (tls_begin(s->tls, c) != 0)
@@ -205,7 +205,7 @@ static int front_read(server *s, conn *c) {
             return -1;
         return 0;
     }
-    return fr == FRONT_READY ? 2 : 0;
+    return fr == FRONT_READY || fr == FRONT_SECRET ? 2 : 0;
 }
 
 static void describe_peer(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t n) {

@@ -143,8 +143,8 @@ static void server_free(server *s) {
         free(s->gucs[i]);
     free(s->gucs);
     tls_ctx_free(s->tls);
-    OPENSSL_cleanse(&s->scram, sizeof s->scram);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->be_mu);
     pthread_cond_destroy(&s->workers_cv);
     free(s);
 }
@@ -196,9 +196,9 @@ static int copy_options(server *s, const server_options *o, char *err, size_t er
             return -1;
         }
         s->password = strdup(o->password);
-        if (!s->password || scram_make_secret(s->password, &s->scram) != 0) {
-            snprintf(err, errlen, "cannot prepare the password verifier");
-            return -1;
+        if (!s->password) {
+            snprintf(err, errlen, "out of memory");
+            return PGL_ENOMEM;
         }
     }
     return 0;
@@ -224,6 +224,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
         return PGL_ENOMEM;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->be_mu, NULL);
     pthread_cond_init(&s->workers_cv, NULL);
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->tcp_port = -1;
@@ -243,8 +244,7 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
             return -1;
         }
     }
-    s->front = (frontdoor_cfg){.auth = s->auth, .tls = s->tls != NULL, .password = s->password,
-                               .scram = &s->scram,
+    s->front = (frontdoor_cfg){.auth = s->auth, .tls = s->tls != NULL,
                                .log = front_log, .log_ctx = s};
     for (int i = 0; i < MAX_LISTEN; i++)
         s->lfd[i] = -1;

@@ -25,8 +25,7 @@ struct server {
     char *data_dir, *user, *database, *password, **gucs;
     int relaxed_durability, debug;
     enum auth_kind auth;
-    scram_secret scram;
-    frontdoor_cfg front;             /* auth, password and scram above, our log */
+    frontdoor_cfg front;             /* auth above, our log */
     struct tls_ctx *tls;             /* with ssl_cert and ssl_key, else NULL */
     int startup_timeout_ms, max_startup;
     server_log_level log_level;
@@ -50,6 +49,7 @@ struct server {
      * the server's own, or borrowed (server_options.backend). */
     backend *be;
     int borrowed;
+    pthread_mutex_t be_mu;           /* one session thread at a time asks be for a secret */
 
     /* shared, under mu: each client is served by a session of its own, a
      * clone of be, on a thread of its own; the live ones (for

@@ -140,6 +140,33 @@ static int sq(server *s, const char *const *sql, qres *r, char *err, size_t errl
     return rc;
 }
 
+/* A statement with text parameters on the first backend, parked or not,
+ * from any session thread (one at a time). */
+static int first_bq(server *s, const char *sql, int np, const char *const *pv, qres *r,
+                    char *err, size_t errlen) {
+    pthread_mutex_lock(&s->be_mu);
+    const uint8_t *kept;
+    size_t nkept;
+    backend_unpark(s->be, &kept, &nkept); /* nothing in it is for a client */
+    int rc = bq(s, sql, np, pv, r, err, errlen);
+    backend_park(s->be);
+    pthread_mutex_unlock(&s->be_mu);
+    return rc;
+}
+
+/* 'text' as an SQL string literal (standard_conforming_strings). */
+static void quote_literal(const char *in, char *out, size_t n) {
+    size_t k = 0;
+    out[k++] = '\'';
+    for (; *in && k + 3 < n; in++) {
+        if (*in == '\'')
+            out[k++] = '\'';
+        out[k++] = *in;
+    }
+    out[k++] = '\'';
+    out[k] = 0;
+}
+
 /* "name" with embedded quotes doubled. */
 static void quote_ident(const char *in, char *out, size_t n) {
     size_t k = 0;
@@ -208,9 +235,52 @@ static int ensure_role_and_database(server *s, char *err, size_t errlen) {
     return 0;
 }
 
+/* With passwords, the configured role's is the configured password (as a
+ * container image's POSTGRES_PASSWORD): PostgreSQL makes its SCRAM secret
+ * (with its SASLprep) and keeps it in pg_authid beside every other
+ * role's. */
+static int set_role_password(server *s, char *err, size_t errlen) {
+    if (s->auth == AUTH_TRUST)
+        return 0;
+    size_t n = 2 * strlen(s->password) + 3;
+    char *lit = malloc(n), *q = malloc(n + 200), id[160];
+    if (!lit || !q) {
+        free(lit);
+        free(q);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    quote_literal(s->password, lit, n);
+    quote_ident(s->user, id, sizeof id);
+    snprintf(q, n + 200, "SET password_encryption = 'scram-sha-256'; ALTER ROLE %s PASSWORD %s; "
+                         "RESET password_encryption", id, lit);
+    OPENSSL_cleanse(lit, strlen(lit));
+    free(lit);
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, q);
+    OPENSSL_cleanse(q, strlen(q));
+    free(q);
+    qres r;
+    pthread_mutex_lock(&s->be_mu);
+    const uint8_t *kept;
+    size_t nkept;
+    backend_unpark(s->be, &kept, &nkept);
+    int rc = exchange_read(s, &w, &r, err, errlen);
+    backend_park(s->be);
+    pthread_mutex_unlock(&s->be_mu);
+    OPENSSL_cleanse(w.data, w.len);
+    wire_buf_free(&w);
+    if (rc == 0 && r.error) {
+        snprintf(err, errlen, "cannot set the password of role \"%s\": %s", s->user, r.msg);
+        rc = -1;
+    }
+    return rc;
+}
+
 int session_bootstrap(server *s, char *err, size_t errlen) {
-    if (s->borrowed)
-        return 0; /* the program's: it parks it itself */
+    if (s->borrowed) /* the program's, parked by it */
+        return set_role_password(s, err, errlen);
     /* The cluster's first backend runs as the bootstrap superuser, which
      * every cluster has; clients get sessions of their own. */
     backend_options bo = {
@@ -224,7 +294,8 @@ int session_bootstrap(server *s, char *err, size_t errlen) {
     if (backend_start(&bo, &b, err, errlen) != 0)
         return -1;
     s->be = b;
-    if (ensure_role_and_database(s, err, errlen) != 0 || backend_park(b) != 0) {
+    if (ensure_role_and_database(s, err, errlen) != 0 || backend_park(b) != 0 ||
+        set_role_password(s, err, errlen) != 0) {
         if (!*err)
             snprintf(err, errlen, "cannot start the thread that takes the backends' signals");
         session_stop_backend(s);
@@ -523,8 +594,70 @@ static void take_key(sess *ss) {
         }
 }
 
+/* The password exchange of a client the front door handed over with
+ * FRONT_SECRET: its role's own secret from pg_authid (a role that does not
+ * exist, has none or has expired gets an exchange that fails, as
+ * PostgreSQL's does), then the front door on, blocking, within the startup
+ * timeout. 0 authenticated, -1 not (its FATAL sent). */
+static int authenticate(server *s, conn *c) {
+    qres r;
+    char err[640];
+    const char *pv[1] = {c->user};
+    if (first_bq(s, "SELECT CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() "
+                    "THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1",
+                 1, pv, &r, err, sizeof err) != 0 || r.error) {
+        srv_log(s, SERVER_LOG_ERROR, "cannot look up the password of %s: %s", c->user,
+                r.error ? r.msg : err);
+        srv_send_fatal(c, "57P03", "the database system is not available");
+        return -1;
+    }
+    int rc = frontdoor_set_secret(c, r.rows && !r.isnull ? r.val : NULL);
+    OPENSSL_cleanse(r.val, sizeof r.val);
+    if (rc != 0) {
+        srv_send_fatal(c, "XX000", "could not generate random numbers");
+        return -1;
+    }
+    int64_t deadline = c->since + s->startup_timeout_ms;
+    for (;;) {
+        wire_buf out;
+        wire_buf_init(&out);
+        frontdoor_result fr = frontdoor_process(&s->front, c, &out);
+        int sent = out.len && !out.oom ? srv_send_all(s, c, out.data, out.len) : 0;
+        wire_buf_free(&out);
+        if (fr == FRONT_READY && sent == 0)
+            return 0;
+        if (fr != FRONT_MORE || sent != 0)
+            return -1;
+        uint8_t chunk[4096];
+        ssize_t n;
+        for (;;) {
+            n = conn_recv(c, chunk, sizeof chunk);
+            if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                break;
+            int64_t left = deadline - srv_now_ms();
+            if (left <= 0) {
+                srv_send_fatal(c, "08P01", "canceling authentication due to timeout");
+                return -1;
+            }
+            struct pollfd pf[2] = {{.fd = c->fd, .events = conn_events(c, POLLIN)},
+                                   {.fd = s->stop_pipe[0], .events = POLLIN}};
+            if (poll(pf, 2, (int)left) > 0 && pf[1].revents) {
+                srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
+                return -1;
+            }
+        }
+        if (n <= 0 || frontdoor_append(c, chunk, (size_t)n) != 0)
+            return -1; /* gone, or garbage */
+    }
+}
+
 /* One client's session on a backend of its own. */
 static void run_clone_session(server *s, conn *c) {
+    if (c->state == CONN_SECRET && authenticate(s, c) != 0) {
+        srv_log(s, SERVER_LOG_INFO, "%s (user %s) did not authenticate", c->peer, c->user);
+        srv_conn_free(c);
+        return;
+    }
     sess ss;
     sess_init(&ss, s, c);
     int64_t t0 = srv_now_ms();

@@ -452,10 +452,33 @@ check "the three clients were served at once" "$(printf 'slept|\nslept|\nslept|'
 check "a client is served again once one has gone" "1" "$(PGPASSWORD='s3cret pw' Q -c 'SELECT 1')"
 stop_proxy auth
 
+start_proxy roles --root "$ROOT" --password 's3cret pw'
+# Every role logs in with its own password, as pg_authid keeps it
+# (PostgreSQL made the secrets, SASLprep included).
+PGPASSWORD='s3cret pw' Q -c "CREATE ROLE bob LOGIN PASSWORD 'bob pw'; CREATE ROLE nopw LOGIN;
+    CREATE ROLE uni LOGIN PASSWORD 'ﬁsh Ⅸ';
+    CREATE ROLE expired LOGIN PASSWORD 'x' VALID UNTIL '2000-01-01';
+    SET password_encryption = 'md5'; CREATE ROLE oldmd5 LOGIN PASSWORD 'md5pw'" >/dev/null
+R() { local u=$1 pw=$2; shift 2; PGPASSWORD="$pw" Q -U "$u" -d postgres "$@"; }
+check "a role logs in with its own password" "bob" "$(R bob 'bob pw' -c 'SELECT current_user')"
+check_has "not with another role's" 'password authentication failed for user "bob"' "$(R bob 's3cret pw' -c 'SELECT 1')"
+check_has "a role without a password cannot log in" 'password authentication failed for user "nopw"' "$(R nopw x -c 'SELECT 1')"
+check_has "nor one whose password expired" 'password authentication failed for user "expired"' "$(R expired x -c 'SELECT 1')"
+check_has "a role that does not exist: the same answer" 'password authentication failed for user "ghost"' "$(R ghost x -c 'SELECT 1')"
+check "a non-ASCII password" "uni" "$(R uni 'ﬁsh Ⅸ' -c 'SELECT current_user')"
+check "SASLprep: its normalised form is the same password" "uni" "$(R uni 'fish IX' -c 'SELECT current_user')"
+check_has "an md5 secret does not do for SCRAM" 'password authentication failed for user "oldmd5"' "$(R oldmd5 md5pw -c 'SELECT 1')"
+R bob 'bob pw' -c "ALTER ROLE bob PASSWORD 'newer'" >/dev/null
+check "a changed password counts at the next login" "bob" "$(R bob newer -c 'SELECT current_user')"
+check_has "and the old one no longer" 'password authentication failed' "$(R bob 'bob pw' -c 'SELECT 1')"
+stop_proxy roles
+
 for m in md5 password; do
     start_proxy $m --root "$ROOT" --password pw --auth-method $m
     check "$m authentication" "$m" "$(PGPASSWORD=pw Q -c "SELECT '$m'")"
     check_has "$m with a wrong password" "password authentication failed" "$(PGPASSWORD=px Q -c 'SELECT 1')"
+    check "$m with a role's md5 secret" "oldmd5" "$(R oldmd5 md5pw -c 'SELECT current_user')"
+    check "$m with a role's SCRAM secret" "bob" "$(R bob newer -c 'SELECT current_user')"
     stop_proxy $m
 done
 

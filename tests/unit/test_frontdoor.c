@@ -25,12 +25,15 @@
 /* ---- helpers ---------------------------------------------------------------- */
 
 static scram_secret g_secret;
+static char g_verifier[256]; /* g_secret as pg_authid keeps it */
 
 typedef struct door {
     char log[1024]; /* the last log line */
     frontdoor_cfg cfg;
     conn c;
     wire_buf out;
+    const char *rolpassword; /* what the server finds in pg_authid */
+    int secrets;             /* times the front door asked for it */
 } door;
 
 static void keep_log(void *ctx, server_log_level level, const char *fmt, va_list ap) {
@@ -40,8 +43,8 @@ static void keep_log(void *ctx, server_log_level level, const char *fmt, va_list
 
 static void door_init(door *d, enum auth_kind auth) {
     memset(d, 0, sizeof *d);
-    d->cfg = (frontdoor_cfg){.auth = auth, .password = "secret", .scram = &g_secret,
-                             .log = keep_log, .log_ctx = d->log};
+    d->cfg = (frontdoor_cfg){.auth = auth, .log = keep_log, .log_ctx = d->log};
+    d->rolpassword = g_verifier;
     d->c.fd = -1;
     d->c.state = CONN_STARTUP;
     wire_buf_init(&d->out);
@@ -52,9 +55,20 @@ static void door_free(door *d) {
     wire_buf_free(&d->out);
 }
 
+/* Feed bytes; when the front door asks for the role's secret, give it
+ * d->rolpassword and go on, as the server does. */
 static frontdoor_result feed(door *d, const void *p, size_t n) {
     assert_int_equal(frontdoor_append(&d->c, p, n), 0);
-    return frontdoor_process(&d->cfg, &d->c, &d->out);
+    frontdoor_result r = frontdoor_process(&d->cfg, &d->c, &d->out);
+    if (r == FRONT_SECRET) {
+        d->secrets++;
+        assert_string_equal(frontdoor_process(&d->cfg, &d->c, &d->out) == FRONT_SECRET ? "asks"
+                                                                                          : "no",
+                            "asks"); /* until it has it */
+        assert_int_equal(frontdoor_set_secret(&d->c, d->rolpassword), 0);
+        r = frontdoor_process(&d->cfg, &d->c, &d->out);
+    }
+    return r;
 }
 
 static void startup(wire_buf *b, uint32_t version, const char *const *params) {
@@ -79,6 +93,22 @@ static const char *error_code(const wire_buf *out) {
         if (m.type == PqMsg_ErrorResponse)
             wire_error_field(&m, PG_DIAG_SQLSTATE, code, sizeof code);
     return code;
+}
+
+static void md5_hex(const void *p, size_t n, char out[33]) {
+    unsigned char d[16];
+    unsigned int dl = 0;
+    EVP_Digest(p, n, d, &dl, EVP_md5(), NULL);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* "md5" + md5(password user), as pg_authid keeps an md5 password. */
+static void md5_secret(const char *pw, const char *user, char out[36]) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s%s", pw, user);
+    memcpy(out, "md5", 3);
+    md5_hex(buf, strlen(buf), out + 3);
 }
 
 /* ---- the front door ------------------------------------------------------------ */
@@ -279,6 +309,9 @@ static void test_cleartext_and_md5(void **state) {
     /* md5: the salt is in the request, a made-up response fails */
     door d;
     door_init(&d, AUTH_MD5);
+    char md5pw[36];
+    md5_secret("secret", "carol", md5pw);
+    d.rolpassword = md5pw;
     assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
     assert_int_equal(d.out.len, 13);
     assert_memory_equal(d.out.data, "R\0\0\0\x0c\0\0\0\5", 9);
@@ -289,6 +322,105 @@ static void test_cleartext_and_md5(void **state) {
     assert_string_equal(error_code(&d.out), "08P01");
     door_free(&d);
     wire_buf_free(&b);
+}
+
+/* ---- role secrets ------------------------------------------------------------------ */
+
+/* A PasswordMessage with pw through a door under auth with the role's
+ * rolpassword: the result, and the SQLSTATE sent. */
+static frontdoor_result plain_login(enum auth_kind auth, const char *rolpassword,
+                                    const char *pw, char *code) {
+    door d;
+    door_init(&d, auth);
+    d.rolpassword = rolpassword;
+    wire_buf b;
+    wire_buf_init(&b);
+    const char *p[] = {"user", "erin", NULL};
+    startup(&b, WIRE_PROTOCOL_3_0, p);
+    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
+    assert_int_equal(d.secrets, 1);
+    wire_buf_reset(&b);
+    frontdoor_result r;
+    if (auth == AUTH_MD5) {
+        assert_memory_equal(d.out.data, "R\0\0\0\x0c\0\0\0\5", 9); /* the md5 challenge */
+        char inner[36], salted[40], resp[36];
+        md5_secret(pw, "erin", inner);
+        memcpy(salted, inner + 3, 32);
+        memcpy(salted + 32, d.c.md5_salt, 4);
+        memcpy(resp, "md5", 3);
+        md5_hex(salted, 36, resp + 3);
+        size_t off = wire_begin(&b, PqMsg_PasswordMessage);
+        wire_put_str(&b, resp);
+        wire_end(&b, off);
+    } else {
+        size_t off = wire_begin(&b, PqMsg_PasswordMessage);
+        wire_put_str(&b, pw);
+        wire_end(&b, off);
+    }
+    wire_buf_reset(&d.out);
+    r = feed(&d, b.data, b.len);
+    strcpy(code, error_code(&d.out));
+    wire_buf_free(&b);
+    door_free(&d);
+    return r;
+}
+
+static void test_role_secrets(void **state) {
+    (void)state;
+    char code[8], md5pw[36];
+    md5_secret("secret", "erin", md5pw);
+    /* cleartext against a SCRAM secret and an md5 one */
+    assert_int_equal(plain_login(AUTH_PASSWORD, g_verifier, "secret", code), FRONT_READY);
+    assert_int_equal(plain_login(AUTH_PASSWORD, g_verifier, "secreT", code), FRONT_CLOSE);
+    assert_string_equal(code, "28P01");
+    assert_int_equal(plain_login(AUTH_PASSWORD, md5pw, "secret", code), FRONT_READY);
+    assert_int_equal(plain_login(AUTH_PASSWORD, md5pw, "nope", code), FRONT_CLOSE);
+    /* md5 challenge against an md5 secret */
+    assert_int_equal(plain_login(AUTH_MD5, md5pw, "secret", code), FRONT_READY);
+    assert_int_equal(plain_login(AUTH_MD5, md5pw, "Secret", code), FRONT_CLOSE);
+    assert_string_equal(code, "28P01");
+    /* no password, or one we cannot read: every password fails */
+    assert_int_equal(plain_login(AUTH_PASSWORD, NULL, "", code), FRONT_CLOSE);
+    assert_string_equal(code, "28P01");
+    assert_int_equal(plain_login(AUTH_PASSWORD, "SCRAM-SHA-256$x", "secret", code), FRONT_CLOSE);
+    assert_int_equal(plain_login(AUTH_MD5, NULL, "secret", code), FRONT_CLOSE);
+    /* md5 with a SCRAM secret: SCRAM, as PostgreSQL does */
+    door d;
+    door_init(&d, AUTH_MD5);
+    wire_buf b;
+    wire_buf_init(&b);
+    const char *p[] = {"user", "erin", NULL};
+    startup(&b, WIRE_PROTOCOL_3_0, p);
+    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
+    assert_memory_equal(d.out.data, "R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256", 22);
+    wire_buf_free(&b);
+    door_free(&d);
+    /* the parser: a secret with another salt length and iteration count */
+    role_secret rs;
+    assert_int_equal(role_secret_parse("SCRAM-SHA-256$4096:c2FsdA==$"
+                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:"
+                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                                       &rs),
+                     0);
+    assert_int_equal(rs.kind, ROLE_SCRAM);
+    assert_int_equal(rs.scram.salt_len, 4);
+    assert_int_equal(rs.scram.iterations, 4096);
+    assert_int_equal(role_secret_parse("SCRAM-SHA-256$0:c2FsdA==$AA==:AA==", &rs), 0);
+    assert_int_equal(rs.kind, ROLE_NO_PASSWORD);
+    assert_int_equal(role_secret_parse("md5nothex", &rs), 0);
+    assert_int_equal(rs.kind, ROLE_NO_PASSWORD);
+}
+
+/* A whole SCRAM exchange with a role that has no password: it runs to its
+ * end and fails there, not telling the client which it was. */
+static frontdoor_result scram_login_as(const char *pw, const char *rolpassword,
+                                       int *server_verified);
+
+static void test_scram_no_password(void **state) {
+    (void)state;
+    int verified = 0;
+    assert_int_equal(scram_login_as("secret", NULL, &verified), FRONT_CLOSE);
+    assert_false(verified);
 }
 
 /* ---- SCRAM-SHA-256, the client side from RFC 5802 -------------------------------- */
@@ -316,8 +448,14 @@ static size_t unb64(const char *s, uint8_t *out) {
 
 /* A whole SCRAM exchange with password pw: the front door's result. */
 static frontdoor_result scram_login(const char *pw, int *server_verified) {
+    return scram_login_as(pw, g_verifier, server_verified);
+}
+
+static frontdoor_result scram_login_as(const char *pw, const char *rolpassword,
+                                       int *server_verified) {
     door d;
     door_init(&d, AUTH_SCRAM);
+    d.rolpassword = rolpassword;
     wire_buf b;
     wire_buf_init(&b);
     const char *p[] = {"user", "dave", NULL};
@@ -467,7 +605,15 @@ static void test_frame_limits(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    return scram_make_secret("secret", &g_secret);
+    if (scram_make_secret("secret", &g_secret) != 0)
+        return -1;
+    char salt[64], sk[64], svk[64];
+    EVP_EncodeBlock((unsigned char *)salt, g_secret.salt, (int)g_secret.salt_len);
+    EVP_EncodeBlock((unsigned char *)sk, g_secret.stored_key, 32);
+    EVP_EncodeBlock((unsigned char *)svk, g_secret.server_key, 32);
+    snprintf(g_verifier, sizeof g_verifier, "SCRAM-SHA-256$%d:%s$%s:%s", g_secret.iterations, salt,
+             sk, svk);
+    return 0;
 }
 
 int main(void) {
@@ -480,6 +626,8 @@ int main(void) {
         cmocka_unit_test(test_cancel_request),
         cmocka_unit_test(test_cleartext_and_md5),
         cmocka_unit_test(test_scram),
+        cmocka_unit_test(test_role_secrets),
+        cmocka_unit_test(test_scram_no_password),
         cmocka_unit_test(test_scram_malformed),
         cmocka_unit_test(test_frame_limits),
     };
