@@ -48,6 +48,16 @@ typedef struct backend_cluster {
     struct backend *parked;
     pthread_t park_thread;
     bool park_started, park_stop;
+    /* Every backend of the cluster (under park_mu), and whether one of
+     * them crashed: a trap or an abnormal exit, after which shared memory
+     * may be inconsistent (a spinlock or an LWLock held for ever, half a
+     * change), so that, as PostgreSQL's postmaster does, every backend
+     * ends and the cluster is started again. */
+    struct backend *members;
+    atomic_bool crashed;
+    /* how the first backend was started, to start the cluster again */
+    backend_options opts;
+    char **gucs;
 } backend_cluster;
 
 struct backend {
@@ -75,6 +85,7 @@ struct backend {
     /* parked (under cluster->park_mu) */
     bool is_parked, serving;
     struct backend *park_next;
+    struct backend *member_next; /* cluster->members */
     wire_buf kept;       /* what idle signal handling produced for the client */
     wire_buf out_kept_prev; /* the last backend_unpark's answer */
     bool kept_failed;    /* ... and the session ended there */
@@ -156,6 +167,65 @@ static void kill_backend(backend *b, const char *why) {
     snprintf(b->dead_msg, sizeof b->dead_msg, "%s", why);
 }
 
+/* What PostgreSQL's other backends tell their clients when one crashed
+ * (quickdie's report after the postmaster's SIGQUIT). */
+#define CRASH_MESSAGE "terminating connection because of crash of another server process"
+#define CRASH_DETAIL                                                                          \
+    "The postmaster has commanded this server process to roll back the current "            \
+    "transaction and exit, because another server process exited abnormally and possibly " \
+    "corrupted shared memory."
+#define CRASH_HINT "In a moment you should be able to reconnect to the database and repeat " \
+                   "your command."
+
+static void cluster_members_add(backend *b) {
+    backend_cluster *c = b->cluster;
+    pthread_mutex_lock(&c->park_mu);
+    b->member_next = c->members;
+    c->members = b;
+    pthread_mutex_unlock(&c->park_mu);
+}
+
+static void cluster_members_del(backend *b) {
+    backend_cluster *c = b->cluster;
+    pthread_mutex_lock(&c->park_mu);
+    for (backend **pp = &c->members; *pp; pp = &(*pp)->member_next)
+        if (*pp == b) {
+            *pp = b->member_next;
+            break;
+        }
+    pthread_mutex_unlock(&c->park_mu);
+}
+
+/* One backend of the cluster crashed (b, or NULL): mark the cluster and
+ * wake every other backend, so that each ends at its next step: one
+ * waiting inside the guest ends where it resumes (sched_enter), an idle
+ * one at its signal fd (backend_idle), a busy one at its next wait. */
+static void cluster_crash(backend_cluster *c, backend *b, const char *why) {
+    if (!c || atomic_exchange(&c->crashed, true))
+        return;
+    fprintf(stderr, "pglite: a backend of the cluster crashed (%s): ending every session\n",
+            why);
+    pthread_mutex_lock(&c->park_mu);
+    for (backend *m = c->members; m; m = m->member_next)
+        if (m != b && m->pg)
+            engine_wake(m->pg);
+    pthread_mutex_unlock(&c->park_mu);
+}
+
+/* A backend of a crashed cluster: dead, with PostgreSQL's FATAL for its
+ * client in b->out. */
+static void end_for_crash(backend *b) {
+    if (!b->dead)
+        kill_backend(b, CRASH_MESSAGE);
+    wire_buf_reset(&b->out);
+    wire_error_response(&b->out, PqMsg_ErrorResponse, "FATAL", "57P02", CRASH_MESSAGE,
+                        CRASH_DETAIL, CRASH_HINT);
+}
+
+static bool crashed(const backend *b) { return b->cluster && atomic_load(&b->cluster->crashed); }
+
+static int poke_global(engine *e, const char *name, const void *v, size_t n);
+
 /* Call an i32 export; on exit 100 finish the longjmp. Returns 0, or -1 if
  * the backend is gone (message set). */
 static int pump_call(backend *b, const char *fn, const uint32_t *args, int n, uint32_t *ret) {
@@ -189,6 +259,12 @@ static int pump_call(backend *b, const char *fn, const uint32_t *args, int n, ui
         snprintf(msg, sizeof msg, "the backend failed: %s", r.message);
     }
     kill_backend(b, msg);
+    /* As the postmaster judges a child's exit: 0 and 1 (a FATAL) are
+     * normal; a trap, an abort (PANIC) or any other code is a crash. */
+    if (b->cluster && !b->starting &&
+        (s != ENGINE_EXITED || (r.exit_code != 0 && r.exit_code != 1)) &&
+        !atomic_load(&b->cluster->crashed))
+        cluster_crash(b->cluster, b, r.message);
     return -1;
 }
 
@@ -226,7 +302,16 @@ static int run_cycle(backend *b) {
 /* ---- the cluster ---------------------------------------------------------- */
 
 static void sched_leave(void *ctx) { pthread_mutex_unlock(&((backend_cluster *)ctx)->run); }
-static void sched_enter(void *ctx) { pthread_mutex_lock(&((backend_cluster *)ctx)->run); }
+static void sched_enter(void *ctx) {
+    backend_cluster *c = ctx;
+    pthread_mutex_lock(&c->run);
+    /* Another backend crashed while this one waited: what it waits for may
+     * never come (a lock its holder took down with it). End here, as the
+     * postmaster's SIGQUIT ends it, still holding the lock its caller
+     * lets go of. */
+    if (atomic_load(&c->crashed))
+        engine_end_guest(137);
+}
 
 static void cluster_unref(backend_cluster *c) {
     if (!c || --c->refs > 0)
@@ -239,6 +324,10 @@ static void cluster_unref(backend_cluster *c) {
     }
     pthread_mutex_destroy(&c->park_mu);
     pthread_cond_destroy(&c->park_cv);
+    for (size_t i = 0; c->gucs && c->gucs[i]; i++)
+        free(c->gucs[i]);
+    free(c->gucs);
+    free((char *)c->opts.data_dir);
     engine_image_free(c->image);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
@@ -435,6 +524,21 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     pthread_cond_init(&c->park_cv, NULL);
     c->shm_fd = -1;
     c->refs = 1; /* this call's */
+    c->opts = (backend_options){.debug = o->debug, .relaxed_durability = o->relaxed_durability,
+                                .sessions = 1};
+    size_t ng = 0;
+    while (o->gucs && o->gucs[ng])
+        ng++;
+    c->gucs = calloc(ng + 1, sizeof *c->gucs);
+    bool copied = c->gucs && (c->opts.data_dir = strdup(o->data_dir)) != NULL;
+    for (size_t i = 0; copied && i < ng; i++)
+        copied = (c->gucs[i] = strdup(o->gucs[i])) != NULL;
+    if (!copied) {
+        cluster_unref(c);
+        snprintf(err, errlen, "out of memory");
+        return PGL_ENOMEM;
+    }
+    c->opts.gucs = (const char *const *)c->gucs;
     pthread_mutex_lock(&c->run);
     int rc = start(o, c, out, err, errlen);
     pthread_mutex_unlock(&c->run);
@@ -453,6 +557,7 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
         b->cluster = c;
         b->starting = true;
         c->refs++;
+        cluster_members_add(b);
     }
     wire_buf_init(&b->out);
     wire_buf_init(&b->startup);
@@ -632,7 +737,15 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     b->cluster = c;
     b->starting = true;
     c->refs++;
+    cluster_members_add(b);
     pthread_mutex_lock(&c->run);
+    if (atomic_load(&c->crashed)) {
+        pthread_mutex_unlock(&c->run);
+        b->starting = false;
+        backend_close(b);
+        snprintf(err, errlen, "the database system is in recovery mode: a backend crashed");
+        return -1;
+    }
     int rc = -1;
     char msg[256];
     if (cluster_tree_open(&b->tree, first->tree.data_dir, err, errlen) != 0)
@@ -732,6 +845,13 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
     int fd = engine_wake_fd(b->pg);
     while (fd >= 0 && read(fd, &v, sizeof v) > 0)
         ;
+    if (crashed(b)) {
+        end_for_crash(b);
+        *out = b->out.data;
+        *outlen = b->out.len;
+        snprintf(err, errlen, "%s", b->dead_msg);
+        return -1;
+    }
     if (b->cluster)
         pthread_mutex_lock(&b->cluster->run);
     wire_buf_reset(&b->out);
@@ -814,12 +934,23 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
     b->inpos = 0;
     if (b->cluster)
         pthread_mutex_lock(&b->cluster->run);
-    atomic_store(&b->busy, 1);
-    int rc = run_cycle(b);
-    atomic_store(&b->busy, 0);
+    int rc = -1;
+    if (!crashed(b)) {
+        atomic_store(&b->busy, 1);
+        rc = run_cycle(b);
+        atomic_store(&b->busy, 0);
+    }
+    bool crash = crashed(b);
     if (b->cluster)
         pthread_mutex_unlock(&b->cluster->run);
     b->in = NULL;
+    if (crash) { /* another backend's crash (or this one's) ended it */
+        end_for_crash(b);
+        *out = b->out.data;
+        *outlen = b->out.len;
+        snprintf(err, errlen, "%s", b->dead_msg);
+        return -1;
+    }
     if (b->out.oom) {
         kill_backend(b, "out of memory for the reply");
         rc = -1;
@@ -854,7 +985,7 @@ void backend_cancel(backend *b) {
 }
 
 static void close_locked(backend *b) {
-    if (b->pg && !b->dead) {
+    if (b->pg && !b->dead && !crashed(b)) {
         uint32_t zero = 0;
         engine_result r;
         engine_call(b->pg, "pgl_setPGliteActive", &zero, 1, &r);
@@ -863,6 +994,37 @@ static void close_locked(backend *b) {
     }
     engine_free(b->pg);
     b->pg = NULL;
+}
+
+/* ---- crash restart ---------------------------------------------------------- */
+
+int backend_crashed(const backend *b) { return b && crashed(b); }
+
+int backend_inject_crash(backend *b) {
+    uint32_t bad = 0x7fffffff; /* no such table entry */
+    return b && b->pg && !b->dead ? poke_global(b->pg, "ExecutorStart_hook", &bad, 4) : -1;
+}
+
+int backend_restart(backend *first, backend **out, char *err, size_t errlen) {
+    *out = NULL;
+    backend_cluster *c = first ? first->cluster : NULL;
+    if (!c || !atomic_load(&c->crashed)) {
+        snprintf(err, errlen, "the cluster has not crashed");
+        return -1;
+    }
+    /* The old cluster inert: its first backend dead (its pid free for the
+     * new one's lock file), and no backend inside guest code, nor ever
+     * again (each ends where it would run). */
+    const uint8_t *kept;
+    size_t nkept;
+    backend_unpark(first, &kept, &nkept);
+    end_for_crash(first);
+    pthread_mutex_lock(&c->run);
+    pthread_mutex_unlock(&c->run);
+    /* Start again: PostgreSQL finds pg_control "in production" and runs
+     * crash recovery from the last checkpoint, as after the postmaster's
+     * reinitialisation. */
+    return backend_start(&c->opts, out, err, errlen);
 }
 
 /* ---- parked backends -----------------------------------------------------
@@ -1004,6 +1166,8 @@ void backend_close(backend *b) {
     close_locked(b);
     if (lock)
         pthread_mutex_unlock(&b->cluster->run);
+    if (b->cluster)
+        cluster_members_del(b);
     cluster_unref(b->cluster);
     if (b->log_fd >= 0)
         close(b->log_fd);

@@ -122,6 +122,24 @@ int backend_park(backend *b);
  * its FATAL is in *out). backend_close takes it back itself. */
 int backend_unpark(backend *b, const uint8_t **out, size_t *outlen);
 
+/* Crashes. When a backend of a cluster traps or exits abnormally (a
+ * PANIC), shared memory may be inconsistent: as PostgreSQL's postmaster
+ * does, every backend of the cluster then ends at its next step (one
+ * waiting inside a statement where it resumes, an idle one at its signal
+ * fd, any other at its next call), its client getting PostgreSQL's FATAL
+ * 57P02 "terminating connection because of crash of another server
+ * process" as the reply (backend_exchange and backend_idle return -1 with
+ * *out holding it); no new session starts. backend_crashed tells whether
+ * b's cluster crashed; backend_restart starts the cluster of a first
+ * backend whose cluster crashed again (crash recovery), as a new first
+ * backend in *out: the caller closes the old one. 0, or -1 with err. */
+int backend_crashed(const backend *b);
+/* Fault injection, for tests of the above: b's next statement crashes in
+ * PostgreSQL's executor (an indirect call through ExecutorStart_hook to no
+ * function: a wasm trap, with whatever the statement holds held). */
+int backend_inject_crash(backend *b);
+int backend_restart(backend *first, backend **out, char *err, size_t errlen);
+
 /* /dev/blob of b (see backend_options; a clone has none until set). */
 void backend_set_blob(backend *b, void *ctx, long (*read)(void *ctx, void *buf, size_t len),
                       long (*write)(void *ctx, const void *buf, size_t len));

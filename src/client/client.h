@@ -131,7 +131,10 @@ typedef struct shared_db {
     dev_t dev;              /* the data directory, to know it again */
     ino_t ino;
     pid_t owner;            /* the process that opened it (a fork's child does not have it) */
-    backend *first;
+    backend *first;         /* under mu: replaced after a crash (shared_first) */
+    backend **old_firsts;   /* those replaced, closed with the database */
+    int nold;
+    pthread_mutex_t mu;
     int relaxed_durability; /* the cluster's */
 } shared_db;
 
@@ -238,6 +241,10 @@ int shared_open(const char *path, const pglite_options *o, shared_db **out, char
                 size_t errlen);
 /* Another reference to sh. */
 void shared_ref(shared_db *sh);
+/* The cluster's first backend, to clone sessions from: started again
+ * (crash recovery) if a backend of the cluster crashed. NULL if it cannot
+ * be (message in err, if given). */
+backend *shared_first(shared_db *sh, char *err, size_t errlen);
 /* Let go of a reference; the last closes the cluster and the directory. */
 void shared_close(shared_db *sh);
 /* Unpack the data-directory archive into dir (missing or empty). */

@@ -309,7 +309,8 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
         params[k++] = sess_opts;
     }
     params[k] = NULL;
-    rc = backend_clone(db->sh->first, params, 0, &db->be, err, sizeof err);
+    backend *first = shared_first(db->sh, err, sizeof err);
+    rc = first ? backend_clone(first, params, 0, &db->be, err, sizeof err) : -1;
     free(sess_opts);
     if (rc < 0)
         return open_fail(db, client_status(rc), "%s", err);

@@ -33,6 +33,8 @@ void pglite_server_options_init(pglite_server_options *o) {
     o->size = sizeof *o;
 }
 
+static struct backend *srv_current(void *ctx) { return shared_first(ctx, NULL, 0); }
+
 static void srv_log(void *ctx, server_log_level level, const char *line) {
     (void)ctx;
     (void)level;
@@ -112,7 +114,9 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     }
     ps->db = db;
     server_options so = {
-        .backend = db->sh->first,
+        .backend = shared_first(db->sh, NULL, 0),
+        .current = srv_current,
+        .current_ctx = db->sh,
         .user = user,
         .database = dbname,
         .unix_path = opt.unix_socket,

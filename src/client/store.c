@@ -179,6 +179,7 @@ int shared_open(const char *path, const pglite_options *o, shared_db **out, char
         return client_status(rc);
     }
     d->refs = 1;
+    pthread_mutex_init(&d->mu, NULL);
     pthread_mutex_lock(&g_reg);
     d->next = g_shared;
     g_shared = d;
@@ -203,8 +204,44 @@ void shared_close(shared_db *sh) {
     pthread_mutex_unlock(&g_reg);
     if (last) {
         backend_close(sh->first); /* the shutdown checkpoint */
+        for (int i = 0; i < sh->nold; i++)
+            backend_close(sh->old_firsts[i]);
+        free(sh->old_firsts);
+        pthread_mutex_destroy(&sh->mu);
         store_close(&sh->st);     /* unlocks; removes a temporary one */
         free(sh);
     }
     pthread_mutex_unlock(&g_open);
+}
+
+backend *shared_first(shared_db *sh, char *err, size_t errlen) {
+    char buf[512];
+    if (!err) {
+        err = buf;
+        errlen = sizeof buf;
+    }
+    pthread_mutex_lock(&sh->mu);
+    backend *f = sh->first;
+    if (backend_crashed(f)) {
+        /* As the postmaster after a crash: start again with recovery. The
+         * old one stays allocated until the database closes (a server
+         * may be using it at this moment). */
+        backend **n = realloc(sh->old_firsts, (size_t)(sh->nold + 1) * sizeof *n);
+        backend *nb = NULL;
+        if (!n) {
+            snprintf(err, errlen, "out of memory");
+            f = NULL;
+        } else if (sh->old_firsts = n, backend_restart(f, &nb, err, errlen) != 0 ||
+                   backend_park(nb) != 0) {
+            backend_close(nb);
+            f = NULL;
+        } else {
+            fprintf(stderr, "pglite: %s: a backend crashed; started again with crash recovery\n",
+                    sh->st.dir);
+            sh->old_firsts[sh->nold++] = f;
+            sh->first = f = nb;
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return f;
 }

@@ -597,6 +597,8 @@ static int write_sparse(int fd, const uint8_t *src, size_t len, off_t off, bool 
     return rc;
 }
 
+_Noreturn void engine_end_guest(int code) { abi_unwind(ABI_UNWIND_EXIT, code); }
+
 int engine_share(engine *e, uint32_t addr, uint32_t len, int *fd_out) {
     *fd_out = -1;
     uint8_t *p = abi_mem_ptr(&e->memory, addr, len);

@@ -141,6 +141,11 @@ void engine_image_free(engine_image *img);
 int engine_callbacks(const engine *e);
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen);
+/* From inside a host import the running instance calls (on its thread):
+ * end it there, as a SIGKILL would, without returning to the guest; the
+ * call that runs it reports ENGINE_EXITED with code. */
+_Noreturn void engine_end_guest(int code);
+
 /* Make guest [addr, addr+len) (page-aligned) shared memory: a new memfd
  * holding its present contents, mapped shared over it. Every instance that
  * maps the fd sees the same memory; images keep the mapping. *fd is the

@@ -156,6 +156,8 @@ static int copy_options(server *s, const server_options *o, char *err, size_t er
     if (o->backend) {
         s->borrowed = 1;
         s->be = o->backend;
+        s->current = o->current;
+        s->current_ctx = o->current_ctx;
     }
     s->user = strdup(o->user && *o->user ? o->user : "postgres");
     s->database = strdup(o->database && *o->database ? o->database : "postgres");

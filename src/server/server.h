@@ -53,6 +53,10 @@ typedef struct server_options {
                                       started with backend_options.sessions, parked by
                                       its owner; the server clones sessions from it and
                                       never closes it */
+    struct backend *(*current)(void *ctx); /* with backend, or NULL: the cluster's live
+                                      first backend now (its owner's, started again
+                                      after a crash), asked before each session */
+    void *current_ctx;
     const char *user;              /* the role of the URI; default "postgres"; created
                                       (superuser) when missing (not with backend) */
     const char *database;          /* the database of the URI; default "postgres";

@@ -49,6 +49,8 @@ struct server {
      * the server's own, or borrowed (server_options.backend). */
     backend *be;
     int borrowed;
+    struct backend *(*current)(void *ctx); /* borrowed: the live one (server_options) */
+    void *current_ctx;
     pthread_mutex_t be_mu;           /* one session thread at a time asks be for a secret */
 
     /* shared, under mu: each client is served by a session of its own, a

@@ -140,6 +140,35 @@ static int sq(server *s, const char *const *sql, qres *r, char *err, size_t errl
     return rc;
 }
 
+/* The cluster's first backend, started again (crash recovery) if its
+ * cluster crashed, as the postmaster reinitialises after a crash. Under
+ * be_mu. 0, or -1 with err. */
+static int live_first(server *s, char *err, size_t errlen) {
+    if (s->borrowed && s->current)
+        s->be = s->current(s->current_ctx); /* its owner restarts it */
+    if (!backend_crashed(s->be))
+        return 0;
+    if (s->borrowed) {
+        snprintf(err, errlen, "the database system is in recovery mode");
+        return -1;
+    }
+    srv_log(s, SERVER_LOG_WARNING, "a backend crashed: every session ended; starting again "
+                                   "with crash recovery");
+    backend *nb = NULL;
+    if (backend_restart(s->be, &nb, err, errlen) != 0 || backend_park(nb) != 0) {
+        backend_close(nb);
+        srv_log(s, SERVER_LOG_ERROR, "cannot start the database again: %s", err);
+        return -1;
+    }
+    backend *old = s->be;
+    pthread_mutex_lock(&s->mu);
+    s->be = nb;
+    pthread_mutex_unlock(&s->mu);
+    backend_close(old);
+    srv_log(s, SERVER_LOG_WARNING, "the database system is ready to accept connections again");
+    return 0;
+}
+
 /* A statement with text parameters on the first backend, parked or not,
  * from any session thread (one at a time). */
 static int first_bq(server *s, const char *sql, int np, const char *const *pv, qres *r,
@@ -147,6 +176,10 @@ static int first_bq(server *s, const char *sql, int np, const char *const *pv, q
     pthread_mutex_lock(&s->be_mu);
     const uint8_t *kept;
     size_t nkept;
+    if (live_first(s, err, errlen) != 0) {
+        pthread_mutex_unlock(&s->be_mu);
+        return -1;
+    }
     backend_unpark(s->be, &kept, &nkept); /* nothing in it is for a client */
     int rc = bq(s, sql, np, pv, r, err, errlen);
     backend_park(s->be);
@@ -488,6 +521,10 @@ static int run_batch(sess *ss, const uint8_t *in, size_t n) {
     if (rc != 0) {
         srv_log(s, SERVER_LOG_ERROR, "the backend stopped during the session of %s: %s",
                 ss->c->peer, err);
+        if (outlen && !ss->gone) { /* PostgreSQL's own FATAL (a crash elsewhere) */
+            srv_send_all(s, ss->c, out, outlen);
+            ss->gone = 1;
+        }
         client_fatal(ss, "57P01", "terminating connection because the database backend stopped",
                      err, NULL);
         return -1;
@@ -684,7 +721,11 @@ static void run_clone_session(server *s, conn *c) {
         params[k++] = c->gucs[2 * i];
         params[k++] = c->gucs[2 * i + 1];
     }
-    int rc = backend_clone(s->be, params, c->minor, &ss.be, err, sizeof err);
+    pthread_mutex_lock(&s->be_mu);
+    int rc = live_first(s, err, sizeof err);
+    if (rc == 0)
+        rc = backend_clone(s->be, params, c->minor, &ss.be, err, sizeof err);
+    pthread_mutex_unlock(&s->be_mu);
     free(params);
     if (rc == 1) {
         /* PostgreSQL's own FATAL (no such database, too many clients...) */

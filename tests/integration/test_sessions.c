@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -357,6 +358,98 @@ static void test_startup_parameters(void **state) {
     backend_close(C);
 }
 
+/* The SQLSTATE of a FATAL in out ("" if none). */
+static void fatal_state(const uint8_t *o, size_t n, char *state) {
+    state[0] = 0;
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, o, n);
+    while (wire_next(&r, &m) == 1)
+        if (m.type == 'E')
+            wire_error_field(&m, 'C', state, 6);
+}
+
+typedef struct crash_job {
+    backend *b;
+    int rc;
+    char state[6];
+    pthread_t t;
+} crash_job;
+
+static void *crash_job_main(void *arg) {
+    crash_job *j = arg;
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, "UPDATE c SET v = v + 1 WHERE id = 1");
+    const uint8_t *o;
+    size_t n;
+    char err[512];
+    j->rc = backend_exchange(j->b, w.data, w.len, &o, &n, err, sizeof err);
+    fatal_state(o, n, j->state);
+    wire_buf_free(&w);
+    return NULL;
+}
+
+/* A crash (a trap) in one session while another waits for a lock it holds
+ * and a third is idle: as under PostgreSQL's postmaster, every session
+ * ends with FATAL 57P02 (none hangs), no new one starts, and the cluster
+ * starts again with crash recovery: committed rows kept, the crashed
+ * transaction's gone. */
+static void test_crash_restart(void **state) {
+    (void)state;
+    char *dir = fx_new_cluster("crash");
+    assert_non_null(dir);
+    backend_options o = {.data_dir = dir, .sessions = 1};
+    char err[2048];
+    backend *first, *a, *b, *c, *d;
+    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
+    assert_int_equal(backend_park(first), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &c, err, sizeof err), 0);
+    val(a, "CREATE TABLE c (id int PRIMARY KEY, v int)");
+    val(a, "INSERT INTO c VALUES (1, 10)");
+    val(a, "BEGIN");
+    val(a, "UPDATE c SET v = 99 WHERE id = 1");
+    crash_job j = {.b = b};
+    assert_int_equal(pthread_create(&j.t, NULL, crash_job_main, &j), 0);
+    usleep(300 * 1000); /* b waits for a's row lock */
+    assert_int_equal(backend_crashed(a), 0);
+    assert_int_equal(backend_inject_crash(a), 0);
+    reply r;
+    assert_int_not_equal(sql(a, "SELECT count(*) FROM c", &r), 0); /* a trapped */
+    assert_int_equal(backend_crashed(a), 1);
+    pthread_join(j.t, NULL); /* b did not hang */
+    assert_int_equal(j.rc, -1);
+    assert_string_equal(j.state, "57P02");
+    /* the idle one is told at once, through its signal fd */
+    struct pollfd pf = {.fd = backend_signal_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    const uint8_t *out;
+    size_t n;
+    assert_int_equal(backend_idle(c, &out, &n, err, sizeof err), -1);
+    char st[6];
+    fatal_state(out, n, st);
+    assert_string_equal(st, "57P02");
+    assert_int_equal(backend_clone(first, NULL, 0, &d, err, sizeof err), -1);
+    /* started again, with recovery */
+    backend *nf;
+    if (backend_restart(first, &nf, err, sizeof err) != 0)
+        print_error("backend_restart: %s\n", err);
+    backend_close(a);
+    backend_close(b);
+    backend_close(c);
+    backend_close(first);
+    assert_int_equal(backend_clone(nf, NULL, 0, &d, err, sizeof err), 0);
+    assert_string_equal(val(d, "SELECT v FROM c WHERE id = 1"), "10");
+    val(d, "UPDATE c SET v = v + 1 WHERE id = 1");
+    assert_string_equal(val(d, "SELECT v FROM c"), "11");
+    backend_close(d);
+    backend_close(nf);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_pids),
@@ -369,6 +462,7 @@ int main(void) {
         cmocka_unit_test(test_terminate),
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
+        cmocka_unit_test(test_crash_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
