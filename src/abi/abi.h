@@ -190,6 +190,10 @@ void abi_host_set_fork_point(abi_host *h, void (*fn)(void *ctx), void *ctx);
  * code meanwhile. NULL hooks: none. */
 void abi_host_set_scheduler(abi_host *h, void (*leave)(void *ctx), void (*enter)(void *ctx),
                             void *ctx);
+/* And yield(ctx) at each interrupt point (ProcessInterrupts, entered when
+ * CHECK_FOR_INTERRUPTS found InterruptPending), where the scheduler may
+ * let another instance run; NULL: none. */
+void abi_host_set_yield(abi_host *h, void (*yield)(void *ctx));
 
 
 /* ---- fork ------------------------------------------------------------------

@@ -88,6 +88,7 @@ struct Z_env_instance_t {
     /* The scheduler's hooks around a wait that blocks (process.c). */
     void (*sched_leave)(void *ctx);
     void (*sched_enter)(void *ctx);
+    void (*sched_yield)(void *ctx); /* at an interrupt point */
     void *sched_ctx;
     /* MAP_SHARED file mappings made real host mappings (net.c): a DSM
      * segment in pg_dynshmem is one memory for every instance that maps

@@ -153,6 +153,14 @@ void abi_host_set_scheduler(abi_host *h, void (*leave)(void *ctx), void (*enter)
     h->sched_ctx = ctx;
 }
 
+void abi_host_set_yield(abi_host *h, void (*yield)(void *ctx)) { h->sched_yield = yield; }
+
+/* ProcessInterrupts calls this first (the patch's interrupt point). */
+void Z_envZ_pglitec_interrupt_point(struct Z_env_instance_t *h) {
+    if (h->sched_yield)
+        h->sched_yield(h->sched_ctx);
+}
+
 bool abi_host_deliver(abi_host *h) { return abi_timers_check(h); }
 
 int abi_host_wake_fd(const abi_host *h) { return h->wake_fd; }

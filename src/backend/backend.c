@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_ALIVE 99   /* main returned with the backend ready */
@@ -34,7 +35,18 @@
  * runs and lets go of it only where a PostgreSQL process blocks: a wait in
  * poll() (a lock, a latch, a sleep), or waiting for its client. */
 typedef struct backend_cluster {
-    pthread_mutex_t run;
+    /* The cluster lock: first come, first served (run_lock). */
+    pthread_mutex_t run_mu;
+    pthread_cond_t run_cv;
+    uint64_t ticket_next, ticket_now;
+    atomic_int waiting;       /* threads waiting for it */
+    struct backend *holder;   /* under run_mu */
+    double held_since;        /* ms */
+    bool poked, warned;
+    /* The watchdog: asks the holder to let go once its slice is over. */
+    pthread_t wd;
+    pthread_cond_t wd_cv;
+    bool wd_started, wd_stop;
     engine_image *image;
     int shm_fd;
     uint32_t shm_addr, shm_size;
@@ -80,7 +92,7 @@ struct backend {
     /* more input mid-exchange (COPY FROM STDIN) */
     backend_input_fn more;
     void *more_ctx;
-    uint32_t addr_cancel, addr_interrupt, addr_latch;
+    uint32_t addr_cancel, addr_interrupt, addr_latch, addr_holdoff, addr_crit;
     char *env[16];
     /* parked (under cluster->park_mu) */
     bool is_parked, serving;
@@ -93,6 +105,9 @@ struct backend {
 
 int backend_alive(const backend *b) { return b && !b->dead; }
 
+static void run_lock(backend_cluster *c, backend *b);
+static void run_unlock(backend_cluster *c);
+
 /* read(ptr, max): the next bytes of the current input. */
 static uint32_t cb_read(void *ctx, const uint32_t *a) {
     backend *b = ctx;
@@ -102,10 +117,10 @@ static uint32_t cb_read(void *ctx, const uint32_t *a) {
         const uint8_t *in = NULL;
         size_t inlen = 0;
         if (b->cluster)
-            pthread_mutex_unlock(&b->cluster->run);
+            run_unlock(b->cluster);
         int rc = b->more(b->more_ctx, b->out.data, b->out.len, &in, &inlen);
         if (b->cluster)
-            pthread_mutex_lock(&b->cluster->run);
+            run_lock(b->cluster, b);
         wire_buf_reset(&b->out);
         if (rc == 0 && in && inlen) {
             b->in = in;
@@ -299,16 +314,120 @@ static int run_cycle(backend *b) {
 }
 
 
+/* ---- the cluster lock ---------------------------------------------------------
+ * One backend of a cluster runs guest code at a time. Whoever asks first
+ * gets the lock first, so a backend that lets go of it at an interrupt
+ * point gets it back only after those already waiting. A backend that
+ * keeps it longer than a slice while others wait is asked to let go (its
+ * InterruptPending set, as a signal would: its next CHECK_FOR_INTERRUPTS
+ * is an interrupt point), which it does when it holds no LWLock and is in
+ * no critical section; PostgreSQL holds interrupts off meanwhile. */
+#define SLICE_MS 20
+#define LIVELOCK_MS 10000
+
+static double mono_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void run_lock(backend_cluster *c, backend *b) {
+    pthread_mutex_lock(&c->run_mu);
+    uint64_t t = c->ticket_next++;
+    if (t != c->ticket_now) {
+        atomic_fetch_add(&c->waiting, 1);
+        pthread_cond_signal(&c->wd_cv);
+        while (t != c->ticket_now)
+            pthread_cond_wait(&c->run_cv, &c->run_mu);
+        atomic_fetch_sub(&c->waiting, 1);
+    }
+    c->holder = b;
+    c->held_since = mono_ms();
+    c->poked = c->warned = false;
+    if (atomic_load(&c->waiting))
+        pthread_cond_signal(&c->wd_cv); /* a new slice while others wait */
+    pthread_mutex_unlock(&c->run_mu);
+}
+
+static void run_unlock(backend_cluster *c) {
+    pthread_mutex_lock(&c->run_mu);
+    c->holder = NULL;
+    c->ticket_now++;
+    pthread_cond_broadcast(&c->run_cv);
+    pthread_mutex_unlock(&c->run_mu);
+}
+
+static uint32_t guest_u32(backend *b, uint32_t addr) {
+    wasm_rt_memory_t *m = engine_memory(b->pg);
+    if (!addr || !abi_mem_ptr(m, addr, 4))
+        return 0;
+    return __atomic_load_n((uint32_t *)(m->data + addr), __ATOMIC_ACQUIRE);
+}
+
+static void *watchdog_main(void *arg) {
+    backend_cluster *c = arg;
+    pthread_mutex_lock(&c->run_mu);
+    while (!c->wd_stop) {
+        if (atomic_load(&c->waiting) == 0) {
+            pthread_cond_wait(&c->wd_cv, &c->run_mu);
+            continue;
+        }
+        backend *h = c->holder;
+        double held = mono_ms() - c->held_since;
+
+        if (held >= SLICE_MS && !c->poked && h->pg && h->addr_interrupt) {
+            wasm_rt_memory_t *m = engine_memory(h->pg);
+            if (abi_mem_ptr(m, h->addr_interrupt, 4))
+                __atomic_store_n((int32_t *)(m->data + h->addr_interrupt), 1, __ATOMIC_RELEASE);
+            c->poked = true;
+        }
+        if (h && h->pg && held >= LIVELOCK_MS && !c->warned) {
+            fprintf(stderr,
+                    "pglite: the session with pid %u has run for %.0f s without a point where "
+                    "it could let the %d waiting run (a statement that never checks for "
+                    "interrupts, or a loop holding a lock)\n",
+                    engine_pid(h->pg), held / 1000, atomic_load(&c->waiting));
+            c->warned = true;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 10 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->wd_cv, &c->run_mu, &until);
+    }
+    pthread_mutex_unlock(&c->run_mu);
+    return NULL;
+}
+
 /* ---- the cluster ---------------------------------------------------------- */
 
-static void sched_leave(void *ctx) { pthread_mutex_unlock(&((backend_cluster *)ctx)->run); }
+static void sched_leave(void *ctx) { run_unlock(((backend *)ctx)->cluster); }
+
 static void sched_enter(void *ctx) {
-    backend_cluster *c = ctx;
-    pthread_mutex_lock(&c->run);
+    backend *b = ctx;
+    run_lock(b->cluster, b);
     /* Another backend crashed while this one waited: what it waits for may
      * never come (a lock its holder took down with it). End here, as the
      * postmaster's SIGQUIT ends it, still holding the lock its caller
      * lets go of. */
+    if (atomic_load(&b->cluster->crashed))
+        engine_end_guest(137);
+}
+
+/* An interrupt point (ProcessInterrupts): let the waiting run first, if
+ * any, when PostgreSQL could take a signal here (no LWLock held, no
+ * critical section). */
+static void sched_point(void *ctx) {
+    backend *b = ctx;
+    backend_cluster *c = b->cluster;
+    if (atomic_load(&c->waiting) == 0 || !b->addr_holdoff || !b->addr_crit ||
+        guest_u32(b, b->addr_holdoff) != 0 || guest_u32(b, b->addr_crit) != 0)
+        return;
+    run_unlock(c);
+    run_lock(c, b);
     if (atomic_load(&c->crashed))
         engine_end_guest(137);
 }
@@ -316,6 +435,13 @@ static void sched_enter(void *ctx) {
 static void cluster_unref(backend_cluster *c) {
     if (!c || --c->refs > 0)
         return;
+    if (c->wd_started) {
+        pthread_mutex_lock(&c->run_mu);
+        c->wd_stop = true;
+        pthread_cond_signal(&c->wd_cv);
+        pthread_mutex_unlock(&c->run_mu);
+        pthread_join(c->wd, NULL);
+    }
     if (c->park_started) { /* nothing is parked: every backend has closed */
         pthread_mutex_lock(&c->park_mu);
         c->park_stop = true;
@@ -331,7 +457,9 @@ static void cluster_unref(backend_cluster *c) {
     engine_image_free(c->image);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
-    pthread_mutex_destroy(&c->run);
+    pthread_mutex_destroy(&c->run_mu);
+    pthread_cond_destroy(&c->run_cv);
+    pthread_cond_destroy(&c->wd_cv);
     free(c);
 }
 
@@ -519,7 +647,9 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         snprintf(err, errlen, "out of memory");
         return PGL_ENOMEM;
     }
-    pthread_mutex_init(&c->run, NULL);
+    pthread_mutex_init(&c->run_mu, NULL);
+    pthread_cond_init(&c->run_cv, NULL);
+    pthread_cond_init(&c->wd_cv, NULL);
     pthread_mutex_init(&c->park_mu, NULL);
     pthread_cond_init(&c->park_cv, NULL);
     c->shm_fd = -1;
@@ -539,9 +669,11 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         return PGL_ENOMEM;
     }
     c->opts.gucs = (const char *const *)c->gucs;
-    pthread_mutex_lock(&c->run);
+    if (pthread_create(&c->wd, NULL, watchdog_main, c) == 0)
+        c->wd_started = true;
+    run_lock(c, NULL);
     int rc = start(o, c, out, err, errlen);
-    pthread_mutex_unlock(&c->run);
+    run_unlock(c);
     cluster_unref(c);
     return rc;
 }
@@ -596,7 +728,9 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
     abi_host_set_blob(engine_host(b->pg), o->blob_ctx, o->blob_read, o->blob_write);
     if (c) {
         engine_set_fork_point(b->pg, on_fork_point, b);
-        engine_set_scheduler(b->pg, sched_leave, sched_enter, c);
+        engine_set_scheduler(b->pg, sched_leave, sched_enter, sched_point, b);
+        engine_global(b->pg, "InterruptHoldoffCount", &b->addr_holdoff);
+        engine_global(b->pg, "CritSectionCount", &b->addr_crit);
     }
     uint32_t rcb = engine_add_callback(b->pg, 2, 1, cb_read, b);
     uint32_t wcb = engine_add_callback(b->pg, 2, 1, cb_write, b);
@@ -738,9 +872,9 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     b->starting = true;
     c->refs++;
     cluster_members_add(b);
-    pthread_mutex_lock(&c->run);
+    run_lock(c, b);
     if (atomic_load(&c->crashed)) {
-        pthread_mutex_unlock(&c->run);
+        run_unlock(c);
         b->starting = false;
         backend_close(b);
         snprintf(err, errlen, "the database system is in recovery mode: a backend crashed");
@@ -757,7 +891,9 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
         snprintf(err, errlen, "cannot start a session: %s", msg);
         goto out;
     }
-    engine_set_scheduler(b->pg, sched_leave, sched_enter, c);
+    engine_set_scheduler(b->pg, sched_leave, sched_enter, sched_point, b);
+    engine_global(b->pg, "InterruptHoldoffCount", &b->addr_holdoff);
+    engine_global(b->pg, "CritSectionCount", &b->addr_crit);
     /* The I/O callbacks at the indices the image's memory names. */
     if (engine_callbacks(b->pg) != 0 || engine_add_callback(b->pg, 2, 1, cb_read, b) != c->cb_read ||
         engine_add_callback(b->pg, 2, 1, cb_write, b) != c->cb_write) {
@@ -817,7 +953,7 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     engine_global(b->pg, "MyLatch", &b->addr_latch);
     rc = 0;
 out:
-    pthread_mutex_unlock(&c->run);
+    run_unlock(c);
     b->starting = false;
     if (rc == 1) {
         b->dead = true;
@@ -853,7 +989,7 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
         return -1;
     }
     if (b->cluster)
-        pthread_mutex_lock(&b->cluster->run);
+        run_lock(b->cluster, b);
     wire_buf_reset(&b->out);
     engine_result r;
     uint32_t flush = 1, pending = 0, addr;
@@ -882,7 +1018,7 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
             engine_call(b->pg, "pgl_pq_flush", NULL, 0, &r); /* its FATAL */
     }
     if (b->cluster)
-        pthread_mutex_unlock(&b->cluster->run);
+        run_unlock(b->cluster);
     *out = b->out.data;
     *outlen = b->out.len;
     if (rc != 0)
@@ -898,12 +1034,12 @@ void backend_set_blob(backend *b, void *ctx, long (*read)(void *ctx, void *buf, 
 
 void backend_hold_cluster(backend *b) {
     if (b && b->cluster)
-        pthread_mutex_lock(&b->cluster->run);
+        run_lock(b->cluster, NULL);
 }
 
 void backend_release_cluster(backend *b) {
     if (b && b->cluster)
-        pthread_mutex_unlock(&b->cluster->run);
+        run_unlock(b->cluster);
 }
 
 void backend_set_input(backend *b, backend_input_fn fn, void *ctx) {
@@ -933,7 +1069,7 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
     b->inlen = len;
     b->inpos = 0;
     if (b->cluster)
-        pthread_mutex_lock(&b->cluster->run);
+        run_lock(b->cluster, b);
     int rc = -1;
     if (!crashed(b)) {
         atomic_store(&b->busy, 1);
@@ -942,7 +1078,7 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
     }
     bool crash = crashed(b);
     if (b->cluster)
-        pthread_mutex_unlock(&b->cluster->run);
+        run_unlock(b->cluster);
     b->in = NULL;
     if (crash) { /* another backend's crash (or this one's) ended it */
         end_for_crash(b);
@@ -1019,8 +1155,8 @@ int backend_restart(backend *first, backend **out, char *err, size_t errlen) {
     size_t nkept;
     backend_unpark(first, &kept, &nkept);
     end_for_crash(first);
-    pthread_mutex_lock(&c->run);
-    pthread_mutex_unlock(&c->run);
+    run_lock(c, NULL);
+    run_unlock(c);
     /* Start again: PostgreSQL finds pg_control "in production" and runs
      * crash recovery from the last checkpoint, as after the postmaster's
      * reinitialisation. */
@@ -1162,10 +1298,10 @@ void backend_close(backend *b) {
      * the cluster's lock already. */
     bool lock = b->cluster && !b->starting;
     if (lock)
-        pthread_mutex_lock(&b->cluster->run);
+        run_lock(b->cluster, NULL); /* not the holder: the watchdog leaves it alone */
     close_locked(b);
     if (lock)
-        pthread_mutex_unlock(&b->cluster->run);
+        run_unlock(b->cluster);
     if (b->cluster)
         cluster_members_del(b);
     cluster_unref(b->cluster);

@@ -20,10 +20,13 @@
  * image with a pid of its own, started the way BackendMain starts a
  * forked backend (on_exit_reset, the startup packet, InitProcess,
  * PostgresMain). One lock lets one backend of the cluster run guest code
- * at a time; a backend lets go of it where a PostgreSQL process blocks (a
- * latch or lock wait, a sleep, waiting for its client), so row locks wait
- * and wake, deadlocks are detected and signals (cancel, terminate,
- * NOTIFY) reach the other backends as between processes.
+ * at a time, first come first served; a backend lets go of it where a
+ * PostgreSQL process blocks (a latch or lock wait, a sleep, waiting for
+ * its client), so row locks wait and wake, deadlocks are detected and
+ * signals (cancel, terminate, NOTIFY) reach the other backends as between
+ * processes; and, once it has run a 20 ms slice while others wait, at its
+ * next CHECK_FOR_INTERRUPTS that holds no LWLock, so that a long statement
+ * does not hold the others off until it ends.
  */
 #ifndef PGLITE_BACKEND_H
 #define PGLITE_BACKEND_H

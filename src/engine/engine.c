@@ -721,8 +721,9 @@ void engine_set_fork_point(engine *e, void (*fn)(engine *e, void *ctx), void *ct
 }
 
 void engine_set_scheduler(engine *e, void (*leave)(void *ctx), void (*enter)(void *ctx),
-                          void *ctx) {
+                          void (*yield)(void *ctx), void *ctx) {
     abi_host_set_scheduler(e->host, leave, enter, ctx);
+    abi_host_set_yield(e->host, yield);
 }
 
 static void do_deliver(engine *e, void *arg) {

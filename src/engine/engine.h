@@ -130,10 +130,10 @@ void engine_snapshot_free(engine_snapshot *s);
  * in the same order, so that the table indices in the copied memory name
  * them. */
 typedef struct engine_image engine_image;
-/* The scheduler's hooks around each blocking wait of the guest (see
- * abi_host_set_scheduler). */
+/* The scheduler's hooks around each blocking wait of the guest, and at
+ * each interrupt point (see abi_host_set_scheduler, abi_host_set_yield). */
 void engine_set_scheduler(engine *e, void (*leave)(void *ctx), void (*enter)(void *ctx),
-                          void *ctx);
+                          void (*yield)(void *ctx), void *ctx);
 /* Call fn(e, ctx) when the instance reaches its fork point (NULL clears). */
 void engine_set_fork_point(engine *e, void (*fn)(engine *e, void *ctx), void *ctx);
 engine_image *engine_image_take(engine *e, char *err, size_t errlen);

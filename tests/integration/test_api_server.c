@@ -181,7 +181,7 @@ static void test_unix_socket_round_trip(void **state) {
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     pq_ok(c, "BEGIN");
     pq_ok(c, "UPDATE t SET v = 'client' WHERE id = 4");
-    struct updater u = {db, 0};
+    struct updater u = {db, 0, 0};
     assert_int_equal(pthread_create(&th, NULL, updater_main, &u), 0);
     nap(300);
     assert_int_equal(atomic_load(&u.done), 0); /* waits for the client's lock */

@@ -358,6 +358,24 @@ static void test_startup_parameters(void **state) {
     backend_close(C);
 }
 
+/* A long statement does not hold the others off until it ends: at its
+ * CHECK_FOR_INTERRUPTS, once its slice is over and another session waits,
+ * it lets that one run. B's answer comes while A's statement still runs. */
+static void test_long_statement_shares(void **state) {
+    (void)state;
+    job j;
+    run_bg(&j, A, "SELECT count(*) FROM generate_series(1, 30000000)", NULL, NULL);
+    usleep(200 * 1000);
+    assert_int_equal(atomic_load(&j.done), 0);
+    for (int i = 0; i < 20; i++) /* each a new wait for the lock */
+        assert_string_equal(val(B, "SELECT 41 + 1"), "42");
+    assert_string_equal(val(B, "SELECT count(*) > 0 FROM t"), "t");
+    assert_int_equal(atomic_load(&j.done), 0); /* A is still at it */
+    join(&j);
+    assert_string_equal(j.last.val, "30000000");
+    assert_string_equal(j.last.state, "");
+}
+
 /* The SQLSTATE of a FATAL in out ("" if none). */
 static void fatal_state(const uint8_t *o, size_t n, char *state) {
     state[0] = 0;
@@ -462,6 +480,7 @@ int main(void) {
         cmocka_unit_test(test_terminate),
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
+        cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_crash_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

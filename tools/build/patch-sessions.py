@@ -44,6 +44,8 @@ of its own, route signals between instances and block a waiting backend:
   RESUME_CANCEL_INTERRUPTS  another, pglitec_resume_cancel_interrupts: a
                          clone's PostgresMain returns to the host inside
                          its first read of a command, with cancel held off.
+  ProcessInterrupts()    first calls a new import, env.pglitec_interrupt_point(),
+                         where the host may switch sessions.
   the fork point         main() calls a new import, env.pglitec_fork_point(),
                          just before InitProcess(): where the host takes the
                          image it clones more backends from, which then run
@@ -413,9 +415,10 @@ def locate_patches(m, found):
 NEW_IMPORTS = (
     ("pglitec_kill", (b"\x7f\x7f", b"\x7f")),   # (pid, sig) -> 0 or -errno
     ("pglitec_fork_point", (b"", b"")),          # ()
+    ("pglitec_interrupt_point", (b"", b"")),     # ()
 )
 NEW_IMPORT = 1 << 31
-KILL, FORK_POINT = NEW_IMPORT, NEW_IMPORT + 1
+KILL, FORK_POINT, INTERRUPT_POINT = NEW_IMPORT, NEW_IMPORT + 1, NEW_IMPORT + 2
 
 
 def nlocals(m, func, body):
@@ -497,6 +500,17 @@ def patched_bodies(m, found, gpid):
         fail(f"main() (function {f}): expected one call of InitProcess then PostgresMain, "
              f"found {len(sites)}")
     out[f] = body[:sites[0]] + b"\x10" + uleb(FORK_POINT) + body[sites[0]:]
+
+    # ProcessInterrupts() first calls pglitec_interrupt_point(): a
+    # CHECK_FOR_INTERRUPTS that found InterruptPending set, where the host
+    # may let another session run (when no LWLock is held and no critical
+    # section is open, which the host checks).
+    f = m.exports.get("ProcessInterrupts")
+    if f is None or f < m.nimp:
+        fail("ProcessInterrupts is not an exported function")
+    body = out.get(f, m.body_bytes(f))
+    k = skip_locals(body, 0)
+    out[f] = body[:k] + b"\x10" + uleb(INTERRUPT_POINT) + body[k:]
 
     # kill(pid, sig):
     #   if (pid == getpid()) return raise(sig);
