@@ -35,12 +35,15 @@
  * runs and lets go of it only where a PostgreSQL process blocks: a wait in
  * poll() (a lock, a latch, a sleep), or waiting for its client. */
 typedef struct backend_cluster {
-    /* The cluster lock: first come, first served (run_lock). */
+    /* The cluster lock (run_lock), and under run_mu who holds it, since
+     * when, how many times it was taken (run_cv: it was). */
+    pthread_mutex_t run;
     pthread_mutex_t run_mu;
     pthread_cond_t run_cv;
-    uint64_t ticket_next, ticket_now;
+    uint64_t acquired;
+    int yielders;             /* threads in run_yield, waiting on run_cv */
     atomic_int waiting;       /* threads waiting for it */
-    struct backend *holder;   /* under run_mu */
+    struct backend *holder;
     double held_since;        /* ms */
     bool poked, warned;
     /* The watchdog: asks the holder to let go once its slice is over. */
@@ -315,13 +318,12 @@ static int run_cycle(backend *b) {
 
 
 /* ---- the cluster lock ---------------------------------------------------------
- * One backend of a cluster runs guest code at a time. Whoever asks first
- * gets the lock first, so a backend that lets go of it at an interrupt
- * point gets it back only after those already waiting. A backend that
- * keeps it longer than a slice while others wait is asked to let go (its
+ * One backend of a cluster runs guest code at a time. A backend that keeps
+ * the lock longer than a slice while others wait is asked to let go (its
  * InterruptPending set, as a signal would: its next CHECK_FOR_INTERRUPTS
  * is an interrupt point), which it does when it holds no LWLock and is in
- * no critical section; PostgreSQL holds interrupts off meanwhile. */
+ * no critical section (PostgreSQL holds interrupts off meanwhile), and
+ * then waits until another has taken the lock before it asks again. */
 #define SLICE_MS 20
 #define LIVELOCK_MS 10000
 
@@ -331,30 +333,63 @@ static double mono_ms(void) {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+/* now + ms, for pthread_cond_timedwait */
+static struct timespec in_ms(long ms) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += ms * 1000000L;
+    while (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 static void run_lock(backend_cluster *c, backend *b) {
-    pthread_mutex_lock(&c->run_mu);
-    uint64_t t = c->ticket_next++;
-    if (t != c->ticket_now) {
-        atomic_fetch_add(&c->waiting, 1);
-        pthread_cond_signal(&c->wd_cv);
-        while (t != c->ticket_now)
-            pthread_cond_wait(&c->run_cv, &c->run_mu);
+    if (pthread_mutex_trylock(&c->run) != 0) {
+        if (atomic_fetch_add(&c->waiting, 1) == 0) {
+            /* the first to wait wakes the watchdog, which then looks every
+             * 10 ms while anyone waits */
+            pthread_mutex_lock(&c->run_mu);
+            pthread_cond_signal(&c->wd_cv);
+            pthread_mutex_unlock(&c->run_mu);
+        }
+        pthread_mutex_lock(&c->run);
         atomic_fetch_sub(&c->waiting, 1);
     }
+    pthread_mutex_lock(&c->run_mu);
     c->holder = b;
     c->held_since = mono_ms();
     c->poked = c->warned = false;
-    if (atomic_load(&c->waiting))
-        pthread_cond_signal(&c->wd_cv); /* a new slice while others wait */
+    c->acquired++;
+    if (c->yielders)
+        pthread_cond_broadcast(&c->run_cv);
     pthread_mutex_unlock(&c->run_mu);
 }
 
 static void run_unlock(backend_cluster *c) {
     pthread_mutex_lock(&c->run_mu);
     c->holder = NULL;
-    c->ticket_now++;
-    pthread_cond_broadcast(&c->run_cv);
     pthread_mutex_unlock(&c->run_mu);
+    pthread_mutex_unlock(&c->run);
+}
+
+/* Let go of the lock until another backend has taken it (or no one waits
+ * any more), then take it again. */
+static void run_yield(backend_cluster *c, backend *b) {
+    pthread_mutex_lock(&c->run_mu);
+    uint64_t gen = c->acquired;
+    pthread_mutex_unlock(&c->run_mu);
+    run_unlock(c);
+    pthread_mutex_lock(&c->run_mu);
+    c->yielders++;
+    while (c->acquired == gen && atomic_load(&c->waiting) > 0) {
+        struct timespec t = in_ms(5);
+        pthread_cond_timedwait(&c->run_cv, &c->run_mu, &t);
+    }
+    c->yielders--;
+    pthread_mutex_unlock(&c->run_mu);
+    run_lock(c, b);
 }
 
 static uint32_t guest_u32(backend *b, uint32_t addr) {
@@ -389,13 +424,7 @@ static void *watchdog_main(void *arg) {
                     engine_pid(h->pg), held / 1000, atomic_load(&c->waiting));
             c->warned = true;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 10 * 1000 * 1000;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = in_ms(10);
         pthread_cond_timedwait(&c->wd_cv, &c->run_mu, &until);
     }
     pthread_mutex_unlock(&c->run_mu);
@@ -426,8 +455,7 @@ static void sched_point(void *ctx) {
     if (atomic_load(&c->waiting) == 0 || !b->addr_holdoff || !b->addr_crit ||
         guest_u32(b, b->addr_holdoff) != 0 || guest_u32(b, b->addr_crit) != 0)
         return;
-    run_unlock(c);
-    run_lock(c, b);
+    run_yield(c, b);
     if (atomic_load(&c->crashed))
         engine_end_guest(137);
 }
@@ -457,6 +485,7 @@ static void cluster_unref(backend_cluster *c) {
     engine_image_free(c->image);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
+    pthread_mutex_destroy(&c->run);
     pthread_mutex_destroy(&c->run_mu);
     pthread_cond_destroy(&c->run_cv);
     pthread_cond_destroy(&c->wd_cv);
@@ -647,6 +676,7 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
         snprintf(err, errlen, "out of memory");
         return PGL_ENOMEM;
     }
+    pthread_mutex_init(&c->run, NULL);
     pthread_mutex_init(&c->run_mu, NULL);
     pthread_cond_init(&c->run_cv, NULL);
     pthread_cond_init(&c->wd_cv, NULL);

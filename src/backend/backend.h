@@ -20,7 +20,7 @@
  * image with a pid of its own, started the way BackendMain starts a
  * forked backend (on_exit_reset, the startup packet, InitProcess,
  * PostgresMain). One lock lets one backend of the cluster run guest code
- * at a time, first come first served; a backend lets go of it where a
+ * at a time; a backend lets go of it where a
  * PostgreSQL process blocks (a latch or lock wait, a sleep, waiting for
  * its client), so row locks wait and wake, deadlocks are detected and
  * signals (cancel, terminate, NOTIFY) reach the other backends as between

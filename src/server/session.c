@@ -116,14 +116,18 @@ static int exchange_read(server *s, wire_buf *w, qres *r, char *err, size_t errl
 }
 
 /* One statement with text parameters, extended protocol. */
+static void put_statement(wire_buf *w, const char *sql, int np, const char *const *pv) {
+    wire_parse(w, "", sql, 0, NULL);
+    wire_bind(w, "", "", np, pv, NULL, NULL, 0);
+    wire_execute(w, "", 0);
+    wire_sync(w);
+}
+
 static int bq(server *s, const char *sql, int np, const char *const *pv, qres *r, char *err,
               size_t errlen) {
     wire_buf w;
     wire_buf_init(&w);
-    wire_parse(&w, "", sql, 0, NULL);
-    wire_bind(&w, "", "", np, pv, NULL, NULL, 0);
-    wire_execute(&w, "", 0);
-    wire_sync(&w);
+    put_statement(&w, sql, np, pv);
     int rc = exchange_read(s, &w, r, err, errlen);
     wire_buf_free(&w);
     return rc;
@@ -171,8 +175,7 @@ static int live_first(server *s, char *err, size_t errlen) {
 
 /* A statement with text parameters on the first backend, parked or not,
  * from any session thread (one at a time). */
-static int first_bq(server *s, const char *sql, int np, const char *const *pv, qres *r,
-                    char *err, size_t errlen) {
+static int first_exchange(server *s, wire_buf *w, qres *r, char *err, size_t errlen) {
     pthread_mutex_lock(&s->be_mu);
     const uint8_t *kept;
     size_t nkept;
@@ -181,41 +184,42 @@ static int first_bq(server *s, const char *sql, int np, const char *const *pv, q
         return -1;
     }
     backend_unpark(s->be, &kept, &nkept); /* nothing in it is for a client */
-    int rc = bq(s, sql, np, pv, r, err, errlen);
+    int rc = exchange_read(s, w, r, err, errlen);
     backend_park(s->be);
     pthread_mutex_unlock(&s->be_mu);
     return rc;
 }
 
-/* 'text' as an SQL string literal (standard_conforming_strings). */
-static void quote_literal(const char *in, char *out, size_t n) {
-    size_t k = 0;
-    out[k++] = '\'';
-    for (; *in && k + 3 < n; in++) {
-        if (*in == '\'')
-            out[k++] = '\'';
-        out[k++] = *in;
-    }
-    out[k++] = '\'';
-    out[k] = 0;
+static int first_bq(server *s, const char *sql, int np, const char *const *pv, qres *r,
+                    char *err, size_t errlen) {
+    wire_buf w;
+    wire_buf_init(&w);
+    put_statement(&w, sql, np, pv);
+    int rc = first_exchange(s, &w, r, err, errlen);
+    wire_buf_free(&w);
+    return rc;
 }
 
-/* "name" with embedded quotes doubled. */
-static void quote_ident(const char *in, char *out, size_t n) {
+/* in between quote characters q, those inside doubled: an SQL string
+ * literal ('...', standard_conforming_strings) or a quoted identifier
+ * ("..."). Cut to fit n bytes. */
+static void quote(char q, const char *in, char *out, size_t n) {
     size_t k = 0;
     if (n < 3) {
         out[0] = 0;
         return;
     }
-    out[k++] = '"';
+    out[k++] = q;
     for (; *in && k + 3 < n; in++) {
-        if (*in == '"')
-            out[k++] = '"';
+        if (*in == q)
+            out[k++] = q;
         out[k++] = *in;
     }
-    out[k++] = '"';
+    out[k++] = q;
     out[k] = 0;
 }
+
+static void quote_ident(const char *in, char *out, size_t n) { quote('"', in, out, n); }
 
 /* ---- the first backend ------------------------------------------------------ */
 
@@ -283,7 +287,7 @@ static int set_role_password(server *s, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    quote_literal(s->password, lit, n);
+    quote('\'', s->password, lit, n);
     quote_ident(s->user, id, sizeof id);
     snprintf(q, n + 200, "SET password_encryption = 'scram-sha-256'; ALTER ROLE %s PASSWORD %s; "
                          "RESET password_encryption", id, lit);
@@ -295,13 +299,7 @@ static int set_role_password(server *s, char *err, size_t errlen) {
     OPENSSL_cleanse(q, strlen(q));
     free(q);
     qres r;
-    pthread_mutex_lock(&s->be_mu);
-    const uint8_t *kept;
-    size_t nkept;
-    backend_unpark(s->be, &kept, &nkept);
-    int rc = exchange_read(s, &w, &r, err, errlen);
-    backend_park(s->be);
-    pthread_mutex_unlock(&s->be_mu);
+    int rc = first_exchange(s, &w, &r, err, errlen);
     OPENSSL_cleanse(w.data, w.len);
     wire_buf_free(&w);
     if (rc == 0 && r.error) {

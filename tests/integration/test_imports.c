@@ -108,6 +108,23 @@ static void body(engine *e, void *arg) {
     assert_int_equal(Z_envZ__dlopen_js(h, handle), 0);
 }
 
+/* A pglite instance with the two mounts m, fn(e, arg) run in it (and
+ * succeeded): the instance, to free. */
+static engine *run_in_engine(const engine_mount m[2], void (*fn)(engine *, void *), void *arg) {
+    char msg[512];
+    engine_config cfg = {.mounts = m, .nmounts = 2, .devices = 1,
+                         .env = cluster_guest_env(), .stdin_fd = -1,
+                         .stdout_fd = -1, .stderr_fd = -1};
+    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    assert_non_null(e);
+    engine_result r;
+    engine_status s = engine_run(e, fn, arg, &r);
+    if (s != ENGINE_OK)
+        print_error("%s\n", r.message);
+    assert_int_equal(s, ENGINE_OK);
+    return e;
+}
+
 /* guest iovec {p, n} at iov, one buffer */
 static uint32_t one_iov(engine *e, const char *data, size_t n) {
     uint32_t buf = engine_malloc(e, (uint32_t)n), iov = engine_malloc(e, 8);
@@ -172,20 +189,10 @@ static void test_control_file(void **state) {
     char page[8192] = "OLD0";
     fwrite(page, 1, sizeof page, f);
     fclose(f);
-    char msg[512], runtime[4096];
+    char runtime[4096];
     snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
     engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
-    engine_config cfg = {.mounts = m, .nmounts = 2, .devices = 1,
-                         .env = cluster_guest_env(), .stdin_fd = -1,
-                         .stdout_fd = -1, .stderr_fd = -1};
-    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
-    assert_non_null(e);
-    engine_result r;
-    engine_status s = engine_run(e, control_body, file, &r);
-    if (s != ENGINE_OK)
-        print_error("%s\n", r.message);
-    assert_int_equal(s, ENGINE_OK);
-    engine_free(e);
+    engine_free(run_in_engine(m, control_body, file));
     fx_rmtree(dir);
     free(dir);
 }
@@ -199,16 +206,7 @@ static void test_imports(void **state) {
     snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
     snprintf(tmp, sizeof tmp, "%s/tmp", t.scratch);
     engine_mount m[] = {{"/pglite", runtime, 0}, {"/tmp", tmp, 1}};
-    engine_config cfg = {.mounts = m, .nmounts = 2, .devices = 1,
-                         .env = cluster_guest_env(), .stdin_fd = -1,
-                         .stdout_fd = -1, .stderr_fd = -1};
-    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
-    assert_non_null(e);
-    engine_result r;
-    engine_status s = engine_run(e, body, NULL, &r);
-    if (s != ENGINE_OK)
-        print_error("%s\n", r.message);
-    assert_int_equal(s, ENGINE_OK);
+    engine *e = run_in_engine(m, body, NULL);
     assert_int_equal(abi_host_open_fds(engine_host(e)), 3); /* only stdio left */
     engine_free(e);
     cluster_tree_close(&t);

@@ -326,20 +326,29 @@ static void test_cleartext_and_md5(void **state) {
 
 /* ---- role secrets ------------------------------------------------------------------ */
 
+/* A door under auth past user's startup packet, the role's secret being
+ * rolpassword (asked for once). */
+static void door_started(door *d, enum auth_kind auth, const char *rolpassword,
+                         const char *user) {
+    door_init(d, auth);
+    d->rolpassword = rolpassword;
+    wire_buf b;
+    wire_buf_init(&b);
+    const char *p[] = {"user", user, NULL};
+    startup(&b, WIRE_PROTOCOL_3_0, p);
+    assert_int_equal(feed(d, b.data, b.len), FRONT_MORE);
+    assert_int_equal(d->secrets, 1);
+    wire_buf_free(&b);
+}
+
 /* A PasswordMessage with pw through a door under auth with the role's
  * rolpassword: the result, and the SQLSTATE sent. */
 static frontdoor_result plain_login(enum auth_kind auth, const char *rolpassword,
                                     const char *pw, char *code) {
     door d;
-    door_init(&d, auth);
-    d.rolpassword = rolpassword;
+    door_started(&d, auth, rolpassword, "erin");
     wire_buf b;
     wire_buf_init(&b);
-    const char *p[] = {"user", "erin", NULL};
-    startup(&b, WIRE_PROTOCOL_3_0, p);
-    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
-    assert_int_equal(d.secrets, 1);
-    wire_buf_reset(&b);
     frontdoor_result r;
     if (auth == AUTH_MD5) {
         assert_memory_equal(d.out.data, "R\0\0\0\x0c\0\0\0\5", 9); /* the md5 challenge */
@@ -386,14 +395,8 @@ static void test_role_secrets(void **state) {
     assert_int_equal(plain_login(AUTH_MD5, NULL, "secret", code), FRONT_CLOSE);
     /* md5 with a SCRAM secret: SCRAM, as PostgreSQL does */
     door d;
-    door_init(&d, AUTH_MD5);
-    wire_buf b;
-    wire_buf_init(&b);
-    const char *p[] = {"user", "erin", NULL};
-    startup(&b, WIRE_PROTOCOL_3_0, p);
-    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
+    door_started(&d, AUTH_MD5, g_verifier, "erin");
     assert_memory_equal(d.out.data, "R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256", 22);
-    wire_buf_free(&b);
     door_free(&d);
     /* the parser: a secret with another salt length and iteration count */
     role_secret rs;
@@ -454,13 +457,9 @@ static frontdoor_result scram_login(const char *pw, int *server_verified) {
 static frontdoor_result scram_login_as(const char *pw, const char *rolpassword,
                                        int *server_verified) {
     door d;
-    door_init(&d, AUTH_SCRAM);
-    d.rolpassword = rolpassword;
+    door_started(&d, AUTH_SCRAM, rolpassword, "dave");
     wire_buf b;
     wire_buf_init(&b);
-    const char *p[] = {"user", "dave", NULL};
-    startup(&b, WIRE_PROTOCOL_3_0, p);
-    assert_int_equal(feed(&d, b.data, b.len), FRONT_MORE);
     static const char sasl[] = "R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256\0\0";
     assert_int_equal(d.out.len, sizeof sasl - 1);
     assert_memory_equal(d.out.data, sasl, sizeof sasl - 1);
