@@ -452,6 +452,82 @@ static void test_borrowed_backend(void **state) {
     cluster_close(cl);
 }
 
+/* ---- a crash ------------------------------------------------------------------ */
+
+/* The cluster's first backend, started again after a crash, as the
+ * library's shared_first does for a server it lends the cluster to. */
+static backend *g_cur_first, *g_old_first;
+
+static backend *cur_first(void *ctx) {
+    (void)ctx;
+    if (backend_crashed(g_cur_first) && !g_old_first) {
+        backend *nb = NULL;
+        char err[512];
+        if (backend_restart(g_cur_first, &nb, err, sizeof err) == 0 && backend_park(nb) == 0) {
+            g_old_first = g_cur_first;
+            g_cur_first = nb;
+        } else {
+            print_error("backend_restart: %s\n", err);
+        }
+    }
+    return g_cur_first;
+}
+
+/* The first backend crashes while it looks up a client's password, with
+ * one client holding a row lock and another waiting for it: both get
+ * PostgreSQL's FATAL 57P02 (none hangs), the connecting one is refused,
+ * and the next client finds the cluster started again with recovery. */
+static void test_crash_through_the_server(void **state) {
+    (void)state;
+    cluster *cl;
+    char err[2048], ci[256];
+    assert_int_equal(cluster_open(NULL, &cl, err, sizeof err), 0);
+    backend_options bo = {.data_dir = cluster_data_dir(cl), .sessions = 1};
+    assert_int_equal(backend_start(&bo, &g_cur_first, err, sizeof err), 0);
+    assert_int_equal(backend_park(g_cur_first), 0);
+    server_options o = {.backend = g_cur_first, .current = cur_first, .tcp_host = "127.0.0.1",
+                        .password = "pw", .log_level = SERVER_LOG_ERROR};
+    server *s;
+    assert_int_equal(server_start(&o, &s, err, sizeof err), 0);
+    snprintf(ci, sizeof ci,
+             "host=127.0.0.1 port=%d user=postgres password=pw dbname=postgres sslmode=disable",
+             server_tcp_port(s));
+    PGconn *holder = PQconnectdb(ci), *waiter = PQconnectdb(ci);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    assert_int_equal(PQstatus(waiter), CONNECTION_OK);
+    PQclear(PQexec(holder, "CREATE TABLE k (id int PRIMARY KEY, v int); INSERT INTO k VALUES (1, 1)"));
+    PGresult *r = PQexec(holder, "BEGIN; UPDATE k SET v = 2 WHERE id = 1");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_int_equal(PQsendQuery(waiter, "UPDATE k SET v = 3 WHERE id = 1"), 1);
+    usleep(300 * 1000); /* waiting for holder's row lock */
+    assert_int_equal(backend_inject_crash(g_cur_first), 0);
+    PGconn *late = PQconnectdb(ci); /* its password lookup crashes the first backend */
+    assert_int_not_equal(PQstatus(late), CONNECTION_OK);
+    PQfinish(late);
+    r = PQgetResult(waiter); /* not a hang */
+    assert_non_null(r);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57P02");
+    PQclear(r);
+    PQfinish(waiter);
+    r = PQexec(holder, "SELECT 1");
+    assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_non_null(strstr(PQerrorMessage(holder), "crash of another server process"));
+    PQclear(r);
+    PQfinish(holder);
+    /* the next client: started again, the crashed transaction gone */
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK)
+        print_error("%s\n", PQerrorMessage(c));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    assert_string_equal(scalar(c, "SELECT v FROM k WHERE id = 1"), "1");
+    PQfinish(c);
+    server_stop(s);
+    backend_close(g_cur_first);
+    backend_close(g_old_first);
+    cluster_close(cl);
+}
+
 /* ---- fuzz ------------------------------------------------------------------ */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -745,6 +821,7 @@ int main(void) {
         cmocka_unit_test(test_idle_sessions),
         cmocka_unit_test(test_clients_take_turns),
         cmocka_unit_test(test_borrowed_backend),
+        cmocka_unit_test(test_crash_through_the_server),
         cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, setup, fxs_teardown);
