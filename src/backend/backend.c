@@ -73,10 +73,17 @@ typedef struct backend_cluster {
     /* how the first backend was started, to start the cluster again */
     backend_options opts;
     char **gucs;
+    /* The guest tree of the clones (their /tmp and /home/postgres are one,
+     * as on one machine): made with the first clone, removed with the
+     * cluster. Under the cluster lock. */
+    cluster_tree tree;
+    bool tree_made;
+    unsigned long clones;
 } backend_cluster;
 
 struct backend {
     cluster_tree tree;
+    bool tree_shared;         /* the cluster's (a clone): not this backend's to remove */
     backend_cluster *cluster; /* NULL: a backend of its own */
     bool starting;            /* inside backend_start/backend_clone */
     engine *pg;
@@ -483,6 +490,8 @@ static void cluster_unref(backend_cluster *c) {
     free(c->gucs);
     free((char *)c->opts.data_dir);
     engine_image_free(c->image);
+    if (c->tree_made)
+        cluster_tree_close(&c->tree);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
     pthread_mutex_destroy(&c->run);
@@ -912,9 +921,15 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     }
     int rc = -1;
     char msg[256];
-    if (cluster_tree_open(&b->tree, first->tree.data_dir, err, errlen) != 0)
-        goto out;
-    snprintf(b->log_path, sizeof b->log_path, "%s/postgres.log", b->tree.scratch);
+    if (!c->tree_made) {
+        if (cluster_tree_open(&c->tree, first->tree.data_dir, err, errlen) != 0)
+            goto out;
+        c->tree_made = true;
+    }
+    b->tree = c->tree;
+    b->tree_shared = true;
+    snprintf(b->log_path, sizeof b->log_path, "%s/postgres-%lu.log", b->tree.scratch,
+             ++c->clones);
     b->log_fd = open(b->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     b->pg = cluster_engine_clone(&b->tree, c->image, -1, -1, b->log_fd, msg, sizeof msg);
     if (!b->pg) {
@@ -1334,10 +1349,13 @@ void backend_close(backend *b) {
         run_unlock(b->cluster);
     if (b->cluster)
         cluster_members_del(b);
-    cluster_unref(b->cluster);
     if (b->log_fd >= 0)
         close(b->log_fd);
-    cluster_tree_close(&b->tree);
+    if (b->tree_shared)
+        unlink(b->log_path); /* before the cluster, which may remove the tree */
+    else
+        cluster_tree_close(&b->tree);
+    cluster_unref(b->cluster);
     wire_buf_free(&b->out);
     wire_buf_free(&b->startup);
     wire_buf_free(&b->kept);

@@ -153,6 +153,8 @@ static int teardown(void **state) {
     (void)state;
     backend_close(B);
     backend_close(A);
+    fx_rmtree(g_dir);
+    free(g_dir);
     return 0;
 }
 
