@@ -235,10 +235,11 @@ long client_blob_write(void *ctx, const void *buf, size_t len);
 
 /* The database at path (NULL: a new temporary one) under options o: the
  * one this process has open already (another reference), or the data
- * directory created or opened and its cluster started. PGLITE_OK, or a
- * status with a message in err. */
-int shared_open(const char *path, const pglite_options *o, shared_db **out, char *err,
-                size_t errlen);
+ * directory created or opened and its cluster started (*started 1: o's
+ * settings are the cluster's). PGLITE_OK, or a status with a message in
+ * err. */
+int shared_open(const char *path, const pglite_options *o, shared_db **out, int *started,
+                char *err, size_t errlen);
 /* Another reference to sh. */
 void shared_ref(shared_db *sh);
 /* The cluster's first backend, to clone sessions from: started again

@@ -288,7 +288,8 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
     db->tx = 'I';
 
     char err[4096];
-    int rc = shared_open(path, &o, &db->sh, err, sizeof err);
+    int started;
+    int rc = shared_open(path, &o, &db->sh, &started, err, sizeof err);
     if (rc != PGLITE_OK)
         return open_fail(db, rc, "%s", err);
     /* The handle's session: a backend of its own on the cluster, started
@@ -302,7 +303,7 @@ int pglite_open(const char *path, const pglite_options *opts, pglite **out) {
     params[k++] = "database";
     params[k++] = o.database && *o.database ? o.database : "postgres";
     char *sess_opts = NULL;
-    if (o.gucs && o.gucs[0] && db->sh->refs > 1) {
+    if (o.gucs && o.gucs[0] && !started) { /* the cluster's already: the session's */
         if (!(sess_opts = gucs_as_options(o.gucs)))
             return open_fail(db, PGLITE_NOMEM, "out of memory");
         params[k++] = "options";

@@ -112,9 +112,10 @@ void shared_ref(shared_db *sh) {
     pthread_mutex_unlock(&g_reg);
 }
 
-int shared_open(const char *path, const pglite_options *o, shared_db **out, char *err,
-                size_t errlen) {
+int shared_open(const char *path, const pglite_options *o, shared_db **out, int *started,
+                char *err, size_t errlen) {
     *out = NULL;
+    *started = 0;
     pthread_mutex_lock(&g_open);
     shared_db *d = find_open(path);
     if (d) {
@@ -186,6 +187,7 @@ int shared_open(const char *path, const pglite_options *o, shared_db **out, char
     pthread_mutex_unlock(&g_reg);
     pthread_mutex_unlock(&g_open);
     *out = d;
+    *started = 1;
     return PGLITE_OK;
 }
 

@@ -8,7 +8,6 @@
 #include "server/server_internal.h"
 #include "server/tls.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
