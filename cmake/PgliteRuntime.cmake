@@ -49,6 +49,7 @@ set(PGLITE_WASM_JOBS ${_pglite_ncpu} CACHE STRING
 set(PGLITE_RUNTIME_DIR "${CMAKE_BINARY_DIR}/runtime")
 set(PGLITE_NPM_DIR "${PGLITE_RUNTIME_DIR}/npm")
 set(PGLITE_DIST_DIR "${PGLITE_NPM_DIR}/pglite/package/dist")
+set(PGLITE_TOOLS_DIST_DIR "${PGLITE_NPM_DIR}/pglite-tools/package/dist")
 set(PGLITE_WASM_DIR "${PGLITE_RUNTIME_DIR}/wasm")
 set(PGLITE_RUNTIME_TREE "${PGLITE_RUNTIME_DIR}/tree" CACHE PATH
     "Host directory whose pglite/ subdirectory is the guest's /pglite (tests, tools)")
@@ -115,7 +116,9 @@ target_compile_definitions(pglite_runtime_paths INTERFACE
   "PGLITE_RUNTIME_DIST=\"${PGLITE_DIST_DIR}\"")
 
 # 3. Compiled wasm modules.
-#    pglite_wasm_module(<name> <wasm file>) -> IMPORTED target <name>_wasm
+#    pglite_wasm_module(<name> <wasm file> [old=new ...]) -> IMPORTED target <name>_wasm
+#    (old=new: an import the host defines under another name, where two
+#    modules import one name with two signatures)
 set(_pglite_prev_module_target "")
 function(pglite_wasm_module name wasm)
   set(lib "${PGLITE_WASM_DIR}/lib${name}_wasm.a")
@@ -124,9 +127,13 @@ function(pglite_wasm_module name wasm)
   # the engine's pgl_guest_memset (large zero fills become madvise), made
   # beside it so the cache entry itself is never modified.
   set(linked "${PGLITE_WASM_DIR}/lib${name}_wasm_linked.a")
+  set(renames "")
+  foreach(r ${ARGN})
+    list(APPEND renames --redefine-sym "${r}")
+  endforeach()
   add_custom_command(
     OUTPUT "${linked}"
-    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset "${lib}" "${linked}"
+    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset ${renames} "${lib}" "${linked}"
     DEPENDS "${lib}"
     COMMENT "Routing ${name}'s memset to the engine"
     VERBATIM)
@@ -178,6 +185,12 @@ add_dependencies(pglite_patch pglite_npm)
 pglite_wasm_module(pglite "${PGLITE_WASM}")
 add_dependencies(pglite_wasm_build pglite_patch)
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
+# pg_dump of PostgreSQL 18 (@electric-sql/pglite-tools), a client program
+# the engine runs beside the backends (src/client/dump.c).
+# Its _localtime_js returns nothing (pglite.wasm's returns an i32): the host
+# defines it apart (src/abi/host.c).
+pglite_wasm_module(pg_dump "${PGLITE_TOOLS_DIST_DIR}/pg_dump.wasm"
+                   Z_envZ__localtime_js=Z_envZ__localtime_js_void)
 
 # Side modules: every lib/postgresql/*.so of the tree (pglite.data's and the
 # extension archives'), each compiled by build-module.py with the same cache.
@@ -215,13 +228,14 @@ add_custom_command(
   COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-invokes.py"
           "${PGLITE_GEN_DIR}/abi_invoke.c"
           "${PGLITE_WASM_DIR}/pglite.h" "${PGLITE_WASM_DIR}/initdb.h"
+          "${PGLITE_WASM_DIR}/pg_dump.h"
           --manifest "${_pglite_side_manifest}"
   DEPENDS "${_pglite_tools}/gen-invokes.py" "${PGLITE_WASM_DIR}/pglite.h"
-          "${PGLITE_WASM_DIR}/initdb.h" "${_pglite_side_manifest}"
+          "${PGLITE_WASM_DIR}/initdb.h" "${PGLITE_WASM_DIR}/pg_dump.h" "${_pglite_side_manifest}"
   COMMENT "Generating invoke_* imports"
   VERBATIM)
 if(EXISTS "${_pglite_tools}/gen-exports.py")
-  foreach(mod pglite initdb)
+  foreach(mod pglite initdb pg_dump)
     add_custom_command(
       OUTPUT "${PGLITE_GEN_DIR}/engine_exports_${mod}.c"
       COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-exports.py"
@@ -242,6 +256,18 @@ add_custom_command(
   COMMENT "Locating the stack-depth variables of pglite.wasm"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_stack_pglite.c")
+
+# Where pg_dump.wasm, a dynamically linked main module, expects its data,
+# table and stack: the values its own Emscripten glue gives it.
+add_custom_command(
+  OUTPUT "${PGLITE_GEN_DIR}/engine_layout_pg_dump.c"
+  COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/gen-layout.py"
+          "${PGLITE_GEN_DIR}/engine_layout_pg_dump.c" pg_dump
+          "${PGLITE_TOOLS_DIST_DIR}/pg_dump.wasm" "${PGLITE_TOOLS_DIST_DIR}/pg_dump.cjs"
+  DEPENDS "${_pglite_tools}/gen-layout.py" "${_pglite_tools}/wasmfile.py" "${_pglite_npm_stamp}"
+  COMMENT "Reading the memory layout of pg_dump.wasm"
+  VERBATIM)
+list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/engine_layout_pg_dump.c")
 
 # The side-module registry and linker glue (src/abi/dylink.h).
 add_custom_command(
@@ -265,4 +291,4 @@ list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")
 # would run theirs a second time, at the same time.
 add_custom_target(pglite_gen DEPENDS ${PGLITE_GEN_SOURCES})
 add_dependencies(pglite_gen pglite_npm pglite_runtime pglite_wasm_build initdb_wasm_build
-                 sidemodules_wasm_build)
+                 pg_dump_wasm_build sidemodules_wasm_build)

@@ -128,6 +128,12 @@ typedef struct abi_config {
     void *blob_ctx;
     long (*blob_read)(void *ctx, void *buf, size_t len);
     long (*blob_write)(void *ctx, const void *buf, size_t len);
+    /* socket(): a host socket connected to where the guest's client
+     * library is to talk (pg_dump's libpq: a session of the database), or
+     * -1. NULL: no network (EAFNOSUPPORT). Connecting is the host's: the
+     * guest's connect() is a no-op in pglite's libc. */
+    int (*socket_open)(void *ctx);
+    void *socket_ctx;
     /* Answer for popen("locale -a") and other popen/system calls routed
      * through the guest's fopen of the pseudo files: not used yet. */
 } abi_config;

@@ -68,6 +68,10 @@ struct Z_env_instance_t {
     char **env;
     size_t nenv;
 
+    int (*socket_open)(void *ctx);
+    void *socket_ctx;
+    uint32_t encname[43]; /* pg_encoding_to_char's strings (pgcompat.c) */
+
     void *blob_ctx;
     long (*blob_read)(void *ctx, void *buf, size_t len);
     long (*blob_write)(void *ctx, const void *buf, size_t len);
@@ -166,6 +170,7 @@ uint32_t abi_guest_alloc(abi_host *h, uint32_t align, uint32_t size);
 /* fd table */
 abi_fd *abi_fd_get(abi_host *h, uint32_t fd);
 int abi_fd_install(abi_host *h, abi_fd *f, int min_fd);
+int abi_fd_socket(abi_host *h, int host_fd);
 void abi_fd_release(abi_fd *f);
 void abi_fds_close_all(abi_host *h);
 

@@ -9,6 +9,7 @@
 #include "abi/abi_internal.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,8 @@ struct abi_dylink {
     void *main;
     uint32_t *stack_pointer;
     uint32_t *main_slot; /* per abi_main_symbols entry: appended slot or 0 */
+    uint32_t memory_base, table_base; /* of a main module placed by the host */
+    uint32_t heap_base;
     bool poisoned;       /* a GOT entry could not be resolved */
     abi_dylink *retired; /* states replaced by abi_host_reset */
     char poison[256];
@@ -104,14 +107,32 @@ void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *sp) {
     h->dylink->stack_pointer = sp;
 }
 
+void abi_dylink_place_main(abi_host *h, uint32_t memory_base, uint32_t table_base,
+                           uint32_t *stack_pointer, uint32_t heap_base) {
+    abi_dylink *d = h->dylink;
+    d->memory_base = memory_base;
+    d->table_base = table_base;
+    d->stack_pointer = stack_pointer;
+    d->heap_base = heap_base;
+}
+
+struct Z_GOTZ2Emem_instance_t *abi_dylink_got_mem(abi_host *h) { return &h->dylink->gm; }
+
+/* The one GOT.mem import of a placed main module; no side module imports
+ * it (gen-sidemodules.py would then define it too, and the link fail). */
+u32 *Z_GOTZ2EmemZ___heap_base(struct Z_GOTZ2Emem_instance_t *g) {
+    abi_dylink *d = (abi_dylink *)((char *)g - offsetof(abi_dylink, gm));
+    return &d->heap_base;
+}
+
 uint32_t *abi_dylink_memory_base(abi_host *h) {
-    static uint32_t zero;
-    return h->dylink->loading ? &h->dylink->loading->memory_base : &zero;
+    abi_dylink *d = h->dylink;
+    return d->loading ? &d->loading->memory_base : &d->memory_base;
 }
 
 uint32_t *abi_dylink_table_base(abi_host *h) {
-    static uint32_t zero;
-    return h->dylink->loading ? &h->dylink->loading->table_base : &zero;
+    abi_dylink *d = h->dylink;
+    return d->loading ? &d->loading->table_base : &d->table_base;
 }
 
 _Noreturn void abi_dylink_missing(abi_host *h, const char *name) {

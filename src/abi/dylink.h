@@ -97,6 +97,14 @@ void abi_dylink_retire(abi_dylink *to, abi_dylink *old);
  * the cell of its __stack_pointer global, which side modules share. */
 void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *stack_pointer);
 
+/* A dynamically linked main module run on its own (pg_dump.wasm): it
+ * imports where its data and table slots start and the cells of its stack
+ * pointer and heap base (GOT.mem.__heap_base), which its JavaScript glue
+ * would have given it. Before instantiating it (engine). */
+void abi_dylink_place_main(abi_host *h, uint32_t memory_base, uint32_t table_base,
+                           uint32_t *stack_pointer, uint32_t heap_base);
+struct Z_GOTZ2Emem_instance_t *abi_dylink_got_mem(abi_host *h);
+
 /* Cells the env accessors of a module being instantiated return. */
 uint32_t *abi_dylink_memory_base(abi_host *h);
 uint32_t *abi_dylink_table_base(abi_host *h);

@@ -1266,6 +1266,38 @@ u32 Z_envZ___syscall_umask(struct Z_env_instance_t *h, u32 mask) {
 
 /* ---- pipes and poll ----------------------------------------------------- */
 
+/* A host socket the host connected for the guest (abi_config.socket_open):
+ * the guest's fd for it, or -errno. */
+int abi_fd_socket(abi_host *h, int host_fd) {
+    abi_fd *f = fd_new(FD_HOST, host_fd);
+    if (!f) {
+        close(host_fd);
+        return NEG(G_ENOMEM);
+    }
+    f->flags = G_O_RDWR;
+    f->writable = true;
+    f->guest_path = strdup("socket:");
+    int fd = abi_fd_install(h, f, 0);
+    if (fd < 0) {
+        abi_fd_release(f);
+        return NEG(G_EMFILE);
+    }
+    return fd;
+}
+
+u32 Z_envZ___syscall_pipe2(struct Z_env_instance_t *h, u32 pfds, u32 flags);
+u32 Z_envZ___syscall_pipe(struct Z_env_instance_t *h, u32 pfds) {
+    return Z_envZ___syscall_pipe2(h, pfds, 0);
+}
+
+/* select() is only pg_dump's wait for its parallel workers, which need
+ * fork(): not in the sandbox. */
+u32 Z_envZ___syscall__newselect(struct Z_env_instance_t *h, u32 nfds, u32 r, u32 w, u32 e,
+                                u32 timeout) {
+    (void)h; (void)nfds; (void)r; (void)w; (void)e; (void)timeout;
+    return NEG(G_ENOSYS);
+}
+
 u32 Z_envZ___syscall_pipe2(struct Z_env_instance_t *h, u32 pfds, u32 flags) {
     if (!pfds)
         return NEG(G_EFAULT);

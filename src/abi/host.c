@@ -246,6 +246,8 @@ abi_host *abi_host_new(const abi_config *cfg, char *err, size_t errlen) {
     snprintf(h->cwd, sizeof h->cwd, "%s", cfg->cwd ? cfg->cwd : "/");
     h->blob_ctx = cfg->blob_ctx;
     h->blob_read = cfg->blob_read;
+    h->socket_open = cfg->socket_open;
+    h->socket_ctx = cfg->socket_ctx;
     h->blob_write = cfg->blob_write;
     size_t n = 0;
     if (cfg->env)
@@ -314,6 +316,7 @@ void abi_host_reset(abi_host *h) {
     for (int i = 0; i < 3; i++)
         h->timer_deadline[i] = 0;
     atomic_store_explicit(&h->timer_armed, 0, memory_order_relaxed);
+    memset(h->encname, 0, sizeof h->encname); /* strings in the old memory */
     abi_dylink *d = abi_dylink_new();
     if (d) {
         /* The new state keeps the main-module binding. The old one stays
@@ -546,6 +549,13 @@ u32 Z_envZ__localtime_js(struct Z_env_instance_t *h, u64 tsec, u32 ptm) {
     return 0;
 }
 
+/* The same for modules whose _localtime_js returns nothing (pg_dump.wasm,
+ * linked to this name: see cmake/PgliteRuntime.cmake). */
+void Z_envZ__localtime_js_void(struct Z_env_instance_t *h, u64 tsec, u32 ptm);
+void Z_envZ__localtime_js_void(struct Z_env_instance_t *h, u64 tsec, u32 ptm) {
+    (void)Z_envZ__localtime_js(h, tsec, ptm);
+}
+
 u32 Z_envZ__gmtime_js(struct Z_env_instance_t *h, u64 tsec, u32 ptm) {
     time_t t = (time_t)(int64_t)tsec;
     struct tm r;
@@ -571,6 +581,13 @@ u64 Z_envZ__mktime_js(struct Z_env_instance_t *h, u32 ptm) {
 void Z_envZ_exit(struct Z_env_instance_t *h, u32 status) {
     (void)h;
     abi_unwind(ABI_UNWIND_EXIT, (int)status);
+}
+
+/* Emscripten's way out of main() that keeps the runtime: for a program
+ * the host runs to its end, the end (exit status 0). */
+void Z_envZ_emscripten_exit_with_live_runtime(struct Z_env_instance_t *h) {
+    (void)h;
+    abi_unwind(ABI_UNWIND_EXIT, 0);
 }
 
 void Z_wasi_snapshot_preview1Z_proc_exit(

@@ -1,7 +1,9 @@
 /* Sockets, name resolution, identities and file mappings.
  *
- * The sandbox has no network: socket() is refused with EAFNOSUPPORT and the
- * other socket calls, which can only be given non-sockets, say ENOTSOCK.
+ * The sandbox has no network: socket() is refused with EAFNOSUPPORT, unless
+ * the host connects one for the guest (abi_config.socket_open: pg_dump's
+ * libpq, whose pglite libc sends and receives through host callbacks);
+ * the other socket calls say ENOTSOCK.
  * getaddrinfo/getnameinfo answer numeric addresses (and "localhost"), which
  * is what PostgreSQL needs to load pg_hba.conf. */
 #define _GNU_SOURCE
@@ -23,8 +25,13 @@ static u32 notsock(abi_host *h, u32 fd) {
 
 u32 Z_envZ___syscall_socket(struct Z_env_instance_t *h, u32 domain, u32 type,
                             u32 proto, u32 a, u32 b, u32 c) {
-    (void)h; (void)domain; (void)type; (void)proto; (void)a; (void)b; (void)c;
-    return NEG(G_EAFNOSUPPORT);
+    (void)domain; (void)type; (void)proto; (void)a; (void)b; (void)c;
+    if (!h->socket_open)
+        return NEG(G_EAFNOSUPPORT);
+    int fd = h->socket_open(h->socket_ctx);
+    if (fd < 0)
+        return NEG(G_ECONNREFUSED);
+    return (u32)abi_fd_socket(h, fd);
 }
 
 u32 Z_envZ___syscall_bind(struct Z_env_instance_t *h, u32 fd, u32 a, u32 b,

@@ -812,3 +812,23 @@ void Z_envZ_report_untranslatable_char(struct Z_env_instance_t *h, u32 src, u32 
     int32_t n = (int32_t)len;
     untranslatable(h, (int32_t)src, (int32_t)dst, guest_in(h, mbstr, n > 8 ? 8 : n), n);
 }
+
+/* encnames.c's pg_encoding_to_char, which pg_dump.wasm imports (for its
+ * "SET client_encoding" line) and pglite.wasm does not export: the name in
+ * guest memory, made once per instance; "" for an invalid encoding, as
+ * PostgreSQL gives. */
+u32 Z_envZ_pg_encoding_to_char(struct Z_env_instance_t *h, u32 enc) {
+    size_t n = sizeof encodings / sizeof encodings[0];
+    uint32_t i = enc < n ? enc : (uint32_t)n;
+    if (!h->encname[i]) {
+        const char *s = i < n ? encodings[i] : "";
+        uint32_t len = (uint32_t)strlen(s) + 1;
+        uint32_t p = abi_guest_alloc(h, 8, len);
+        uint8_t *dst = p ? abi_mem_ptr(h->mem, p, len) : NULL;
+        if (!dst)
+            wasm_rt_trap(WASM_RT_TRAP_OOB);
+        memcpy(dst, s, len);
+        h->encname[i] = p;
+    }
+    return h->encname[i];
+}

@@ -29,8 +29,10 @@ typedef struct callback {
 struct engine {
     engine_module module;
     abi_host *host;
-    wasm_rt_memory_t memory; /* pglite.wasm imports its memory */
-    void *mi;                /* Z_pglite_instance_t or Z_initdb_instance_t */
+    wasm_rt_memory_t memory; /* pglite.wasm and pg_dump.wasm import their memory */
+    wasm_rt_funcref_table_t own_table; /* and pg_dump.wasm its table */
+    uint32_t stack_pointer;  /* and pg_dump.wasm its __stack_pointer */
+    void *mi;                /* Z_<module>_instance_t */
     wasm_rt_funcref_table_t *table;
     const engine_export *exports;
     size_t nexports;
@@ -68,6 +70,22 @@ static void idb_free(void *mi, u32 p) {
     (void)mi; (void)p; /* initdb.wasm exports no free(); its mappings leak until exit */
 }
 
+static u32 mod_sp(const engine *e) {
+    switch (e->module) {
+    case ENGINE_PGLITE: return pg_sp(e->mi);
+    case ENGINE_INITDB: return idb_sp(e->mi);
+    default: return engine_pg_dump_sp(e->mi);
+    }
+}
+
+static void mod_sp_restore(const engine *e, u32 sp) {
+    switch (e->module) {
+    case ENGINE_PGLITE: pg_sp_restore(e->mi, sp); break;
+    case ENGINE_INITDB: idb_sp_restore(e->mi, sp); break;
+    default: engine_pg_dump_sp_restore(e->mi, sp); break;
+    }
+}
+
 /* ---- global init ---------------------------------------------------------- */
 
 static pthread_once_t modules_once = PTHREAD_ONCE_INIT;
@@ -76,6 +94,7 @@ static void init_modules(void) {
     wasm_rt_init();
     Z_pglite_init_module();
     Z_initdb_init_module();
+    engine_pg_dump_init_module();
     abi_dylink_global_init();
 }
 
@@ -100,16 +119,13 @@ static void run_on_stack(void *p) {
     volatile bool have_sp = false;
     if (sigsetjmp(c->frame.jb, 0) == 0) {
         if (e->instantiated) {
-            sp = e->module == ENGINE_PGLITE ? pg_sp(e->mi) : idb_sp(e->mi);
+            sp = mod_sp(e);
             have_sp = true;
         }
         c->fn(e, c->arg);
     } else if (have_sp && c->frame.kind == ABI_UNWIND_EXIT) {
         /* exit() abandons the guest's frames: give their shadow stack back. */
-        if (e->module == ENGINE_PGLITE)
-            pg_sp_restore(e->mi, sp);
-        else
-            idb_sp_restore(e->mi, sp);
+        mod_sp_restore(e, sp);
     }
     abi_frame_pop(&c->frame);
     engine_stack_leave(&sc);
@@ -179,6 +195,14 @@ static void do_instantiate(engine *e, void *arg) {
         uint32_t pid;
         if (abi_host_assign_pid(e->host, &pid) == 0)
             *Z_pgliteZ_pglitec_pid(in) = pid;
+    } else if (e->module == ENGINE_PGDUMP) {
+        const engine_layout *l = &engine_layout_pg_dump;
+        e->stack_pointer = l->stack_pointer;
+        e->table = &e->own_table;
+        abi_host_set_table(e->host, e->table);
+        abi_dylink_place_main(e->host, l->memory_base, l->table_base, &e->stack_pointer,
+                              l->heap_base);
+        engine_pg_dump_instantiate(e->mi, e->host);
     } else {
         Z_initdb_instance_t *in = e->mi;
         Z_initdb_instantiate(in, e->host, abi_host_wasi(e->host));
@@ -194,6 +218,8 @@ static void do_instantiate(engine *e, void *arg) {
      * is ready, as Emscripten's JS does. */
     if (e->module == ENGINE_PGLITE)
         Z_pgliteZ___wasm_call_ctors(e->mi);
+    else if (e->module == ENGINE_PGDUMP)
+        engine_pg_dump_ctors(e->mi);
     else
         Z_initdbZ___wasm_call_ctors(e->mi);
 }
@@ -201,7 +227,7 @@ static void do_instantiate(engine *e, void *arg) {
 engine *engine_new(engine_module module, const engine_config *cfg, char *err,
                    size_t errlen) {
     engine_global_init();
-    if (module != ENGINE_PGLITE && module != ENGINE_INITDB) {
+    if (module != ENGINE_PGLITE && module != ENGINE_INITDB && module != ENGINE_PGDUMP) {
         snprintf(err, errlen, "unknown module %d", (int)module);
         return NULL;
     }
@@ -228,6 +254,21 @@ engine *engine_new(engine_module module, const engine_config *cfg, char *err,
             free(e);
             return NULL;
         }
+        abi_host_set_memory(e->host, &e->memory);
+    } else if (module == ENGINE_PGDUMP) {
+        const engine_layout *l = &engine_layout_pg_dump;
+        e->mi = calloc(1, engine_pg_dump_instance_size);
+        e->exports = engine_exports_pg_dump;
+        e->nexports = engine_exports_pg_dump_count;
+        if (e->mi && engine_memory_alloc(&e->memory, l->initial_pages, l->max_pages) != 0) {
+            snprintf(err, errlen, "cannot reserve the guest's linear memory");
+            free(e->mi);
+            abi_host_free(e->host);
+            free(e);
+            return NULL;
+        }
+        wasm_rt_allocate_funcref_table(&e->own_table, l->table_size,
+                                       l->table_size + MAX_CALLBACKS);
         abi_host_set_memory(e->host, &e->memory);
     } else {
         e->mi = calloc(1, sizeof(Z_initdb_instance_t));
@@ -256,6 +297,11 @@ void engine_free(engine *e) {
             if (e->instantiated)
                 Z_pglite_free(e->mi);
             wasm_rt_free_memory(&e->memory);
+        } else if (e->module == ENGINE_PGDUMP) {
+            if (e->instantiated)
+                engine_pg_dump_free(e->mi);
+            wasm_rt_free_memory(&e->memory);
+            wasm_rt_free_funcref_table(&e->own_table);
         } else {
             Z_initdb_instance_t *in = e->mi;
             if (e->instantiated)
@@ -487,7 +533,7 @@ engine_snapshot *engine_snapshot_take(engine *e) {
         goto fail;
     memcpy(s->bytes, m->data, m->size);
     s->size = m->size;
-    s->sp = e->module == ENGINE_PGLITE ? pg_sp(e->mi) : idb_sp(e->mi);
+    s->sp = mod_sp(e);
     return s;
 fail:
     free(s);
@@ -499,10 +545,7 @@ int engine_snapshot_restore(engine *e, const engine_snapshot *s) {
     if (e->dead || s->size > m->size)
         return -1;
     memcpy(m->data, s->bytes, s->size);
-    if (e->module == ENGINE_PGLITE)
-        pg_sp_restore(e->mi, s->sp);
-    else
-        idb_sp_restore(e->mi, s->sp);
+    mod_sp_restore(e, s->sp);
     abi_host_reset(e->host);
     return 0;
 }

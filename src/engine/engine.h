@@ -30,6 +30,7 @@ typedef abi_mount engine_mount;
 typedef enum {
     ENGINE_PGLITE = 1, /* pglite.wasm: PostgreSQL */
     ENGINE_INITDB = 2, /* initdb.wasm */
+    ENGINE_PGDUMP = 3, /* pg_dump.wasm (pglite-tools): a client program */
 } engine_module;
 
 typedef enum {

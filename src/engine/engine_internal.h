@@ -3,6 +3,7 @@
 #define PGLITE_ENGINE_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/engine.h"
@@ -25,6 +26,23 @@ void engine_stack_leave(const engine_stack_scope *sc);
 /* gen/engine_stack_pglite.c (tools/build/gen-stack-limit.py) */
 extern const uint32_t engine_pglite_stack_base_ptr;
 extern const uint32_t engine_pglite_max_stack_depth_bytes;
+
+/* Where a dynamically linked main module's data, table slots, stack and
+ * heap go (gen/engine_layout_<module>.c, tools/build/gen-layout.py). */
+typedef struct engine_layout {
+    uint32_t memory_base, table_base, stack_pointer, heap_base;
+    uint32_t table_size, initial_pages, max_pages;
+} engine_layout;
+extern const engine_layout engine_layout_pg_dump;
+
+/* pg_dump.c: the pg_dump.wasm module, apart from pglite.wasm's header. */
+extern const size_t engine_pg_dump_instance_size;
+void engine_pg_dump_init_module(void);
+void engine_pg_dump_instantiate(void *mi, abi_host *h);
+void engine_pg_dump_ctors(void *mi);
+void engine_pg_dump_free(void *mi);
+uint32_t engine_pg_dump_sp(void *mi);
+void engine_pg_dump_sp_restore(void *mi, uint32_t sp);
 
 /* wasm_rt.c */
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max);

@@ -23,5 +23,7 @@ extern const engine_export engine_exports_pglite[];
 extern const size_t engine_exports_pglite_count;
 extern const engine_export engine_exports_initdb[];
 extern const size_t engine_exports_initdb_count;
+extern const engine_export engine_exports_pg_dump[];
+extern const size_t engine_exports_pg_dump_count;
 
 #endif
