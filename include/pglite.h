@@ -538,6 +538,44 @@ PGLITE_API int pglite_server_port(const pglite_server *srv);
  * srv; NULL is a no-op. */
 PGLITE_API void pglite_server_stop(pglite_server *srv);
 
+/* ---- Logical backups: pg_dump -------------------------------------------
+ *
+ * PostgreSQL 18's own pg_dump (from @electric-sql/pglite-tools, compiled
+ * with the runtime) runs in this process against a session of its own on
+ * db's database, as its role, beside the program's other sessions: the
+ * dump is one consistent snapshot, and rows committed after it started
+ * are not in it. `args` are pg_dump's own arguments (NULL-terminated,
+ * without argv[0]), e.g. {"-Fc", "--schema-only", "-t", "orders", NULL};
+ * -d/--dbname picks another database of the cluster; host, port and
+ * password options have no use here.
+ *
+ * Output: -f/--file FILE writes that host file (or, with -Fd, directory).
+ * Without -f the output (plain SQL, or -Fc/-Ft archives) goes to
+ * write(ctx, data, len), which returns 0 to go on (non-zero: stop; the
+ * call then fails); write may be NULL to discard it.
+ *
+ * Returns PGLITE_OK when pg_dump exits with status 0; else PGLITE_ERROR
+ * with pg_dump's own messages (its usage error, "pg_dump: error: ...") as
+ * pglite_errmsg(db). Blocks until the dump is complete. Not from a
+ * callback of db.
+ *
+ * Restoring: a plain dump is SQL for pglite_exec (or psql through
+ * pglite_server_start); pglite-tools ships no pg_restore, so archive
+ * formats are restored with a PostgreSQL 18 server's pg_restore (through
+ * pglite-proxy for pglite-c). docs/dump.md has the ways in and out. */
+PGLITE_API int pglite_dump(pglite *db, const char *const *args,
+                           int (*write)(void *ctx, const void *data, size_t len), void *ctx);
+
+/* The same against a running server (pglite-proxy, or any PostgreSQL
+ * server pg_dump 18 supports): host is a Unix socket directory (or socket
+ * file) when it starts with '/', else a TCP host name or address; NULL
+ * means "/tmp"; port 0 means 5432. The role and database are pg_dump's own
+ * (-U, -d, or PGUSER and PGDATABASE; a password from PGPASSWORD). The
+ * error, on failure, is pglite_errmsg(NULL) on this thread. */
+PGLITE_API int pglite_dump_server(const char *host, int port, const char *const *args,
+                                  int (*write)(void *ctx, const void *data, size_t len),
+                                  void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
