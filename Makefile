@@ -2,10 +2,12 @@
 
 # Debian packages the build and the tests need (one list; see `make deps`).
 DEPS := build-essential cmake wabt libcmocka-dev libarchive-dev libssl-dev \
-        postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config openssl
+        postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config openssl \
+        postgresql-15
+# (postgresql-15: the server test_dump_cli loads a dump into, the way out.)
 # `make bench`: native PostgreSQL 15 to compare with, and what building
 # PostgreSQL 18 from Debian's source package needs (bench/native-pg18.sh).
-BENCH_DEPS := postgresql-15 dpkg-dev bison flex procps
+BENCH_DEPS := dpkg-dev bison flex procps
 BENCH_ARGS ?=
 # Optional: the libFuzzer target (tests/fuzz; `make deps-fuzz`).
 FUZZ_DEPS := clang libclang-rt-14-dev
