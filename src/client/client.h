@@ -178,6 +178,9 @@ int client_status(int internal);
 /* Enter a public call on db: PGLITE_OK with the mutex held, or
  * PGLITE_MISUSE (db NULL, not open, closed). */
 int client_enter(pglite *db);
+/* The database and the session user of db's session (server.c); inside
+ * client_enter. */
+int client_identity(pglite *db, char dbname[256], char user[256]);
 /* Leave: deliver callbacks (outermost call only), unlock, release; rc
  * passes through. */
 int client_leave(pglite *db, int rc);

@@ -366,17 +366,10 @@ int pglite_dump(pglite *db, const char *const *args,
         client_fail(db, PGLITE_MISUSE, NULL, "pglite_dump called from a callback");
         return client_leave(db, PGLITE_MISUSE);
     }
-    pglite_result *res = NULL;
-    int rc = client_simple(db, "SELECT current_database(), session_user", &res);
-    if (rc != PGLITE_OK || pglite_result_ntuples(res) != 1) {
-        pglite_result_free(res);
-        return client_leave(db, rc != PGLITE_OK ? rc : client_fail(db, PGLITE_PROTOCOL, NULL,
-                                                                    "unexpected reply"));
-    }
     char dbname[256], user[256];
-    snprintf(dbname, sizeof dbname, "%s", pglite_result_getvalue(res, 0, 0));
-    snprintf(user, sizeof user, "%s", pglite_result_getvalue(res, 0, 1));
-    pglite_result_free(res);
+    int rc = client_identity(db, dbname, user);
+    if (rc != PGLITE_OK)
+        return client_leave(db, rc);
     client_leave(db, PGLITE_OK);
 
     /* A server on a private socket for this dump's session: the directory

@@ -33,6 +33,19 @@ void pglite_server_options_init(pglite_server_options *o) {
     o->size = sizeof *o;
 }
 
+int client_identity(pglite *db, char dbname[256], char user[256]) {
+    pglite_result *r = NULL;
+    int rc = client_simple(db, "SELECT current_database(), session_user", &r);
+    if (rc != PGLITE_OK || pglite_result_ntuples(r) != 1) {
+        pglite_result_free(r);
+        return rc != PGLITE_OK ? rc : client_fail(db, PGLITE_PROTOCOL, NULL, "unexpected reply");
+    }
+    snprintf(dbname, 256, "%s", pglite_result_getvalue(r, 0, 0));
+    snprintf(user, 256, "%s", pglite_result_getvalue(r, 0, 1));
+    pglite_result_free(r);
+    return PGLITE_OK;
+}
+
 static struct backend *srv_current(void *ctx) { return shared_first(ctx, NULL, 0); }
 
 static void srv_log(void *ctx, server_log_level level, const char *line) {
@@ -94,18 +107,12 @@ int pglite_server_start(pglite *db, const pglite_server_options *o, pglite_serve
     }
 
     /* The database and role the backend's session runs as. */
-    pglite_result *r = NULL;
-    int rc = client_simple(db, "SELECT current_database(), session_user", &r);
-    if (rc != PGLITE_OK || pglite_result_ntuples(r) != 1) {
-        pglite_result_free(r);
-        return client_leave(db, rc != PGLITE_OK ? rc : client_fail(db, PGLITE_PROTOCOL, NULL,
-                                                                    "unexpected reply"));
-    }
     char dbname[256], user[256];
-    snprintf(dbname, sizeof dbname, "%s", pglite_result_getvalue(r, 0, 0));
-    snprintf(user, sizeof user, "%s",
-             opt.username && *opt.username ? opt.username : pglite_result_getvalue(r, 0, 1));
-    pglite_result_free(r);
+    int rc = client_identity(db, dbname, user);
+    if (rc != PGLITE_OK)
+        return client_leave(db, rc);
+    if (opt.username && *opt.username)
+        snprintf(user, sizeof user, "%s", opt.username);
 
     pglite_server *ps = calloc(1, sizeof *ps);
     if (!ps) {

@@ -8,6 +8,7 @@
 #
 #   test_clients.sh PATH/TO/pglite-proxy BUILD_DIR
 set -u
+. "$(dirname "$0")/../support/proxy.sh"
 
 PROXY=${1:?usage: test_clients.sh PATH/TO/pglite-proxy BUILD_DIR}
 BUILD=${2:?usage: test_clients.sh PATH/TO/pglite-proxy BUILD_DIR}
@@ -62,11 +63,7 @@ install_pg() {
 
 "$PROXY" --temporary --unix "$SOCK/.s.PGSQL.5432" --tcp 127.0.0.1:0 --log-level warning >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
 PROXY_PID=$!
-for _ in $(seq 600); do
-    grep -q '^  uri:' "$WORK/proxy.out" 2>/dev/null && break
-    kill -0 "$PROXY_PID" 2>/dev/null || break
-    sleep 0.1
-done
+proxy_port "$WORK/proxy.out" "$PROXY_PID" >/dev/null
 if [ ! -S "$SOCK/.s.PGSQL.5432" ]; then
     echo "FAIL - pglite-proxy starts"
     cat "$WORK/proxy.err"
@@ -103,12 +100,7 @@ fi
 "$PROXY" --root "$WORK/tlsdb" --ssl-self-signed --no-unix --tcp 127.0.0.1:0 \
     --log-level warning >"$WORK/tls.out" 2>"$WORK/tls.err" &
 TLS_PID=$!
-for _ in $(seq 600); do
-    grep -q '^  uri:' "$WORK/tls.out" 2>/dev/null && break
-    kill -0 "$TLS_PID" 2>/dev/null || break
-    sleep 0.1
-done
-TLS_PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/tls.out")
+TLS_PORT=$(proxy_port "$WORK/tls.out" "$TLS_PID")
 CERT=$WORK/tlsdb/server.crt
 if [ -z "$TLS_PORT" ] || [ ! -f "$CERT" ]; then
     echo "FAIL - pglite-proxy --ssl-self-signed starts"

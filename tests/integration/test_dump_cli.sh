@@ -6,6 +6,7 @@
 #
 #   test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy
 set -u
+. "$(dirname "$0")/../support/proxy.sh"
 
 DUMP=${1:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy}
 PROXY=${2:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy}
@@ -46,12 +47,7 @@ Q() { psql -X -A -t -q "$@" 2>&1; }
 
 "$PROXY" --tcp 127.0.0.1:0 --unix "$SOCK" --root "$ROOT" >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
 PROXY_PID=$!
-for _ in $(seq 600); do
-    grep -q '^  uri:' "$WORK/proxy.out" 2>/dev/null && break
-    kill -0 "$PROXY_PID" 2>/dev/null || break
-    sleep 0.1
-done
-PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/proxy.out")
+PORT=$(proxy_port "$WORK/proxy.out" "$PROXY_PID")
 [ -n "$PORT" ] || { bad "pglite-proxy starts" "$(cat "$WORK/proxy.err")"; exit 1; }
 
 SCHEMA="CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2),
@@ -94,6 +90,12 @@ out=$(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -d copy -f "$WORK/pl
       2>&1 >/dev/null)
 check "psql restores the plain dump into another database" "0: " "$?: $out"
 check "... with the same rows" "$want" "$(Q -h 127.0.0.1 -p "$PORT" -d copy -c "$FINGER")"
+for t in item sale; do
+    d=$(psql -X -h 127.0.0.1 -p "$PORT" -c "\\d $t" 2>&1)
+    check_has "\\d $t describes it" "Table \"public.$t\"" "$d"
+    check "... and the restored one is the same" "$d" \
+        "$(psql -X -h 127.0.0.1 -p "$PORT" -d copy -c "\\d $t" 2>&1)"
+done
 
 kill -TERM "$PROXY_PID"
 wait "$PROXY_PID"

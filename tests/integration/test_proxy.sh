@@ -8,6 +8,7 @@
 #
 #   test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h
 set -u
+. "$(dirname "$0")/../support/proxy.sh"
 
 PROXY=${1:?usage: test_proxy.sh PATH/TO/pglite-proxy PATH/TO/runtime_version.h}
 # The PostgreSQL version of the pinned runtime (runtime/runtime.lock; the
@@ -54,12 +55,7 @@ start_proxy() {
     shift
     "$PROXY" --tcp 127.0.0.1:0 --unix "$SOCK" "$@" >"$WORK/$log.out" 2>"$WORK/$log.err" &
     PROXY_PID=$!
-    for _ in $(seq 600); do
-        grep -q '^  uri:' "$WORK/$log.out" 2>/dev/null && break
-        kill -0 "$PROXY_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    PORT=$(sed -n 's/^  tcp: .*:\([0-9][0-9]*\)$/\1/p' "$WORK/$log.out")
+    PORT=$(proxy_port "$WORK/$log.out" "$PROXY_PID")
     if [ -z "$PORT" ]; then
         bad "pglite-proxy starts ($log)" "$(cat "$WORK/$log.err")"
         echo "$PASSED passed, $FAILED failed"

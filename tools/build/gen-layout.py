@@ -21,7 +21,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wasmfile import leb_u, name as wname  # noqa: E402
+from wasmfile import Module, WasmError, leb_u  # noqa: E402
 
 
 def die(msg):
@@ -32,59 +32,30 @@ def die(msg):
 def dylink(b):
     """(mem_size, mem_align, table_size, table_align) from dylink.0, and
     the memory import's (initial, max) pages."""
-    i = 8
+    try:
+        m = Module(b, segments=False)
+    except (WasmError, IndexError) as e:
+        die("cannot read the module: %s" % e)
+    if "dylink.0" not in m.customs:
+        die("no dylink.0 section: not a dynamically linked module")
+    k, end = m.customs["dylink.0"]
     info = None
-    mem = None
-    while i < len(b):
-        sid = b[i]
-        size, j = leb_u(b, i + 1)
-        end = j + size
-        if sid == 0:
-            nm, k = wname(b, j)
-            if nm == "dylink.0":
-                while k < end:
-                    sub = b[k]
-                    ln, k2 = leb_u(b, k + 1)
-                    if sub == 1:  # WASM_DYLINK_MEM_INFO
-                        ms, q = leb_u(b, k2)
-                        ma, q = leb_u(b, q)
-                        ts, q = leb_u(b, q)
-                        ta, q = leb_u(b, q)
-                        info = (ms, ma, ts, ta)
-                    k = k2 + ln
-        elif sid == 2:
-            n, k = leb_u(b, j)
-            for _ in range(n):
-                mod, k = wname(b, k)
-                fld, k = wname(b, k)
-                kind = b[k]
-                k += 1
-                if kind == 0:
-                    _, k = leb_u(b, k)
-                elif kind == 1:
-                    k += 1
-                    fl, k = leb_u(b, k)
-                    _, k = leb_u(b, k)
-                    if fl & 1:
-                        _, k = leb_u(b, k)
-                elif kind == 2:
-                    fl, k = leb_u(b, k)
-                    ini, k = leb_u(b, k)
-                    mx = None
-                    if fl & 1:
-                        mx, k = leb_u(b, k)
-                    if (mod, fld) == ("env", "memory"):
-                        mem = (ini, mx if mx is not None else 65536)
-                elif kind == 3:
-                    k += 2
-                else:
-                    die("unknown import kind %d" % kind)
-        i = end
+    while k < end:
+        sub = b[k]
+        ln, k2 = leb_u(b, k + 1)
+        if sub == 1:  # WASM_DYLINK_MEM_INFO
+            ms, q = leb_u(b, k2)
+            ma, q = leb_u(b, q)
+            ts, q = leb_u(b, q)
+            ta, q = leb_u(b, q)
+            info = (ms, ma, ts, ta)
+        k = k2 + ln
     if not info:
-        die("no dylink.0 memory info: not a dynamically linked module")
+        die("no memory info in dylink.0")
+    mem = m.memory_imports.get(("env", "memory"))
     if not mem:
         die("the module does not import env.memory")
-    return info, mem
+    return info, (mem[0], mem[1] if mem[1] is not None else 65536)
 
 
 def glue_int(js, pattern, what):

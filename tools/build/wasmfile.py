@@ -136,7 +136,9 @@ def instructions(b, i, end, func="?"):
 
 
 class Module:
-    def __init__(self, b):
+    def __init__(self, b, segments=True):
+        """segments=False skips the element and data segments (a
+        relocatable module's are placed by globals, not constants)."""
         if b[:4] != b"\0asm":
             raise WasmError("not a wasm module")
         self.b = b
@@ -152,13 +154,18 @@ class Module:
         self.gexports = {}    # exported global name -> global index
         self.nglobimp = 0
         self.globals = []     # constant i32 initial value (or None) of each defined global
+        self.memory_imports = {}  # (module, name) -> (initial pages, max pages or None)
+        self.customs = {}     # custom section name -> (start of its payload, end)
         i = 8
         while i < len(b):
             sid = b[i]
             size, j = leb_u(b, i + 1)
             end = j + size
             self.sections.append((sid, j, end))
-            if sid == 1:
+            if sid == 0:
+                nm, k = name(b, j)
+                self.customs.setdefault(nm, (k, end))
+            elif sid == 1:
                 self._types(j)
             elif sid == 3:
                 n, k = leb_u(b, j)
@@ -171,11 +178,11 @@ class Module:
                 self._globals(j)
             elif sid == 7:
                 self._exports(j)
-            elif sid == 9:
+            elif sid == 9 and segments:
                 self._elems(j)
             elif sid == 10:
                 self._code(j)
-            elif sid == 11:
+            elif sid == 11 and segments:
                 self._data(j)
             i = end
 
@@ -215,9 +222,12 @@ class Module:
                 if kind == 1:
                     i += 1
                 flags, i = leb_u(b, i)
-                _, i = leb_u(b, i)
+                initial, i = leb_u(b, i)
+                mx = None
                 if flags & 1:
-                    _, i = leb_u(b, i)
+                    mx, i = leb_u(b, i)
+                if kind == 2:
+                    self.memory_imports[(mod, nm)] = (initial, mx)
             elif kind == 3:
                 i += 2
                 self.nglobimp += 1
