@@ -554,6 +554,9 @@ PGLITE_API void pglite_server_stop(pglite_server *srv);
  * write(ctx, data, len), which returns 0 to go on (non-zero: stop; the
  * call then fails); write may be NULL to discard it.
  *
+ * Plain-format output leaves out PGlite's own column option pg_attver (no
+ * other server accepts it; docs/dump.md).
+ *
  * Returns PGLITE_OK when pg_dump exits with status 0; else PGLITE_ERROR
  * with pg_dump's own messages (its usage error, "pg_dump: error: ...") as
  * pglite_errmsg(db). Blocks until the dump is complete. Not from a

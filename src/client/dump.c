@@ -55,6 +55,7 @@ typedef struct dump_run {
     int stopped;             /* write asked to stop */
     int external;            /* a server of the caller's (pglite_dump_server) */
     int connect_errno;       /* why the last connection failed (0: it did not) */
+    int plain;               /* the plain format: its output filtered (line_filter) */
     char err[ERR_MAX];
 } dump_run;
 
@@ -149,8 +150,115 @@ static uint32_t sock_write(void *ctx, const uint32_t *a) {
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* PGlite's PostgreSQL keeps a column option of its own, pg_attver, on every
+ * column it creates (set again when the column is made anew), and pg_dump
+ * writes it out as "ALTER TABLE ONLY t ALTER COLUMN c SET (pg_attver=N);".
+ * No other PostgreSQL accepts it (ERROR: unrecognized parameter), so a plain
+ * dump meant as the way out would stop a psql -v ON_ERROR_STOP=1 restore on
+ * a real server. The plain format's lines go through this filter: such a
+ * line loses the option, and the whole line goes when it was the only one.
+ * Nothing else is touched; archive formats are written as pg_dump writes
+ * them (docs/dump.md). */
+typedef struct line_filter {
+    char line[4096];
+    size_t n;
+    int passing; /* the rest of this line goes through as it is */
+    int (*out)(void *ctx, const void *data, size_t len);
+    void *ctx;
+} line_filter;
+
+#define ATTVER_HEAD "ALTER TABLE ONLY "
+
+/* A whole candidate line (with its newline): write it, or what is left. */
+static int filter_line(line_filter *f, const char *l, size_t n) {
+    const char *set = memmem(l, n, " SET (", 6);
+    const char *opt = memmem(l, n, "pg_attver=", 10);
+    if (!set || !opt || opt < set || n < 3 || memcmp(l + n - 3, ");\n", 3) != 0)
+        return f->out(f->ctx, l, n);
+    const char *v = opt + 10, *e = v;
+    while (e < l + n && *e >= '0' && *e <= '9')
+        e++;
+    if (e == v)
+        return f->out(f->ctx, l, n);
+    const char *list = set + 6, *end = l + n - 3;
+    if (opt == list && e == end)
+        return 0; /* the only option: no line at all */
+    char buf[sizeof f->line];
+    size_t k = 0;
+    if (opt == list && e + 2 <= end && e[0] == ',' && e[1] == ' ') { /* first of several */
+        memcpy(buf, l, (size_t)(opt - l));
+        k = (size_t)(opt - l);
+        memcpy(buf + k, e + 2, (size_t)(l + n - (e + 2)));
+        k += (size_t)(l + n - (e + 2));
+    } else if (opt - 2 >= list && opt[-2] == ',' && opt[-1] == ' ') { /* a later one */
+        memcpy(buf, l, (size_t)(opt - 2 - l));
+        k = (size_t)(opt - 2 - l);
+        memcpy(buf + k, e, (size_t)(l + n - e));
+        k += (size_t)(l + n - e);
+    } else {
+        return f->out(f->ctx, l, n);
+    }
+    return f->out(f->ctx, buf, k);
+}
+
+static int filter_write(line_filter *f, const char *p, size_t n) {
+    while (n) {
+        if (f->passing) {
+            const char *nl = memchr(p, '\n', n);
+            size_t k = nl ? (size_t)(nl - p + 1) : n;
+            if (f->out(f->ctx, p, k) != 0)
+                return -1;
+            if (nl)
+                f->passing = 0;
+            p += k;
+            n -= k;
+            continue;
+        }
+        /* At or inside the start of a line: keep it while it may be one. */
+        const char *nl = memchr(p, '\n', n);
+        size_t k = nl ? (size_t)(nl - p + 1) : n;
+        size_t room = sizeof f->line - f->n;
+        size_t take = k < room ? k : room;
+        memcpy(f->line + f->n, p, take);
+        f->n += take;
+        size_t cmp = f->n < strlen(ATTVER_HEAD) ? f->n : strlen(ATTVER_HEAD);
+        int candidate = memcmp(f->line, ATTVER_HEAD, cmp) == 0;
+        p += take;
+        n -= take;
+        if (!candidate || (take == room && !(nl && take == k))) {
+            /* not one (or longer than any): through as it is */
+            if (f->out(f->ctx, f->line, f->n) != 0)
+                return -1;
+            f->passing = !(nl && take == k);
+            f->n = 0;
+        } else if (nl && take == k) {
+            int r = filter_line(f, f->line, f->n);
+            f->n = 0;
+            if (r != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int filter_flush(line_filter *f) {
+    int r = f->n ? f->out(f->ctx, f->line, f->n) : 0;
+    f->n = 0;
+    return r;
+}
+
+static int to_callback(void *ctx, const void *data, size_t len) {
+    dump_run *d = ctx;
+    if (d->stopped || !d->write)
+        return 0;
+    if (d->write(d->ctx, data, len) != 0)
+        d->stopped = 1; /* drain the rest, so pg_dump never blocks */
+    return 0;
+}
+
 static void *pump_stdout(void *arg) {
     dump_run *d = arg;
+    line_filter f = {.out = to_callback, .ctx = d};
     char buf[65536];
     for (;;) {
         ssize_t n = read(d->out_rd, buf, sizeof buf);
@@ -158,10 +266,77 @@ static void *pump_stdout(void *arg) {
             continue;
         if (n <= 0)
             break;
-        if (!d->stopped && d->write && d->write(d->ctx, buf, (size_t)n) != 0)
-            d->stopped = 1; /* drain the rest, so pg_dump never blocks */
+        if (d->plain)
+            filter_write(&f, buf, (size_t)n);
+        else
+            to_callback(d, buf, (size_t)n);
     }
+    filter_flush(&f);
     return NULL;
+}
+
+static int to_fd(void *ctx, const void *data, size_t len) {
+    int fd = *(int *)ctx;
+    const char *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The same filter over a plain dump pg_dump wrote to a file: rewritten
+ * beside it, then renamed over it. 0 or -1 with errno. */
+static int filter_file(const char *path) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.pglite-XXXXXX", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -1;
+    int out = mkostemp(tmp, O_CLOEXEC);
+    if (out < 0) {
+        close(in);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(in, &st) == 0)
+        fchmod(out, st.st_mode & 07777);
+    line_filter f = {.out = to_fd, .ctx = &out};
+    char buf[65536];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = -1;
+        if (n <= 0)
+            break;
+        if (filter_write(&f, buf, (size_t)n) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && (filter_flush(&f) != 0 || fsync(out) != 0))
+        rc = -1;
+    int e = errno;
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = -1, e = errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -1, e = errno;
+    if (rc != 0)
+        unlink(tmp);
+    errno = e;
+    return rc;
 }
 
 /* The last lines of what pg_dump wrote to stderr, without the trailing
@@ -199,6 +374,23 @@ static int file_arg(const char *const *args, int n, size_t *off) {
         }
     }
     return -1;
+}
+
+/* Whether args ask for the plain format (pg_dump's default). */
+static int plain_format(const char *const *args, int n) {
+    const char *fmt = "p";
+    for (int i = 0; i < n; i++) {
+        const char *a = args[i];
+        if (!strcmp(a, "--"))
+            break;
+        if ((!strcmp(a, "-F") || !strcmp(a, "--format")) && i + 1 < n)
+            fmt = args[++i];
+        else if (!strncmp(a, "--format=", 9))
+            fmt = a + 9;
+        else if (!strncmp(a, "-F", 2) && a[2])
+            fmt = a + 2;
+    }
+    return !strcmp(fmt, "p") || !strcmp(fmt, "plain");
 }
 
 /* Run pg_dump with args against the server d names. 0 on exit status 0;
@@ -263,6 +455,7 @@ static int run_pg_dump(dump_run *d, const char *const *args, const char *user,
         free(c2);
     }
     argv[argc] = NULL;
+    d->plain = plain_format(args, n);
 
     int outp[2] = {-1, -1};
     int errfd = memfd_create("pg_dump-stderr", MFD_CLOEXEC);
@@ -322,6 +515,15 @@ static int run_pg_dump(dump_run *d, const char *const *args, const char *user,
         engine_main(d->e, argc, argv, &r);
         if (r.status == ENGINE_EXITED && r.exit_code == 0) {
             rc = 0;
+            if (fi >= 0 && d->plain) {
+                char hp[PATH_MAX * 2];
+                snprintf(hp, sizeof hp, "%s/%s", host_dir, strrchr(argv[1 + fi], '/') + 1);
+                if (filter_file(hp) != 0) {
+                    snprintf(d->err, sizeof d->err, "pg_dump: could not rewrite \"%.2000s\": %s", hp,
+                             strerror(errno));
+                    rc = -1;
+                }
+            }
         } else {
             read_messages(errfd, d->err, sizeof d->err);
             if (!*d->err)
