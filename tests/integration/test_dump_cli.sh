@@ -102,6 +102,21 @@ kill -TERM "$PROXY_PID"
 wait "$PROXY_PID"
 PROXY_PID=
 
+# A server that wants a password: PGPASSWORD is pg_dump's, as libpq's.
+"$PROXY" --tcp 127.0.0.1:0 --no-unix --root "$ROOT" --password 's3cret pw' \
+    >"$WORK/pw.out" 2>"$WORK/pw.err" &
+PROXY_PID=$!
+PWPORT=$(proxy_port "$WORK/pw.out" "$PROXY_PID")
+out=$(PGPASSWORD='s3cret pw' "$DUMP" -h 127.0.0.1 -p "$PWPORT" --schema-only -t item 2>&1)
+check_has "a password server: PGPASSWORD logs in" "CREATE TABLE public.item" "$out"
+rc=0
+out=$(PGPASSWORD=wrong "$DUMP" -h 127.0.0.1 -p "$PWPORT" -t item 2>&1) || rc=$?
+check "... a wrong one: exit 1" "1" "$rc"
+check_has "... with the server's error" 'password authentication failed for user "postgres"' "$out"
+kill -TERM "$PROXY_PID"
+wait "$PROXY_PID"
+PROXY_PID=
+
 # In-process, on the directory itself.
 out=$("$DUMP" --root "$ROOT" --data-only --inserts -t item 2>&1)
 check_has "--root DIR --data-only --inserts" "INSERT INTO public.item VALUES (1000, 'item 1000'" "$out"
