@@ -4,7 +4,9 @@
 # cache ($PGLITE_CACHE_DIR, else $XDG_CACHE_HOME/pglite, else
 # ~/.cache/pglite) as native/postgresql-<version>/. The benchmarks compare
 # pglite-c with it engine to engine: the same major version, so the same
-# planner, as the PGlite runtime's PostgreSQL.
+# planner, as the PGlite runtime's PostgreSQL. The tests use its pg_restore
+# (tests/integration/test_dump_cli.sh): the one that reads pg_dump 18's
+# archives.
 #
 # Debian 12 ships PostgreSQL 15 only, so the source package comes from the
 # Debian suite that has postgresql-18 (sid), through a private deb-src list

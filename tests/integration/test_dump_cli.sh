@@ -4,12 +4,18 @@
 # errors, a restore through psql, and the way out: the plain dump loaded
 # into Debian's PostgreSQL 15 with the same rows.
 #
-#   test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy
+#   test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy PATH/TO/native-pg18.sh
+#
+# Archive formats are restored with PostgreSQL 18's own pg_restore (pglite-
+# tools ships none, and Debian's pg_restore 15 cannot read a version 18
+# archive): the native build of Debian's postgresql-18 source package that
+# native-pg18.sh keeps in the cache (the fixture setup/native_pg18 makes it).
 set -u
 . "$(dirname "$0")/../support/proxy.sh"
 
 DUMP=${1:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy}
-PROXY=${2:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy}
+PROXY=${2:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy PATH/TO/native-pg18.sh}
+NATIVE18=${3:?usage: test_dump_cli.sh PATH/TO/pglite-dump PATH/TO/pglite-proxy PATH/TO/native-pg18.sh}
 command -v psql >/dev/null || { echo "psql not found: skipped"; exit 77; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pglite-dump-test-XXXXXX")
@@ -74,6 +80,13 @@ out=$("$DUMP" -h "$SOCK" -p "$PORT" --schema-only -t sale 2>&1)
 check_has "over the Unix socket, --schema-only -t sale" "CREATE TABLE public.sale" "$out"
 check_lacks "... without the other table" "public.item (" "$out"
 check_lacks "... and without data" "COPY public.sale" "$out"
+# A connection string names the server, as libpq reads it.
+esc=$(printf '%s' "$SOCK" | sed 's|/|%2F|g')
+for ci in "postgresql://postgres@127.0.0.1:$PORT/postgres" "host=127.0.0.1 port=$PORT dbname=postgres" \
+          "postgresql://$esc:$PORT/postgres" "postgresql:///postgres?host=$SOCK&port=$PORT" \
+          "host='$SOCK' port=$PORT"; do
+    check_has "-d '$ci'" "CREATE TABLE public.sale" "$(PGPORT=1 "$DUMP" -d "$ci" -s -t sale 2>&1)"
+done
 rc=0
 out=$("$DUMP" --root "$ROOT" 2>&1) || rc=$?
 check "--root of a directory the proxy holds: exit 1" "1" "$rc"
@@ -97,6 +110,28 @@ for t in item sale; do
     check "... and the restored one is the same" "$d" \
         "$(psql -X -h 127.0.0.1 -p "$PORT" -d copy -c "\\d $t" 2>&1)"
 done
+
+# The custom and directory formats, restored by PostgreSQL 18's pg_restore
+# into new databases of the same server.
+PG18=$(bash "$NATIVE18" 2>"$WORK/native18.log") || PG18=
+if [ -n "$PG18" ] && [ -x "$PG18/pg_restore" ]; then
+    # -Z 0: that build has no zlib (bench/native-pg18.sh), pg_dump's
+    # default gzip archives need a pg_restore with it.
+    "$DUMP" -h 127.0.0.1 -p "$PORT" -Fc -Z 0 -f "$WORK/live.dump"
+    "$DUMP" -h 127.0.0.1 -p "$PORT" -Fd -Z 0 -f "$WORK/live.dir"
+    for f in custom:live.dump directory:live.dir; do
+        name=${f%%:*}
+        Q -h 127.0.0.1 -p "$PORT" -c "CREATE DATABASE r_$name" >/dev/null
+        out=$("$PG18/pg_restore" --exit-on-error -h 127.0.0.1 -p "$PORT" -d "r_$name" \
+              "$WORK/${f#*:}" 2>&1)
+        check "pg_restore 18 restores the $name format" "0: " "$?: $out"
+        check "... with the same rows" "$want" "$(Q -h 127.0.0.1 -p "$PORT" -d "r_$name" -c "$FINGER")"
+        check "... and the same \\d sale" "$(psql -X -h 127.0.0.1 -p "$PORT" -c '\d sale' 2>&1)" \
+            "$(psql -X -h 127.0.0.1 -p "$PORT" -d "r_$name" -c '\d sale' 2>&1)"
+    done
+else
+    bad "PostgreSQL 18's pg_restore (native-pg18.sh)" "$(tail -5 "$WORK/native18.log")"
+fi
 
 kill -TERM "$PROXY_PID"
 wait "$PROXY_PID"
