@@ -204,6 +204,54 @@ static void test_plain_round_trip(void **state) {
     pglite_close(src);
 }
 
+/* The custom format, restored by PostgreSQL 18's pg_restore (pglite-tools
+ * ships none; the build of Debian's postgresql-18 that the fixture
+ * setup/native_pg18 caches) through a server on the fresh database. */
+static void test_custom_round_trip(void **state) {
+    (void)state;
+    const char *script = getenv("PGLITE_NATIVE_PG18");
+    assert_non_null(script);
+    char cmd[8192], bin[4096] = "";
+    snprintf(cmd, sizeof cmd, "bash '%s' 2>/dev/null", script);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(bin, sizeof bin, p))
+        bin[0] = '\0';
+    pclose(p);
+    bin[strcspn(bin, "\n")] = '\0';
+    assert_true(bin[0] == '/');
+
+    pglite *src = NULL, *dst = NULL;
+    assert_int_equal(pglite_open(NULL, NULL, &src), PGLITE_OK);
+    ok(src, SCHEMA);
+    char *rows = rows_fingerprint(src), *schema = schema_fingerprint(src);
+    char *dir = fx_mkdtemp("dumpfc");
+    char file[4096];
+    snprintf(file, sizeof file, "%s/all.dump", dir);
+    /* -Z 0: that pg_restore is built without zlib. */
+    const char *args[] = {"-Fc", "-Z", "0", "-f", file, NULL};
+    assert_int_equal(pglite_dump(src, args, NULL, NULL), PGLITE_OK);
+
+    assert_int_equal(pglite_open(NULL, NULL, &dst), PGLITE_OK);
+    pglite_server *srv = NULL;
+    assert_int_equal(pglite_server_start(dst, NULL, &srv), PGLITE_OK);
+    snprintf(cmd, sizeof cmd, "'%s/pg_restore' --exit-on-error -d '%s' '%s'", bin,
+             pglite_server_uri(srv), file);
+    assert_int_equal(system(cmd), 0);
+    pglite_server_stop(srv);
+    char *rows2 = rows_fingerprint(dst), *schema2 = schema_fingerprint(dst);
+    assert_string_equal(rows, rows2);
+    assert_string_equal(schema, schema2);
+    free(rows);
+    free(rows2);
+    free(schema);
+    free(schema2);
+    fx_rmtree(dir);
+    free(dir);
+    pglite_close(dst);
+    pglite_close(src);
+}
+
 static void test_options(void **state) {
     (void)state;
     pglite *db = NULL;
@@ -343,6 +391,7 @@ static void test_snapshot_beside_a_writer(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_round_trip),
+        cmocka_unit_test(test_custom_round_trip),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_snapshot_beside_a_writer),
     };
