@@ -36,16 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    [ $# -gt 1 ] && printf '%s\n' "$2" | head -20 | sed 's/^/       /'
-}
-check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected: $2
-got:      $3"; fi; }
-check_has() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1" "no \"$2\" in: $3" ;; esac; }
-check_lacks() { case "$3" in *"$2"*) bad "$1" "\"$2\" in: $3" ;; *) ok "$1" ;; esac; }
 
 export PGUSER=postgres PGDATABASE=postgres PGCONNECT_TIMEOUT=20 PGSSLMODE=disable
 unset PGPASSWORD PGOPTIONS PGSERVICE PGHOST PGPORT

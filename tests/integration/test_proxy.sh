@@ -33,22 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    [ $# -gt 1 ] && printf '       %s\n' "$2" | head -20
-    return 0
-}
-# check NAME EXPECTED ACTUAL
-check() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected [$2], got [$3]"; fi
-}
-# check_has NAME NEEDLE HAYSTACK
-check_has() {
-    case "$3" in *"$2"*) ok "$1" ;; *) bad "$1" "expected to contain [$2], got [$3]" ;; esac
-}
-
 # start_proxy LOGNAME ARGS...: sets PROXY_PID and PORT
 start_proxy() {
     local log=$1
