@@ -421,6 +421,8 @@ static int run_pg_dump(dump_run *d, const char *const *args, const char *user,
     size_t nmounts = 1;
     size_t off = 0;
     int fi = file_arg(args, n, &off);
+    if (fi >= 0 && !strcmp(args[fi] + off, "-"))
+        fi = -1; /* pg_dump's own name for stdout */
     if (fi >= 0) {
         const char *file = args[fi] + off;
         char *c1 = strdup(file), *c2 = strdup(file);
@@ -431,10 +433,12 @@ static int run_pg_dump(dump_run *d, const char *const *args, const char *user,
             return -1;
         }
         const char *dir = dirname(c1), *base = basename(c2);
-        if (!realpath(dir, host_dir) || !*base || !strcmp(base, "/") || !strcmp(base, ".") ||
+        int found = realpath(dir, host_dir) != NULL;
+        int e = errno;
+        if (!found || !*base || !strcmp(base, "/") || !strcmp(base, ".") ||
             !strcmp(base, "..")) {
             snprintf(d->err, sizeof d->err, "pg_dump: could not open output file \"%s\": %s",
-                     file, !*host_dir ? strerror(errno) : "not a file name");
+                     file, !found ? strerror(e) : "not a file name");
             free(c1);
             free(c2);
             return -1;

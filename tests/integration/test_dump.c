@@ -313,6 +313,12 @@ static void test_options(void **state) {
     assert_non_null(strstr(pglite_errmsg(db), "no matching tables were found"));
     const char *nodir[] = {"-f", "/nonexistent-dir/x.sql", NULL};
     assert_int_equal(pglite_dump(db, nodir, NULL, NULL), PGLITE_ERROR);
+    assert_non_null(strstr(pglite_errmsg(db), "No such file or directory"));
+    /* -f - is pg_dump's stdout: the callback's. */
+    const char *dash[] = {"-t", "a", "-f", "-", NULL};
+    assert_int_equal(pglite_dump(db, dash, collect, &b), PGLITE_OK);
+    assert_non_null(b.p);
+    assert_non_null(strstr(b.p, "CREATE TABLE public.a"));
     /* And the handle goes on. */
     char *v = value(db, "SELECT count(*) FROM a");
     assert_string_equal(v, "2");
