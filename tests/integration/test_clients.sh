@@ -25,6 +25,7 @@ PROXY_PID=
 cleanup() {
     [ -n "$PROXY_PID" ] && kill -KILL "$PROXY_PID" 2>/dev/null
     wait 2>/dev/null
+    [ "$FAILED" -gt 0 ] && proxy_crashes "$WORK"
     if [ -n "${PGLITE_TEST_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT

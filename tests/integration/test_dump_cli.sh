@@ -32,6 +32,7 @@ cleanup() {
     [ -n "$PG15" ] && runuser -u postgres -- "$PG15/pg_ctl" -D "$WORK/pg15/data" -m immediate \
         stop >/dev/null 2>&1
     wait 2>/dev/null
+    [ "$FAILED" -gt 0 ] && proxy_crashes "$WORK"
     rm -rf "$WORK"
 }
 trap cleanup EXIT

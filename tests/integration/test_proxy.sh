@@ -29,6 +29,7 @@ cleanup() {
     [ -n "$PROXY_PID" ] && kill -KILL "$PROXY_PID" 2>/dev/null
     for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null; done
     wait 2>/dev/null
+    [ "$FAILED" -gt 0 ] && proxy_crashes "$WORK"
     if [ -n "${PGLITE_TEST_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT

@@ -21,6 +21,13 @@ check_lacks() {
     case "$3" in *"$2"*) bad "$1" "expected not to contain [$2], got [$3]" ;; *) ok "$1" ;; esac
 }
 
+# proxy_crashes DIR: what a proxy that died of a fault wrote to its *.err in
+# DIR (the crash report of src/engine/wasm_rt.c), so that a crash seen once
+# can be read from the test's output.
+proxy_crashes() {
+    grep -h -B2 -A50 '^pglite: fatal' "$1"/*.err 2>/dev/null | head -80
+}
+
 # proxy_port OUT PID: wait (up to 60 s) until the proxy whose stdout is OUT
 # prints its URI, or exits; print its TCP port (nothing if it did not start).
 proxy_port() {
