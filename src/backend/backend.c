@@ -414,10 +414,14 @@ static void *watchdog_main(void *arg) {
             pthread_cond_wait(&c->wd_cv, &c->run_mu);
             continue;
         }
+        /* No holder: the lock is between two backends (the last one let
+         * go, the next has not said so yet: held_since is still the last
+         * one's), or a closer or a hold has it, which run no statement to
+         * interrupt. */
         backend *h = c->holder;
         double held = mono_ms() - c->held_since;
 
-        if (held >= SLICE_MS && !c->poked && h->pg && h->addr_interrupt) {
+        if (h && h->pg && held >= SLICE_MS && !c->poked && h->addr_interrupt) {
             wasm_rt_memory_t *m = engine_memory(h->pg);
             if (abi_mem_ptr(m, h->addr_interrupt, 4))
                 __atomic_store_n((int32_t *)(m->data + h->addr_interrupt), 1, __ATOMIC_RELEASE);

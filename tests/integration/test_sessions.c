@@ -378,6 +378,24 @@ static void test_long_statement_shares(void **state) {
     assert_string_equal(j.last.state, "");
 }
 
+/* The cluster lock held by no session (a hold, as pglite_dump_archive
+ * takes; a closing session's exit handlers) past a slice while a session
+ * waits for it: the watchdog has no statement to interrupt and leaves it
+ * alone (it used to look at the missing holder and crash the process),
+ * and the waiter runs once the hold ends. */
+static void test_hold_past_a_slice(void **state) {
+    (void)state;
+    backend_hold_cluster(A);
+    job j;
+    run_bg(&j, B, "SELECT 6 * 7", NULL, NULL);
+    usleep(200 * 1000); /* ten slices, twenty looks of the watchdog */
+    assert_int_equal(atomic_load(&j.done), 0);
+    backend_release_cluster(A);
+    join(&j);
+    assert_string_equal(j.last.val, "42");
+    assert_true(j.ms >= 150);
+}
+
 /* The SQLSTATE of a FATAL in out ("" if none). */
 static void fatal_state(const uint8_t *o, size_t n, char *state) {
     state[0] = 0;
@@ -483,6 +501,7 @@ int main(void) {
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
         cmocka_unit_test(test_long_statement_shares),
+        cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
