@@ -120,12 +120,21 @@ target_compile_definitions(pglite_runtime_paths INTERFACE
 #    (old=new: an import the host defines under another name, where two
 #    modules import one name with two signatures)
 set(_pglite_prev_module_target "")
+# Every module's generated code in one section, wasm_guest_text, whose
+# bounds (__start_/__stop_wasm_guest_text) tell the engine's stop handler
+# that a thread runs guest code and no host code (src/engine/wasm_rt.c).
+set(_pglite_guest_text "")
+foreach(sec .text .text.unlikely .text.hot .text.startup .text.exit)
+  list(APPEND _pglite_guest_text --rename-section "${sec}=wasm_guest_text")
+endforeach()
+# (the same, to build-sidemodules.py for each side module's archive)
 function(pglite_wasm_module name wasm)
   set(lib "${PGLITE_WASM_DIR}/lib${name}_wasm.a")
   set(hdr "${PGLITE_WASM_DIR}/${name}.h")
   # What is linked: the cached archive with the guest's memset routed to
-  # the engine's pgl_guest_memset (large zero fills become madvise), made
-  # beside it so the cache entry itself is never modified.
+  # the engine's pgl_guest_memset (large zero fills become madvise) and its
+  # code in wasm_guest_text, made beside it so the cache entry itself is
+  # never modified.
   set(linked "${PGLITE_WASM_DIR}/lib${name}_wasm_linked.a")
   set(renames "")
   foreach(r ${ARGN})
@@ -133,8 +142,9 @@ function(pglite_wasm_module name wasm)
   endforeach()
   add_custom_command(
     OUTPUT "${linked}"
-    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset ${renames} "${lib}" "${linked}"
-    DEPENDS "${lib}"
+    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset ${renames}
+            ${_pglite_guest_text} "${lib}" "${linked}"
+    DEPENDS "${lib}" "${CMAKE_CURRENT_LIST_FILE}"
     COMMENT "Routing ${name}'s memset to the engine"
     VERBATIM)
   add_custom_command(
@@ -204,8 +214,9 @@ add_custom_command(
           --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
           "--cflags=${PGLITE_SIDE_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
           --wasm2c "${PGLITE_WASM2C}" --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
+          ${_pglite_guest_text}
   DEPENDS "${_pglite_tree_stamp}" "${_pglite_tools}/build-module.py"
-          "${_pglite_tools}/build-sidemodules.py"
+          "${_pglite_tools}/build-sidemodules.py" "${CMAKE_CURRENT_LIST_FILE}"
   COMMENT "Compiling the side modules (plpgsql, snowball, encodings, extensions)"
   VERBATIM)
 add_custom_target(sidemodules_wasm_build DEPENDS "${_pglite_side_lib}" "${_pglite_side_manifest}")

@@ -44,8 +44,16 @@ typedef struct backend_cluster {
     int yielders;             /* threads in run_yield, waiting on run_cv */
     atomic_int waiting;       /* threads waiting for it */
     struct backend *holder;
+    engine_runner *holder_runner; /* its thread */
     double held_since;        /* ms */
     bool poked, warned;
+    /* A holder that runs guest code without reaching an import for
+     * stop_ms while others wait is stopped (engine_stop_probe): stall_since
+     * is when it last was seen at the lock or in host code. */
+    double stall_since;
+    unsigned probe_seen;
+    bool probing;
+    int stop_ms;
     /* The watchdog: asks the holder to let go once its slice is over. */
     pthread_t wd;
     pthread_cond_t wd_cv;
@@ -332,7 +340,8 @@ static int run_cycle(backend *b) {
  * no critical section (PostgreSQL holds interrupts off meanwhile), and
  * then waits until another has taken the lock before it asks again. */
 #define SLICE_MS 20
-#define LIVELOCK_MS 10000
+#define LIVELOCK_MS 10000      /* logged */
+#define STOP_MS_DEFAULT 30000  /* stopped (backend_options.stop_ms) */
 
 static double mono_ms(void) {
     struct timespec t;
@@ -366,8 +375,9 @@ static void run_lock(backend_cluster *c, backend *b) {
     }
     pthread_mutex_lock(&c->run_mu);
     c->holder = b;
-    c->held_since = mono_ms();
-    c->poked = c->warned = false;
+    c->holder_runner = engine_runner_self();
+    c->held_since = c->stall_since = mono_ms();
+    c->poked = c->warned = c->probing = false;
     c->acquired++;
     if (c->yielders)
         pthread_cond_broadcast(&c->run_cv);
@@ -431,9 +441,30 @@ static void *watchdog_main(void *arg) {
             fprintf(stderr,
                     "pglite: the session with pid %u has run for %.0f s without a point where "
                     "it could let the %d waiting run (a statement that never checks for "
-                    "interrupts, or a loop holding a lock)\n",
-                    engine_pid(h->pg), held / 1000, atomic_load(&c->waiting));
+                    "interrupts, or a loop holding a lock); it is stopped once it has run "
+                    "%.0f s in guest code without reaching the host\n",
+                    engine_pid(h->pg), held / 1000, atomic_load(&c->waiting),
+                    c->stop_ms / 1000.0);
             c->warned = true;
+        }
+        /* A runaway: stop it where it runs guest code, which traps it; its
+         * trap is a crash like any other (every session ends, the cluster
+         * starts again with recovery), as a postmaster's SIGQUIT would be
+         * the only way out of a backend that ignores its signals. A probe
+         * that finds it in host code restarts the clock instead. */
+        if (h && h->pg && c->holder_runner && mono_ms() - c->stall_since >= c->stop_ms) {
+            if (!c->probing)
+                fprintf(stderr, "pglite: stopping the session with pid %u where it runs guest "
+                                "code: it has run %.0f s while %d waited\n",
+                        engine_pid(h->pg), held / 1000, atomic_load(&c->waiting));
+            unsigned seen = engine_stop_probe(c->holder_runner);
+            if (c->probing && seen != c->probe_seen) {
+                c->stall_since = mono_ms(); /* it was in host code: not a runaway yet */
+                c->probing = false;
+            } else if (!c->probing) {
+                c->probing = true;
+                c->probe_seen = seen;
+            }
         }
         struct timespec until = in_ms(10);
         pthread_cond_timedwait(&c->wd_cv, &c->run_mu, &until);
@@ -698,7 +729,8 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     c->shm_fd = -1;
     c->refs = 1; /* this call's */
     c->opts = (backend_options){.debug = o->debug, .relaxed_durability = o->relaxed_durability,
-                                .sessions = 1};
+                                .sessions = 1, .stop_ms = o->stop_ms};
+    c->stop_ms = o->stop_ms > 0 ? o->stop_ms : STOP_MS_DEFAULT;
     size_t ng = 0;
     while (o->gucs && o->gucs[ng])
         ng++;
@@ -1188,6 +1220,11 @@ int backend_crashed(const backend *b) { return b && crashed(b); }
 int backend_inject_crash(backend *b) {
     uint32_t bad = 0x7fffffff; /* no such table entry */
     return b && b->pg && !b->dead ? poke_global(b->pg, "ExecutorStart_hook", &bad, 4) : -1;
+}
+
+int backend_inject_stall(backend *b) {
+    uint32_t one = 1;
+    return b && b->pg && !b->dead ? poke_global(b->pg, "InterruptHoldoffCount", &one, 4) : -1;
 }
 
 int backend_restart(backend *first, backend **out, char *err, size_t errlen) {

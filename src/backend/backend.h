@@ -49,6 +49,11 @@ typedef struct backend_options {
      * (backend_clone): it shares PostgreSQL's shared memory with them and
      * runs guest code only while no other backend of the cluster does. */
     int sessions;
+    /* A session that runs guest code this long (ms; 0: 30 s) while others
+     * wait for the cluster, without reaching an import (a loop that never
+     * checks for interrupts, or holds an LWLock), is stopped there: a
+     * crash, as backend_crashed says. It is logged after 10 s. */
+    int stop_ms;
     /* /dev/blob, the COPY channel (COPY ... FROM/TO '/dev/blob'): called
      * from inside backend_exchange when the backend reads or writes it.
      * read returns up to len bytes (0 at the end), write the count taken;
@@ -141,6 +146,11 @@ int backend_crashed(const backend *b);
  * PostgreSQL's executor (an indirect call through ExecutorStart_hook to no
  * function: a wasm trap, with whatever the statement holds held). */
 int backend_inject_crash(backend *b);
+/* ... and b's statements from now on holding interrupts off
+ * (InterruptHoldoffCount, as while it holds an LWLock): nothing cancels
+ * them and they never let the others run, so a long one is stopped as a
+ * runaway (backend_options.stop_ms). */
+int backend_inject_stall(backend *b);
 int backend_restart(backend *first, backend **out, char *err, size_t errlen);
 
 /* /dev/blob of b (see backend_options; a clone has none until set). */

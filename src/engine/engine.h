@@ -147,6 +147,22 @@ engine *engine_clone(const engine_image *img, const engine_config *cfg, char *er
  * call that runs it reports ENGINE_EXITED with code. */
 _Noreturn void engine_end_guest(int code);
 
+/* Runaway guests: code that loops without reaching an import cannot be
+ * ended cooperatively. engine_runner_self names the calling thread (valid
+ * while it lives). engine_stop_probe, from another thread, asks r's
+ * thread to trap where it is if it is running generated guest code right
+ * now (its call then returns ENGINE_TRAPPED, "stopped: ..."); a thread in
+ * host code (an import, the host's own work) is left alone and the visit
+ * counted. Returns that count as it was before this probe: a change since
+ * the last probe means the thread reached host code in between. On an
+ * architecture where the interrupted instruction is not known, every
+ * probe counts as such a visit (nothing is ever stopped). */
+typedef struct engine_runner engine_runner;
+engine_runner *engine_runner_self(void);
+unsigned engine_stop_probe(engine_runner *r);
+/* The trap code of such a stop (beyond wasm_rt_trap_t's). */
+#define ENGINE_TRAP_STOPPED 100
+
 /* Make guest [addr, addr+len) (page-aligned) shared memory: a new memfd
  * holding its present contents, mapped shared over it. Every instance that
  * maps the fd sees the same memory; images keep the mapping. *fd is the

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "engine/engine_internal.h"
 
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define WASM_PAGE 65536u
@@ -28,6 +30,8 @@ void wasm_rt_trap(wasm_rt_trap_t code) {
 }
 
 const char *wasm_rt_strerror(wasm_rt_trap_t trap) {
+    if ((int)trap == ENGINE_TRAP_STOPPED)
+        return "stopped: it ran without reaching a point where the others could run";
     switch (trap) {
     case WASM_RT_TRAP_NONE: return "no error";
     case WASM_RT_TRAP_OOB: return "out-of-bounds memory access";
@@ -338,6 +342,86 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
     raise(sig);
 }
 
+/* ---- stopping a runaway guest --------------------------------------------
+ * An instance that loops in generated code never reaches an import, so
+ * nothing cooperative can end it. engine_stop_probe sends its thread
+ * ENGINE_STOP_SIGNAL; the handler traps there (the same unwind as an
+ * out-of-bounds access) only when the interrupted instruction is generated
+ * guest code: every module's code is in one section, wasm_guest_text (the
+ * module archives' .text sections renamed: cmake/PgliteRuntime.cmake), so
+ * no host import, libc routine or lock of the host is ever cut short.
+ * Anywhere else it counts the visit (the thread was in an import: it was
+ * not spinning in the guest) and returns. */
+#define ENGINE_STOP_SIGNAL SIGXCPU
+
+extern const char __start_wasm_guest_text[] __attribute__((weak));
+extern const char __stop_wasm_guest_text[] __attribute__((weak));
+
+struct engine_runner {
+    pthread_t thread;
+    atomic_uint in_host;
+};
+static _Thread_local engine_runner runner;
+static struct sigaction prev_stop;
+static Dl_info self_obj; /* for where a stop happened: an offset in this object */
+
+engine_runner *engine_runner_self(void) {
+    runner.thread = pthread_self();
+    return &runner;
+}
+
+static uintptr_t interrupted_pc(const void *uc) {
+    const ucontext_t *u = uc;
+#if defined(__x86_64__)
+    return (uintptr_t)u->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)u->uc_mcontext.pc;
+#else
+    (void)u;
+    return 0; /* unknown: never stopped (the watchdog only reports) */
+#endif
+}
+
+static bool in_guest_text(uintptr_t pc) {
+    return __start_wasm_guest_text && pc >= (uintptr_t)__start_wasm_guest_text &&
+           pc < (uintptr_t)__stop_wasm_guest_text;
+}
+
+static void on_stop(int sig, siginfo_t *si, void *uc) {
+    if (si->si_code != SI_TKILL || si->si_pid != getpid()) {
+        /* not a probe of ours: whoever was there before, or the default */
+        if ((prev_stop.sa_flags & SA_SIGINFO) && prev_stop.sa_sigaction)
+            prev_stop.sa_sigaction(sig, si, uc);
+        else if (!(prev_stop.sa_flags & SA_SIGINFO) && prev_stop.sa_handler != SIG_DFL &&
+                 prev_stop.sa_handler != SIG_IGN)
+            prev_stop.sa_handler(sig);
+        else if (prev_stop.sa_handler == SIG_DFL) {
+            signal(sig, SIG_DFL);
+            raise(sig);
+        }
+        return;
+    }
+    uintptr_t pc = interrupted_pc(uc);
+    if (!engine_in_guest() || !in_guest_text(pc)) {
+        atomic_fetch_add(&runner.in_host, 1);
+        return;
+    }
+    char buf[200];
+    int n = snprintf(buf, sizeof buf,
+                     "pglite: stopping thread %ld in guest code at %s+%#lx (addr2line -f -e)\n",
+                     (long)gettid(), self_obj.dli_fname ? self_obj.dli_fname : "?",
+                     (unsigned long)(pc - (uintptr_t)self_obj.dli_fbase));
+    if (n > 0 && write(2, buf, (size_t)n) < 0)
+        n = 0;
+    abi_unwind(ABI_UNWIND_TRAP, ENGINE_TRAP_STOPPED);
+}
+
+unsigned engine_stop_probe(engine_runner *r) {
+    unsigned seen = atomic_load(&r->in_host);
+    pthread_kill(r->thread, ENGINE_STOP_SIGNAL);
+    return seen;
+}
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void do_init(void) {
@@ -349,6 +433,11 @@ static void do_init(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &prev_segv);
     sigaction(SIGBUS, &sa, &prev_bus);
+    struct sigaction st = sa;
+    st.sa_sigaction = on_stop;
+    st.sa_flags |= SA_RESTART;
+    sigaction(ENGINE_STOP_SIGNAL, &st, &prev_stop);
+    dladdr((void *)on_stop, &self_obj);
     void *prime[1];
     backtrace(prime, 1); /* loads the unwinder now, not in the handler */
     atomic_store(&handler_installed, true);

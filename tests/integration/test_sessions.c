@@ -488,6 +488,53 @@ static void test_crash_restart(void **state) {
     free(dir);
 }
 
+/* A runaway: a session whose statement never lets the others run (it
+ * holds interrupts off, as a loop holding an LWLock would) while another
+ * waits is stopped once it has run stop_ms, where it runs guest code: a
+ * crash, so the waiter gets 57P02 instead of waiting for ever, and the
+ * cluster starts again with recovery. */
+static void test_runaway_stopped(void **state) {
+    (void)state;
+    char *dir = fx_new_cluster("runaway");
+    assert_non_null(dir);
+    backend_options o = {.data_dir = dir, .sessions = 1, .stop_ms = 1000};
+    char err[2048];
+    backend *first, *a, *b;
+    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
+    assert_int_equal(backend_park(first), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
+    val(a, "CREATE TABLE r (id int PRIMARY KEY, v int)");
+    val(a, "INSERT INTO r VALUES (1, 10)");
+    assert_int_equal(backend_inject_stall(a), 0);
+    job j;
+    run_bg(&j, a, "SELECT count(*) FROM generate_series(1, 4000000000)", NULL, NULL);
+    usleep(100 * 1000);
+    double t0 = now_ms();
+    reply r;
+    assert_int_not_equal(sql(b, "SELECT 1", &r), 0); /* ended, not served */
+    double waited = now_ms() - t0;
+    join(&j);
+    assert_int_equal(atomic_load(&j.done), 1);
+    assert_true(j.ms < 60000);
+    assert_int_equal(backend_crashed(b), 1);
+    print_message("the waiter was ended after %.0f ms, the runaway after %.0f ms\n", waited,
+                  j.ms);
+    assert_true(waited >= 800);
+    backend *nf, *d;
+    if (backend_restart(first, &nf, err, sizeof err) != 0)
+        print_error("backend_restart: %s\n", err);
+    backend_close(a);
+    backend_close(b);
+    backend_close(first);
+    assert_int_equal(backend_clone(nf, NULL, 0, &d, err, sizeof err), 0);
+    assert_string_equal(val(d, "SELECT v FROM r WHERE id = 1"), "10");
+    backend_close(d);
+    backend_close(nf);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_pids),
@@ -503,6 +550,7 @@ int main(void) {
         cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),
+        cmocka_unit_test(test_runaway_stopped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--wasm2c", default="wasm2c")
     ap.add_argument("--ar", default="ar")
     ap.add_argument("--objcopy", default="objcopy")
+    ap.add_argument("--rename-section", action="append", default=[],
+                    help="OLD=NEW, applied to each module's archive before it is linked "
+                         "(the cached one is left as it is)")
     a = ap.parse_args()
 
     libdir = os.path.join(a.tree, "pglite", "lib", "postgresql")
@@ -76,7 +79,19 @@ def main():
             print(f"side modules: [{done}/{len(sos)}] {os.path.basename(so)} ({hit})", flush=True)
             guest = "/pglite/lib/postgresql/" + os.path.basename(so)
             manifest.append(f"{guest} {so} {os.path.join(a.out_dir, cname + '.h')} {cname}")
-            libs.append(os.path.join(a.out_dir, f"lib{cname}_wasm.a"))
+            lib = os.path.join(a.out_dir, f"lib{cname}_wasm.a")
+            if a.rename_section:
+                linked = os.path.join(a.out_dir, f"lib{cname}_wasm_linked.a")
+                argv = [a.objcopy]
+                for rs in a.rename_section:
+                    argv += ["--rename-section", rs]
+                r = subprocess.run(argv + [lib, linked], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, universal_newlines=True)
+                if r.returncode != 0:
+                    failed.append((so, r.stdout[-3000:]))
+                    continue
+                lib = linked
+            libs.append(lib)
     if failed:
         for so, out in failed:
             sys.stderr.write(f"build-sidemodules: {so} failed:\n{out}\n")
