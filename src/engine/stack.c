@@ -83,16 +83,47 @@ static _Thread_local guest_stack ts;
 static pthread_key_t key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
+/* Stacks of threads that have ended, for the next threads: pglite-proxy
+ * gives every client a new thread, and a new stack cost each of them the
+ * page faults of the frames it touched and their unmapping at its end. A
+ * kept stack keeps its top KEEP_HOT bytes' pages; the rest go back. */
+#define POOL_MAX 16
+#define KEEP_HOT ((size_t)1 << 20)
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint8_t *base, *alt;
+} pool[POOL_MAX];
+static int npool;
+
 static void release(void *p) {
     guest_stack *s = p;
     if (s->alt) {
         stack_t none = {.ss_flags = SS_DISABLE};
         sigaltstack(&none, NULL);
-        munmap(s->alt, ALTSTACK);
     }
-    if (s->base)
-        munmap(s->base, GUEST_STACK);
+    bool keep = s->base && s->alt;
+    if (keep && s->trip) /* the tripwire's zone readable again */
+        keep = mprotect((void *)(s->top - (s->trip + 1) * TRIP), TRIP,
+                        PROT_READ | PROT_WRITE) == 0;
+    if (keep)
+        madvise(s->base + GUARD, GUEST_STACK - GUARD - KEEP_HOT, MADV_DONTNEED);
+    pthread_mutex_lock(&pool_mu);
+    if (keep && npool < POOL_MAX) {
+        pool[npool].base = s->base;
+        pool[npool].alt = s->alt;
+        npool++;
+    } else {
+        keep = false;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (!keep) {
+        if (s->alt)
+            munmap(s->alt, ALTSTACK);
+        if (s->base)
+            munmap(s->base, GUEST_STACK);
+    }
     s->base = s->alt = NULL;
+    s->trip = 0;
 }
 
 static void make_key(void) { pthread_key_create(&key, release); }
@@ -109,6 +140,25 @@ static int ensure_stack(void) {
     if (ts.base)
         return 0;
     pthread_once(&key_once, make_key);
+    pthread_mutex_lock(&pool_mu);
+    if (npool > 0) {
+        npool--;
+        uint8_t *base = pool[npool].base, *alt = pool[npool].alt;
+        pthread_mutex_unlock(&pool_mu);
+        stack_t ss = {.ss_sp = alt, .ss_size = ALTSTACK, .ss_flags = 0};
+        if (sigaltstack(&ss, NULL) != 0) {
+            munmap(alt, ALTSTACK);
+            munmap(base, GUEST_STACK);
+            return -1;
+        }
+        ts.base = base;
+        ts.alt = alt;
+        ts.top = (uintptr_t)base + GUEST_STACK;
+        ts.trip = 0;
+        pthread_setspecific(key, &ts);
+        return 0;
+    }
+    pthread_mutex_unlock(&pool_mu);
     void *p = mmap(NULL, GUEST_STACK, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (p == MAP_FAILED)
