@@ -217,6 +217,20 @@ abi_fork_state *abi_host_fork_save(abi_host *h);
  * -errno (guest numbering). */
 int abi_host_fork_restore(abi_host *h, const abi_fork_state *s);
 void abi_fork_state_free(abi_fork_state *s);
+/* The side modules loaded before the fork point (shared_preload_libraries),
+ * for a new instance: each instantiated again at the memory and table
+ * bases it had (no relocations, no constructors: the copied memory has
+ * their effect), with the dynamic linker's state (GOT, handles) as it was.
+ * Inside an engine frame (instantiation may trap), with h's table already
+ * covering the libraries' slots and h's memory one whose data-segment
+ * writes can be thrown away. 0 or -1 (out of memory). Their table entries
+ * are the caller's to put back: abi_host_library_of tells which library
+ * (by load order) a function instance of the fork point belongs to, and
+ * abi_host_library_instance gives the new instance's. */
+int abi_host_fork_restore_libraries(abi_host *h, const abi_fork_state *s);
+size_t abi_fork_state_libraries(const abi_fork_state *s);
+int abi_host_library_of(abi_host *h, const void *instance);
+void *abi_host_library_instance(abi_host *h, int k);
 
 /* Host memory that several instances share (a MAP_SHARED file mapping, the
  * cluster's shared memory): registered so that a zero fill there writes

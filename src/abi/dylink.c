@@ -495,3 +495,108 @@ u32 Z_envZ__dlsym_js(struct Z_env_instance_t *h, u32 handle, u32 symp, u32 idxp)
     set_error(h, "dlsym: invalid handle");
     return 0;
 }
+
+/* ---- fork ----------------------------------------------------------------
+ * Libraries an instance loaded before its fork point (PostgreSQL's
+ * shared_preload_libraries, loaded before shared memory is made) are in
+ * its image: their data, relocated and constructed, and the hooks they set
+ * (ExecutorStart_hook...) hold their table slots. A clone gets the same
+ * libraries at the same memory and table bases: each instantiated again
+ * (its data-segment writes go where the engine discards them), without
+ * relocations or constructors, since the memory already has their effect,
+ * and the GOT, the handles and the main module's extra slots as they were.
+ * The engine puts the table entries back (it owns the table). */
+typedef struct saved_lib {
+    const abi_side_module *m;
+    uint32_t memory_base, table_base, handle;
+    bool global, complete, instantiated;
+} saved_lib;
+
+struct abi_dylink_fork {
+    saved_lib *libs;
+    size_t nlibs;
+    uint32_t *got;       /* abi_got_count cells */
+    uint32_t *main_slot; /* abi_main_symbol_count */
+    bool poisoned;
+    char poison[256];
+};
+
+void abi_dylink_fork_free(abi_dylink_fork *f) {
+    if (!f)
+        return;
+    free(f->libs);
+    free(f->got);
+    free(f->main_slot);
+    free(f);
+}
+
+abi_dylink_fork *abi_dylink_fork_save(const abi_dylink *d) {
+    abi_dylink_fork *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->nlibs = d->nlibs;
+    f->libs = calloc(d->nlibs ? d->nlibs : 1, sizeof *f->libs);
+    f->got = malloc((abi_got_count ? abi_got_count : 1) * sizeof *f->got);
+    f->main_slot = malloc((abi_main_symbol_count ? abi_main_symbol_count : 1) *
+                          sizeof *f->main_slot);
+    if (!f->libs || !f->got || !f->main_slot) {
+        abi_dylink_fork_free(f);
+        return NULL;
+    }
+    for (size_t i = 0; i < d->nlibs; i++) {
+        const lib *l = d->libs[i];
+        f->libs[i] = (saved_lib){l->m, l->memory_base, l->table_base, l->handle,
+                                 l->global, l->complete, l->inst != NULL};
+    }
+    memcpy(f->got, d->got.cells, abi_got_count * sizeof *f->got);
+    memcpy(f->main_slot, d->main_slot, abi_main_symbol_count * sizeof *f->main_slot);
+    f->poisoned = d->poisoned;
+    memcpy(f->poison, d->poison, sizeof f->poison);
+    return f;
+}
+
+size_t abi_dylink_fork_count(const abi_dylink_fork *f) { return f ? f->nlibs : 0; }
+
+int abi_dylink_fork_restore(abi_host *h, const abi_dylink_fork *f) {
+    abi_dylink *d = h->dylink;
+    if (!f || !d || d->nlibs)
+        return f && f->nlibs ? -1 : 0;
+    if (f->nlibs) {
+        d->libs = calloc(f->nlibs, sizeof *d->libs);
+        if (!d->libs)
+            return -1;
+        d->caplibs = f->nlibs;
+    }
+    memcpy(d->got.cells, f->got, abi_got_count * sizeof *f->got);
+    memcpy(d->main_slot, f->main_slot, abi_main_symbol_count * sizeof *f->main_slot);
+    d->poisoned = f->poisoned;
+    memcpy(d->poison, f->poison, sizeof d->poison);
+    for (size_t i = 0; i < f->nlibs; i++) {
+        const saved_lib *sl = &f->libs[i];
+        lib *l = calloc(1, sizeof *l);
+        if (!l)
+            return -1;
+        *l = (lib){.m = sl->m, .memory_base = sl->memory_base, .table_base = sl->table_base,
+                   .handle = sl->handle, .global = sl->global, .complete = sl->complete};
+        d->libs[d->nlibs++] = l;
+        if (!sl->instantiated)
+            continue;
+        if (!(l->inst = calloc(1, sl->m->instance_size)))
+            return -1;
+        d->loading = l;
+        sl->m->instantiate(l->inst, h, &d->gm, &d->gf);
+        d->loading = NULL;
+    }
+    return 0;
+}
+
+int abi_dylink_lib_of(const abi_dylink *d, const void *instance) {
+    for (size_t i = 0; instance && i < d->nlibs; i++)
+        if (d->libs[i]->inst == instance)
+            return (int)i;
+    return -1;
+}
+
+void *abi_dylink_lib_instance(const abi_dylink *d, int k) {
+    return k >= 0 && (size_t)k < d->nlibs ? d->libs[k]->inst : NULL;
+}

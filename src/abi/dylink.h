@@ -97,6 +97,17 @@ void abi_dylink_retire(abi_dylink *to, abi_dylink *old);
  * the cell of its __stack_pointer global, which side modules share. */
 void abi_dylink_set_main(abi_host *h, void *main_instance, uint32_t *stack_pointer);
 
+/* The libraries of an instance at its fork point, for its clones (see
+ * abi_host_fork_restore_libraries). */
+typedef struct abi_dylink_fork abi_dylink_fork;
+abi_dylink_fork *abi_dylink_fork_save(const abi_dylink *d);
+int abi_dylink_fork_restore(abi_host *h, const abi_dylink_fork *f);
+size_t abi_dylink_fork_count(const abi_dylink_fork *f);
+void abi_dylink_fork_free(abi_dylink_fork *f);
+/* Which library (its load order) instance belongs to, -1 none; and back. */
+int abi_dylink_lib_of(const abi_dylink *d, const void *instance);
+void *abi_dylink_lib_instance(const abi_dylink *d, int k);
+
 /* A dynamically linked main module run on its own (pg_dump.wasm): it
  * imports where its data and table slots start and the cells of its stack
  * pointer and heap base (GOT.mem.__heap_base), which its JavaScript glue

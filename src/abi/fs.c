@@ -4,6 +4,7 @@
  * path, with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW on the last component. */
 #define _GNU_SOURCE
 #include "abi/abi_internal.h"
+#include "abi/dylink.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1457,6 +1458,7 @@ struct abi_fork_state {
     uint32_t umask;
     abi_map *maps;
     size_t nmaps;
+    abi_dylink_fork *libs; /* libraries loaded before the fork point */
 };
 
 static abi_fd *fd_copy(const abi_fd *old) {
@@ -1487,6 +1489,7 @@ void abi_fork_state_free(abi_fork_state *s) {
     for (size_t i = 0; i < s->nmaps; i++)
         close(s->maps[i].host_fd);
     free(s->maps);
+    abi_dylink_fork_free(s->libs);
     free(s);
 }
 
@@ -1507,6 +1510,8 @@ abi_fork_state *abi_host_fork_save(abi_host *h) {
         if (s->maps[s->nmaps].host_fd < 0)
             goto fail;
     }
+    if (h->dylink && !(s->libs = abi_dylink_fork_save(h->dylink)))
+        goto fail;
     return s;
 fail:
     abi_fork_state_free(s);
@@ -1570,4 +1575,18 @@ int abi_host_fork_restore(abi_host *h, const abi_fork_state *s) {
             return r;
     }
     return 0;
+}
+
+int abi_host_fork_restore_libraries(abi_host *h, const abi_fork_state *s) {
+    return abi_dylink_fork_restore(h, s->libs);
+}
+
+size_t abi_fork_state_libraries(const abi_fork_state *s) { return abi_dylink_fork_count(s->libs); }
+
+int abi_host_library_of(abi_host *h, const void *instance) {
+    return h->dylink ? abi_dylink_lib_of(h->dylink, instance) : -1;
+}
+
+void *abi_host_library_instance(abi_host *h, int k) {
+    return h->dylink ? abi_dylink_lib_instance(h->dylink, k) : NULL;
 }

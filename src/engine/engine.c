@@ -41,6 +41,10 @@ struct engine {
     char dead_reason[256];
     callback callbacks[MAX_CALLBACKS];
     int ncallbacks;
+    uint32_t table_initial; /* the table's size once instantiated */
+    /* A clone's callbacks go back to the slots its image had them in. */
+    uint32_t clone_cb[MAX_CALLBACKS];
+    int clone_ncb;
     void (*fork_fn)(engine *e, void *ctx);
     void *fork_ctx;
 };
@@ -185,6 +189,7 @@ static void do_instantiate(engine *e, void *arg) {
         Z_pglite_instance_t *in = e->mi;
         Z_pglite_instantiate(in, e->host, abi_host_wasi(e->host));
         e->table = Z_pgliteZ___indirect_function_table(in);
+        e->table_initial = e->table->size;
         abi_exports ex = {in, pg_sp, pg_sp_restore, pg_threw, pg_timeout,
                           pg_memalign, pg_free, pg_dl_seterr, pg_raise};
         abi_host_set_exports(e->host, &ex);
@@ -235,16 +240,20 @@ static void do_instantiate(engine *e, void *arg) {
 static pthread_mutex_t scratch_mu = PTHREAD_MUTEX_INITIALIZER;
 static wasm_rt_memory_t scratch;
 
-static engine *engine_new_in(engine_module module, const engine_config *cfg, bool clone,
-                             char *err, size_t errlen);
+static engine *engine_new_in(engine_module module, const engine_config *cfg,
+                             const engine_image *img, char *err, size_t errlen);
+static int clone_libraries(engine *e, const engine_image *img, engine_result *r);
 
 engine *engine_new(engine_module module, const engine_config *cfg, char *err,
                    size_t errlen) {
-    return engine_new_in(module, cfg, false, err, errlen);
+    return engine_new_in(module, cfg, NULL, err, errlen);
 }
 
-static engine *engine_new_in(engine_module module, const engine_config *cfg, bool clone,
-                             char *err, size_t errlen) {
+/* img: a clone of it (pglite.wasm), instantiated in the scratch memory
+ * with the image's libraries (clone_libraries); the image itself is the
+ * caller's to map. */
+static engine *engine_new_in(engine_module module, const engine_config *cfg,
+                             const engine_image *img, char *err, size_t errlen) {
     engine_global_init();
     if (module != ENGINE_PGLITE && module != ENGINE_INITDB && module != ENGINE_PGDUMP) {
         snprintf(err, errlen, "unknown module %d", (int)module);
@@ -301,6 +310,7 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg, boo
     }
     engine_result r;
     wasm_rt_memory_t own = e->memory;
+    bool clone = img != NULL;
     if (clone) {
         pthread_mutex_lock(&scratch_mu);
         if (!scratch.data &&
@@ -310,6 +320,8 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg, boo
             e->memory = scratch;
     }
     engine_status st = engine_run(e, do_instantiate, NULL, &r);
+    if (clone && st == ENGINE_OK && clone_libraries(e, img, &r) != 0)
+        st = ENGINE_ERROR;
     if (clone) {
         if (scratch.data)
             scratch = e->memory; /* grown, perhaps */
@@ -543,9 +555,13 @@ uint32_t engine_add_callback(engine *e, int nparams, int has_result,
     c->fn = fn;
     c->ctx = ctx;
     wasm_rt_funcref_t ref = {type, tr[has_result ? 1 : 0][nparams], c};
-    uint32_t idx = wasm_rt_grow_funcref_table(e->table, 1, ref);
-    if (idx == (uint32_t)-1)
+    uint32_t idx;
+    if (e->ncallbacks < e->clone_ncb) { /* a clone: where its image had it */
+        idx = e->clone_cb[e->ncallbacks];
+        e->table->data[idx] = ref;
+    } else if ((idx = wasm_rt_grow_funcref_table(e->table, 1, ref)) == (uint32_t)-1) {
         return 0;
+    }
     e->ncallbacks++;
     return idx;
 }
@@ -713,7 +729,88 @@ struct engine_image {
     uint32_t size, pages;
     uint8_t globals[GLOBALS_LEN];
     abi_fork_state *host;
+    /* The table beyond the module's own elements: the host callbacks and
+     * the libraries loaded before the fork point (their elements, and the
+     * functions their linking added), each entry with whose it is. */
+    uint32_t tab_from, tab_to;
+    struct image_slot {
+        uint32_t type;
+        wasm_rt_function_ptr_t func;
+        int32_t owner; /* SLOT_* or a library (its load order) */
+    } *tab;
 };
+#define SLOT_EMPTY (-1)
+#define SLOT_MAIN (-2)
+#define SLOT_CALLBACK(k) (-3 - (k)) /* host callback k, added again by the clone's owner */
+
+static int32_t slot_owner(engine *e, const wasm_rt_funcref_t *f) {
+    if (!f->func)
+        return SLOT_EMPTY;
+    if (f->module_instance == e->mi)
+        return SLOT_MAIN;
+    for (int k = 0; k < e->ncallbacks; k++)
+        if (f->module_instance == &e->callbacks[k])
+            return SLOT_CALLBACK(k);
+    int lib = abi_host_library_of(e->host, f->module_instance);
+    return lib >= 0 ? lib : SLOT_EMPTY;
+}
+
+/* In the scratch window of engine_new_in: the image's libraries
+ * instantiated again (their data-segment writes land in the scratch
+ * memory, grown to the image's size), then the table as the image had it,
+ * each entry bound to this instance, its main module or its library. */
+typedef struct restore_arg {
+    const engine_image *img;
+    int rc;
+} restore_arg;
+
+static void do_restore_libraries(engine *e, void *arg) {
+    restore_arg *a = arg;
+    a->rc = abi_host_fork_restore_libraries(e->host, a->img->host);
+}
+
+static int clone_libraries(engine *e, const engine_image *img, engine_result *r) {
+    memset(r, 0, sizeof *r);
+    if (e->table->size != img->tab_from) {
+        snprintf(r->message, sizeof r->message, "the image's table does not fit this module");
+        return -1;
+    }
+    if (img->tab_to > img->tab_from &&
+        wasm_rt_grow_funcref_table(e->table, img->tab_to - img->tab_from,
+                                   wasm_rt_funcref_null_value) == (uint32_t)-1) {
+        snprintf(r->message, sizeof r->message, "cannot grow the clone's table");
+        return -1;
+    }
+    if (abi_fork_state_libraries(img->host)) {
+        if (img->pages > e->memory.pages &&
+            wasm_rt_grow_memory(&e->memory, img->pages - e->memory.pages) == (uint32_t)-1) {
+            snprintf(r->message, sizeof r->message, "cannot grow the scratch memory");
+            return -1;
+        }
+        restore_arg a = {img, -1};
+        if (engine_run(e, do_restore_libraries, &a, r) != ENGINE_OK)
+            return -1;
+        if (a.rc != 0) {
+            snprintf(r->message, sizeof r->message, "out of memory for its libraries");
+            return -1;
+        }
+    }
+    for (uint32_t i = img->tab_from; i < img->tab_to; i++) {
+        const struct image_slot *sl = &img->tab[i - img->tab_from];
+        wasm_rt_funcref_t f = wasm_rt_funcref_null_value;
+        void *owner = NULL;
+        if (sl->owner == SLOT_MAIN)
+            owner = e->mi;
+        else if (sl->owner >= 0)
+            owner = abi_host_library_instance(e->host, sl->owner);
+        else if (sl->owner <= SLOT_CALLBACK(0) && e->clone_ncb < MAX_CALLBACKS)
+            e->clone_cb[e->clone_ncb++] = i; /* in the order they were added */
+        if (owner)
+            f = (wasm_rt_funcref_t){sl->type, sl->func, owner};
+        e->table->data[i] = f;
+    }
+    return 0;
+}
 
 engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
     if (e->module != ENGINE_PGLITE || !e->instantiated || e->dead) {
@@ -741,6 +838,18 @@ engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot save the host state: %s", strerror(errno));
         goto fail;
     }
+    img->tab_from = e->table_initial;
+    img->tab_to = e->table->size;
+    if (img->tab_to > img->tab_from &&
+        !(img->tab = calloc(img->tab_to - img->tab_from, sizeof *img->tab))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = img->tab_from; i < img->tab_to; i++) {
+        const wasm_rt_funcref_t *f = &e->table->data[i];
+        img->tab[i - img->tab_from] =
+            (struct image_slot){f->func_type, f->func, slot_owner(e, f)};
+    }
     return img;
 fail:
     engine_image_free(img);
@@ -753,12 +862,13 @@ void engine_image_free(engine_image *img) {
     if (img->memfd >= 0)
         close(img->memfd);
     abi_fork_state_free(img->host);
+    free(img->tab);
     free(img);
 }
 
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen) {
-    engine *e = engine_new_in(ENGINE_PGLITE, cfg, true, err, errlen);
+    engine *e = engine_new_in(ENGINE_PGLITE, cfg, img, err, errlen);
     if (!e)
         return NULL;
     Z_pglite_instance_t *in = e->mi;

@@ -535,6 +535,68 @@ static void test_runaway_stopped(void **state) {
     free(dir);
 }
 
+/* shared_preload_libraries: loaded by the first backend before shared
+ * memory is made, as a postmaster loads them, and so part of the image
+ * every session is cloned from: each session has the libraries, at the
+ * same table slots the hooks they set name (it trapped at its first
+ * statement before), sharing their shared memory. pg_stat_statements
+ * counts the statements of two sessions in one table; auto_explain's
+ * executor hooks report a plan in a third. */
+static void test_preload_libraries(void **state) {
+    (void)state;
+    char *dir = fx_new_cluster("preload");
+    assert_non_null(dir);
+    const char *gucs[] = {"shared_preload_libraries=pg_stat_statements,auto_explain", NULL};
+    backend_options o = {.data_dir = dir, .sessions = 1, .gucs = gucs};
+    char err[2048];
+    backend *first, *a, *b, *c;
+    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
+    assert_int_equal(backend_park(first), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
+    val(a, "CREATE EXTENSION pg_stat_statements");
+    for (int i = 0; i < 3; i++) {
+        val(a, "SELECT 'from a and b'");
+        val(b, "SELECT 'from a and b'");
+    }
+    assert_string_equal(val(b, "SELECT calls FROM pg_stat_statements "
+                               "WHERE query = 'SELECT $1'"),
+                        "6");
+    assert_string_equal(val(a, "SHOW shared_preload_libraries"),
+                        "pg_stat_statements,auto_explain");
+    /* a session started after all that */
+    assert_int_equal(backend_clone(first, NULL, 0, &c, err, sizeof err), 0);
+    val(c, "SET client_min_messages = log");
+    val(c, "SET auto_explain.log_min_duration = 0");
+    wire_buf w;
+    wire_buf_init(&w);
+    wire_query(&w, "SELECT count(*) FROM pg_class");
+    const uint8_t *o2;
+    size_t n;
+    assert_int_equal(backend_exchange(c, w.data, w.len, &o2, &n, err, sizeof err), 0);
+    wire_buf_free(&w);
+    bool plan = false;
+    wire_reader r;
+    wire_msg m;
+    wire_reader_init(&r, o2, n);
+    while (wire_next(&r, &m) == 1)
+        if (m.type == 'N') {
+            char msg[512];
+            wire_error_field(&m, 'M', msg, sizeof msg);
+            plan |= strstr(msg, "plan:") != NULL && strstr(msg, "Aggregate") != NULL;
+        }
+    assert_true(plan);
+    assert_string_equal(val(c, "SELECT calls >= 1 FROM pg_stat_statements "
+                               "WHERE query = 'SELECT count(*) FROM pg_class'"),
+                        "t");
+    backend_close(c);
+    backend_close(b);
+    backend_close(a);
+    backend_close(first);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_pids),
@@ -551,6 +613,7 @@ int main(void) {
         cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),
         cmocka_unit_test(test_runaway_stopped),
+        cmocka_unit_test(test_preload_libraries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
