@@ -41,6 +41,10 @@ set(PGLITE_WASM_CFLAGS "-O1" CACHE STRING
     "Optimisation flags for the wasm2c output of pglite/initdb (part of the cache key)")
 set(PGLITE_SIDE_CFLAGS "-O2" CACHE STRING
     "Optimisation flags for the wasm2c output of the side modules (part of the cache key)")
+# How the generated code reaches linear memory (tools/build/build-module.py
+# MEMORY_ACCESS: wasm2c, no-barrier, hoisted; part of the cache key).
+set(PGLITE_WASM_MEMORY_ACCESS "hoisted" CACHE STRING
+    "Linear-memory access of the generated code: wasm2c, no-barrier or hoisted")
 set(PGLITE_WASM_UNITS 8 CACHE STRING
     "Translation units the function bodies of a module are split into")
 set(PGLITE_WASM_JOBS ${_pglite_ncpu} CACHE STRING
@@ -154,6 +158,7 @@ function(pglite_wasm_module name wasm)
             --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
             "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
             --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
+            --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
             --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
     DEPENDS "${_pglite_npm_stamp}" "${wasm}" "${_pglite_tools}/build-module.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
@@ -214,7 +219,7 @@ add_custom_command(
           --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
           "--cflags=${PGLITE_SIDE_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
           --wasm2c "${PGLITE_WASM2C}" --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
-          ${_pglite_guest_text}
+          --memory-access "${PGLITE_WASM_MEMORY_ACCESS}" ${_pglite_guest_text}
   DEPENDS "${_pglite_tree_stamp}" "${_pglite_tools}/build-module.py"
           "${_pglite_tools}/build-sidemodules.py" "${CMAKE_CURRENT_LIST_FILE}"
   COMMENT "Compiling the side modules (plpgsql, snowball, encodings, extensions)"

@@ -5,7 +5,9 @@
 # made with wat2wasm: a cold build compiles and reports progress, a second
 # build is a cache hit, a corrupt entry (flipped bytes, truncated archive,
 # missing MANIFEST) is reported and rebuilt, an unwritable cache dir still
-# builds, and the archives link and run (two modules in one program).
+# builds, and the archives link and run (two modules in one program); each
+# way of reaching linear memory (--memory-access) gives the same answers
+# and still traps an out-of-bounds load.
 set -euo pipefail
 
 bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
@@ -47,7 +49,11 @@ cat > calc.wat <<'WAT'
       (call $host_add
         (call_indirect (type $un) (local.get $x) (i32.const 0))
         (call_indirect (type $un) (local.get $x) (i32.const 1)))
-      (i32.load8_u (i32.const 16)))))
+      (i32.load8_u (i32.const 16))))
+  ;; a load and a store at a base read once; the load out of bounds traps
+  (func (export "peek") (param $a i32) (result i32)
+    (i32.store (i32.const 32) (i32.add (i32.load8_u (i32.const 16)) (i32.const 1)))
+    (i32.add (i32.load (i32.const 32)) (i32.load (local.get $a)))))
 WAT
 cat > one.wat <<'WAT'
 (module (func (export "one") (result i32) (i32.const 1)))
@@ -59,6 +65,7 @@ cat > main.c <<'C'
 #include <stdio.h>
 #include "calc.h"
 #include "one.h"
+#include "wasm-rt-impl.h"
 
 struct Z_env_instance_t { int calls; };
 
@@ -79,7 +86,14 @@ int main(void) {
     /* 5 -> host_add(10, 25) + 42 = 77 */
     u32 r = Z_calcZ_calc(&calc, 5);
     u32 o = Z_oneZ_one(&one);
-    printf("calc(5)=%u one=%u calls=%d\n", r, o, env.calls);
+    printf("calc(5)=%u one=%u calls=%d", r, o, env.calls);
+    /* 43 + mem[0] (0) = 43; then 4 GiB - 16: out of bounds */
+    printf(" peek(0)=%u", Z_calcZ_peek(&calc, 0));
+    wasm_rt_trap_t t = wasm_rt_impl_try();
+    if (t == WASM_RT_TRAP_NONE)
+        printf(" oob=%u\n", Z_calcZ_peek(&calc, 0xfffffff0u));
+    else
+        printf(" oob:%s\n", t == WASM_RT_TRAP_OOB ? "trap" : "other trap");
     Z_calc_free(&calc);
     Z_one_free(&one);
     wasm_rt_free();
@@ -87,20 +101,22 @@ int main(void) {
 }
 C
 
-build() { # build CACHE_DIR OUT_DIR LOG [MODULE]
+build() { # build CACHE_DIR OUT_DIR LOG [MODULE [MEMORY_ACCESS]]
     local mod=${4:-calc}
     python3 "$bm" --wasm "$mod.wasm" --name "$mod" --out-dir "$2" --cache-dir "$1" \
-        --cc "$cc" --cflags=-O1 --jobs 2 --units 3 >"$3" 2>&1 ||
+        --cc "$cc" --cflags=-O1 --jobs 2 --units 5 --memory-access "${5:-hoisted}" \
+        --keep-work >"$3" 2>&1 ||
         { fail "build-module.py $mod ($3):"; sed 's/^/    /' "$3"; return 1; }
 }
 
 links() { # links OUT_DIR DESCRIPTION (module "one" comes from the cold build)
     [ "$1" = out1 ] || cp out1/libone_wasm.a out1/one.h "$1/"
-    if "$cc" -o "$1/prog" -I"$1" main.c "$1/libcalc_wasm.a" "$1/libone_wasm.a" "$rtimpl" -lm \
-            >"$1/link.log" 2>&1; then
+    if "$cc" -o "$1/prog" -I"$1" -I"$(dirname "$rtimpl")" main.c "$1/libcalc_wasm.a" \
+            "$1/libone_wasm.a" "$rtimpl" -lm >"$1/link.log" 2>&1; then
         local got
         got=$("$1/prog" 2>&1 || true)
-        if [ "$got" = "calc(5)=77 one=1 calls=1" ]; then ok "$2: links and runs"
+        if [ "$got" = "calc(5)=77 one=1 calls=1 peek(0)=43 oob:trap" ]; then
+            ok "$2: links and runs, traps out of bounds"
         else fail "$2: program printed '$got'"; fi
     else
         fail "$2: does not link:"; sed 's/^/    /' "$1/link.log"
@@ -115,7 +131,7 @@ build "$cache" out1 cold.log
 build "$cache" out1 one.log one
 expect "cold build is a cache miss" cold.log "cache miss for calc"
 expect "cold build prints one line per unit" cold.log "\[[0-9]+/[0-9]+\] unit main compiled in"
-expect "tiny module: fewer units than asked" cold.log "split 3 functions into 3 units"
+expect "tiny module: fewer units than asked" cold.log "split 4 functions into 4 units"
 [ -f out1/libcalc_wasm.a ] && [ -f out1/calc.h ] && ok "archive and header written" ||
     fail "archive and header written"
 [ "$(ls -d "$cache"/calc-* | wc -l)" = 1 ] && [ -f "$(entry)/MANIFEST" ] &&
@@ -156,7 +172,24 @@ corrupt_case no-manifest rm MANIFEST
 corrupt_case bad-manifest sh -c 'echo garbage > MANIFEST'
 corrupt_case no-archive rm libcalc_wasm.a
 
-# 4. A cache dir that cannot be created still builds, with a warning.
+# 4. The ways of reaching linear memory: separate cache entries, the same
+# answers, the out-of-bounds load trapped by the guard pages in each.
+for mode in wasm2c no-barrier; do
+    build "$cache" "out-$mode" "$mode.log" calc "$mode" || continue
+    expect "--memory-access $mode: its own cache entry" "$mode.log" "cache miss for calc"
+    links "out-$mode" "--memory-access $mode"
+done
+kept() { sed -n 's/^pglite: kept intermediate files in //p' "$1"; }
+if grep -q 'i32_load_mb(w2c_mb0, ' "$(kept cold.log)"/calc_f*.c &&
+   grep -q 'u8\* const w2c_mb0 = (&instance->w2c_memory)->data;' "$(kept cold.log)"/calc_f*.c &&
+   ! grep -q 'wasm_asm("" ::"r"(result))' "$(kept cold.log)"/calc_f*.c; then
+    ok "hoisted: accesses at a base read once, no load barrier"
+else fail "hoisted: accesses at a base read once, no load barrier"; fi
+grep -q 'wasm_asm("" ::"r"(result))' "$(kept wasm2c.log)"/calc_f*.c &&
+    ok "wasm2c: the generated code as wasm2c wrote it" ||
+    fail "wasm2c: the generated code as wasm2c wrote it"
+
+# 5. A cache dir that cannot be created still builds, with a warning.
 touch not-a-dir
 build "$work/not-a-dir/cache" out-nocache nocache.log
 expect "unwritable cache dir: warned" nocache.log "is not writable"

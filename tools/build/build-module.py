@@ -92,7 +92,89 @@ SHARED_DATA_RE = re.compile(
 SHARED_REF_RE = re.compile(r"\b(?:data_segment_data|elem_segment_exprs)_w2c_\w+")
 
 
-def split_module(c_path, name, units):
+# How the generated code reaches linear memory (--memory-access; part of the
+# cache key):
+#   wasm2c      as wasm2c writes it: every access loads the memory's base
+#               from the instance (instance->memory->data, two dependent
+#               loads, redone after every store since a store may alias
+#               them), and every load's result passes through an empty asm
+#               that GCC must keep in place and in order (so that a load
+#               whose value is unused still traps when out of bounds);
+#   no-barrier  the same without that asm: the guard pages still trap every
+#               access that is made, a dead load may be dropped;
+#   hoisted     no barrier, and each function reads the base once into a
+#               local (the engine never moves a linear memory: an 8 GiB
+#               reservation grown in place), so an access is one load or
+#               store at base + address.
+MEMORY_ACCESS = ("wasm2c", "no-barrier", "hoisted")
+LOAD_BARRIER = '    wasm_asm("" ::"r"(result));'
+ACCESS_RE = re.compile(
+    r"\b((?:i32|i64|f32|f64)_(?:load|store)\w*)\((&?instance->\w+), ")
+DEFINE_ACCESS_RE = re.compile(r"^DEFINE_(LOAD|STORE)\((\w+), (.*)\)$")
+
+
+def memory_access_prelude(prelude, mode):
+    """The prelude lines, changed for mode (see MEMORY_ACCESS)."""
+    if mode == "wasm2c":
+        return prelude
+    out, dropped = [], 0
+    for line in prelude:
+        if line.rstrip("\n").rstrip(" \\") == LOAD_BARRIER.rstrip():
+            dropped += 1
+            out.append("\\\n" if line.rstrip("\n").endswith("\\") else "\n")
+            continue
+        out.append(line)
+    if dropped != 2:
+        raise BuildError("unexpected wasm2c output: %d load barriers in DEFINE_LOAD, not 2 "
+                         "(is this wasm2c 1.0.32?)" % dropped)
+    if mode == "hoisted":
+        defs = [DEFINE_ACCESS_RE.match(l.rstrip("\n")) for l in prelude]
+        defs = [m for m in defs if m]
+        if len(defs) < 20:
+            raise BuildError("unexpected wasm2c output: %d DEFINE_LOAD/STORE lines" % len(defs))
+        out.append("\n/* build-module.py --memory-access hoisted: accesses at a base that\n"
+                   " * each function read once (the guard pages trap what is out of\n"
+                   " * bounds). */\n"
+                   "#if !WASM_RT_MEMCHECK_SIGNAL_HANDLER || WABT_BIG_ENDIAN\n"
+                   "#error \"--memory-access hoisted needs guard pages on a little-endian host\"\n"
+                   "#endif\n"
+                   "#define DEFINE_LOAD_MB(name, t1, t2, t3)                   \\\n"
+                   "  static inline t3 name##_mb(u8* mb, u64 addr) {         \\\n"
+                   "    t1 result;                                           \\\n"
+                   "    wasm_rt_memcpy(&result, mb + addr, sizeof(t1));      \\\n"
+                   "    return (t3)(t2)result;                               \\\n"
+                   "  }\n"
+                   "#define DEFINE_STORE_MB(name, t1, t2)                      \\\n"
+                   "  static inline void name##_mb(u8* mb, u64 addr, t2 value) { \\\n"
+                   "    t1 wrapped = (t1)value;                              \\\n"
+                   "    wasm_rt_memcpy(mb + addr, &wrapped, sizeof(t1));     \\\n"
+                   "  }\n")
+        for m in defs:
+            out.append("DEFINE_%s_MB(%s, %s)\n" % (m.group(1), m.group(2), m.group(3)))
+    return out
+
+
+def hoist_body(body):
+    """A function body's lines with its memory accesses at hoisted bases."""
+    open_at = next((k for k, line in enumerate(body[:64]) if line.rstrip().endswith("{")), None)
+    if open_at is None:
+        raise BuildError("unexpected wasm2c output: no '{' opens %s" % body[0][:120])
+    mems = {}
+
+    def sub(m):
+        expr = m.group(2)
+        if expr not in mems:
+            mems[expr] = "w2c_mb%d" % len(mems)
+        return "%s_mb(%s, " % (m.group(1), mems[expr])
+
+    rest = [ACCESS_RE.sub(sub, line) for line in body[open_at + 1:]]
+    if not mems:
+        return body
+    decls = ["  u8* const %s = (%s)->data;\n" % (v, e) for e, v in mems.items()]
+    return body[:open_at + 1] + decls + rest
+
+
+def split_module(c_path, name, units, memory_access="wasm2c"):
     """Return (main_text, internal_header_text, [unit_texts]) for the file."""
     with open(c_path, "r", encoding="utf-8", errors="surrogateescape") as f:
         lines = f.readlines()
@@ -108,7 +190,7 @@ def split_module(c_path, name, units):
     if prelude_end is None or include_line not in lines[:prelude_end]:
         raise BuildError("unexpected wasm2c output in %s: no prelude/module boundary "
                          "(is this wasm2c 1.0.32?)" % c_path)
-    prelude = lines[:prelude_end]
+    prelude = memory_access_prelude(lines[:prelude_end], memory_access)
 
     protos = {}         # name -> (ret, params)
     proto_lines = set()
@@ -223,9 +305,12 @@ def split_module(c_path, name, units):
             s, e = bodies[idx]
             first = lines[s]
             assert first.startswith("static ")
+            body = lines[s:e]
+            if memory_access == "hoisted":
+                body = hoist_body(body)
             parts.append("\n")
             parts.append(first[len("static "):])
-            parts.extend(lines[s + 1:e])
+            parts.extend(body[1:])
         unit_texts.append("".join(parts))
     return main_text, internal_name, "".join(hdr), unit_texts, len(bodies)
 
@@ -294,7 +379,8 @@ def build(args, cc, cflags, units, dest, work):
                                            os.path.getsize(c_path) >> 20))
 
     t1 = time.monotonic()
-    main_text, internal_name, hdr_text, unit_texts, nfuncs = split_module(c_path, name, units)
+    main_text, internal_name, hdr_text, unit_texts, nfuncs = split_module(
+        c_path, name, units, args.memory_access)
     os.unlink(c_path)
     srcs = []
     p = os.path.join(work, "%s_main.c" % name)
@@ -465,6 +551,7 @@ def compute_key(args, cc, cflags, units, wasm_rt_h):
     inputs = {
         "format": FORMAT,
         "name": args.name,
+        "memory_access": args.memory_access,
         "wasm_sha256": sha256_file(args.wasm),
         "wasm2c": run_text([args.wasm2c, "--version"]),
         "cc": cc_version,
@@ -494,6 +581,8 @@ def main():
     ap.add_argument("--ar", default="ar")
     ap.add_argument("--objcopy", default="objcopy")
     ap.add_argument("--wasm-rt-include", default=None)
+    ap.add_argument("--memory-access", default="hoisted", choices=MEMORY_ACCESS,
+                    help="how generated code reaches linear memory (see MEMORY_ACCESS)")
     ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
     args = ap.parse_args()
 

@@ -39,6 +39,8 @@ def main():
     ap.add_argument("--wasm2c", default="wasm2c")
     ap.add_argument("--ar", default="ar")
     ap.add_argument("--objcopy", default="objcopy")
+    ap.add_argument("--memory-access", default=None,
+                    help="passed to build-module.py")
     ap.add_argument("--rename-section", action="append", default=[],
                     help="OLD=NEW, applied to each module's archive before it is linked "
                          "(the cached one is left as it is)")
@@ -62,6 +64,8 @@ def main():
                "--objcopy", a.objcopy]
         if a.cache_dir:
             cmd += ["--cache-dir", a.cache_dir]
+        if a.memory_access:
+            cmd += ["--memory-access", a.memory_access]
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            universal_newlines=True)
         return so, cname, r
