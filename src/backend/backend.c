@@ -365,8 +365,12 @@ static void run_lock(backend_cluster *c, backend *b) {
     if (pthread_mutex_trylock(&c->run) != 0) {
         if (atomic_fetch_add(&c->waiting, 1) == 0) {
             /* the first to wait wakes the watchdog, which then looks every
-             * 10 ms while anyone waits */
+             * 10 ms while anyone waits; a runaway is one that has run that
+             * long since then (not since it took the lock: a long
+             * statement nobody waited for is no runaway) */
             pthread_mutex_lock(&c->run_mu);
+            c->stall_since = mono_ms();
+            c->probing = false;
             pthread_cond_signal(&c->wd_cv);
             pthread_mutex_unlock(&c->run_mu);
         }
@@ -437,13 +441,14 @@ static void *watchdog_main(void *arg) {
                 __atomic_store_n((int32_t *)(m->data + h->addr_interrupt), 1, __ATOMIC_RELEASE);
             c->poked = true;
         }
-        if (h && h->pg && held >= LIVELOCK_MS && !c->warned) {
+        double stall = mono_ms() - c->stall_since;
+        if (h && h->pg && stall >= LIVELOCK_MS && !c->warned) {
             fprintf(stderr,
                     "pglite: the session with pid %u has run for %.0f s without a point where "
                     "it could let the %d waiting run (a statement that never checks for "
-                    "interrupts, or a loop holding a lock); it is stopped once it has run "
-                    "%.0f s in guest code without reaching the host\n",
-                    engine_pid(h->pg), held / 1000, atomic_load(&c->waiting),
+                    "interrupts, or a loop holding a lock); at %.0f s it is stopped if it "
+                    "is running guest code then\n",
+                    engine_pid(h->pg), stall / 1000, atomic_load(&c->waiting),
                     c->stop_ms / 1000.0);
             c->warned = true;
         }
@@ -452,18 +457,20 @@ static void *watchdog_main(void *arg) {
          * starts again with recovery), as a postmaster's SIGQUIT would be
          * the only way out of a backend that ignores its signals. A probe
          * that finds it in host code restarts the clock instead. */
-        if (h && h->pg && c->holder_runner && mono_ms() - c->stall_since >= c->stop_ms) {
-            if (!c->probing)
-                fprintf(stderr, "pglite: stopping the session with pid %u where it runs guest "
-                                "code: it has run %.0f s while %d waited\n",
-                        engine_pid(h->pg), held / 1000, atomic_load(&c->waiting));
-            unsigned seen = engine_stop_probe(c->holder_runner);
-            if (c->probing && seen != c->probe_seen) {
-                c->stall_since = mono_ms(); /* it was in host code: not a runaway yet */
-                c->probing = false;
-            } else if (!c->probing) {
+        if (h && h->pg && c->holder_runner && stall >= c->stop_ms) {
+            if (!c->probing) {
                 c->probing = true;
-                c->probe_seen = seen;
+                c->probe_seen = engine_runner_visits(c->holder_runner);
+                fprintf(stderr, "pglite: the session with pid %u has run %.0f s while %d waited: "
+                                "stopping it where it runs guest code\n",
+                        engine_pid(h->pg), stall / 1000, atomic_load(&c->waiting));
+                engine_stop_probe(c->holder_runner);
+            } else if (engine_runner_visits(c->holder_runner) != c->probe_seen) {
+                /* it was in host code (an import): not a runaway yet */
+                c->stall_since = mono_ms();
+                c->probing = false;
+            } else {
+                engine_stop_probe(c->holder_runner); /* not delivered yet */
             }
         }
         struct timespec until = in_ms(10);

@@ -183,8 +183,11 @@ engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* arg: non-NULL for a clone, whose constructors do not run: the image
+ * has their effect, and the scratch memory it is instantiated in holds
+ * the last clone's bss, which constructors must not build on. */
 static void do_instantiate(engine *e, void *arg) {
-    (void)arg;
+    bool clone = arg != NULL;
     if (e->module == ENGINE_PGLITE) {
         Z_pglite_instance_t *in = e->mi;
         Z_pglite_instantiate(in, e->host, abi_host_wasi(e->host));
@@ -221,9 +224,10 @@ static void do_instantiate(engine *e, void *arg) {
     e->instantiated = true;
     /* Constructors read the environment (WASI environ_get): after the host
      * is ready, as Emscripten's JS does. */
-    if (e->module == ENGINE_PGLITE)
-        Z_pgliteZ___wasm_call_ctors(e->mi);
-    else if (e->module == ENGINE_PGDUMP)
+    if (e->module == ENGINE_PGLITE) {
+        if (!clone)
+            Z_pgliteZ___wasm_call_ctors(e->mi);
+    } else if (e->module == ENGINE_PGDUMP)
         engine_pg_dump_ctors(e->mi);
     else
         Z_initdbZ___wasm_call_ctors(e->mi);
@@ -319,7 +323,7 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg,
         if (scratch.data)
             e->memory = scratch;
     }
-    engine_status st = engine_run(e, do_instantiate, NULL, &r);
+    engine_status st = engine_run(e, do_instantiate, (void *)img, &r);
     if (clone && st == ENGINE_OK && clone_libraries(e, img, &r) != 0)
         st = ENGINE_ERROR;
     if (clone) {
@@ -781,8 +785,10 @@ static int clone_libraries(engine *e, const engine_image *img, engine_result *r)
         snprintf(r->message, sizeof r->message, "cannot grow the clone's table");
         return -1;
     }
-    if (abi_fork_state_libraries(img->host)) {
-        if (img->pages > e->memory.pages &&
+    /* (always: the linker's state has more than libraries, dlsym's slots
+     * of main-module functions among it) */
+    {
+        if (abi_fork_state_libraries(img->host) && img->pages > e->memory.pages &&
             wasm_rt_grow_memory(&e->memory, img->pages - e->memory.pages) == (uint32_t)-1) {
             snprintf(r->message, sizeof r->message, "cannot grow the scratch memory");
             return -1;

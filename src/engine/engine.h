@@ -150,16 +150,21 @@ _Noreturn void engine_end_guest(int code);
 /* Runaway guests: code that loops without reaching an import cannot be
  * ended cooperatively. engine_runner_self names the calling thread (valid
  * while it lives). engine_stop_probe, from another thread, asks r's
- * thread to trap where it is if it is running generated guest code right
- * now (its call then returns ENGINE_TRAPPED, "stopped: ..."); a thread in
- * host code (an import, the host's own work) is left alone and the visit
- * counted. Returns that count as it was before this probe: a change since
- * the last probe means the thread reached host code in between. On an
- * architecture where the interrupted instruction is not known, every
- * probe counts as such a visit (nothing is ever stopped). */
+ * thread (SIGXCPU, told apart from any other by a flag of r's) to trap
+ * where it is if it is running generated guest code right now (its call
+ * then returns ENGINE_TRAPPED, "stopped: ..."); a thread in host code (an
+ * import, the host's own work) is left alone and the visit counted
+ * (engine_runner_visits): a count that changed after a probe means it
+ * was in host code. -1 if the probe cannot be sent (the program has put a
+ * handler of its own for SIGXCPU). On an architecture where the
+ * interrupted instruction is not known, every probe counts as such a
+ * visit (nothing is ever stopped). A host callback that runs while its
+ * thread holds a backend (a /dev/blob callback) may see a blocking call
+ * end with EINTR when a probe arrives. */
 typedef struct engine_runner engine_runner;
 engine_runner *engine_runner_self(void);
-unsigned engine_stop_probe(engine_runner *r);
+unsigned engine_runner_visits(engine_runner *r);
+int engine_stop_probe(engine_runner *r);
 /* The trap code of such a stop (beyond wasm_rt_trap_t's). */
 #define ENGINE_TRAP_STOPPED 100
 

@@ -360,6 +360,7 @@ extern const char __stop_wasm_guest_text[] __attribute__((weak));
 struct engine_runner {
     pthread_t thread;
     atomic_uint in_host;
+    atomic_bool asked; /* a SIGXCPU of ours is on its way */
 };
 static _Thread_local engine_runner runner;
 static struct sigaction prev_stop;
@@ -388,7 +389,8 @@ static bool in_guest_text(uintptr_t pc) {
 }
 
 static void on_stop(int sig, siginfo_t *si, void *uc) {
-    if (si->si_code != SI_TKILL || si->si_pid != getpid()) {
+    if (si->si_code != SI_TKILL || si->si_pid != getpid() ||
+        !atomic_exchange(&runner.asked, false)) {
         /* not a probe of ours: whoever was there before, or the default */
         if ((prev_stop.sa_flags & SA_SIGINFO) && prev_stop.sa_sigaction)
             prev_stop.sa_sigaction(sig, si, uc);
@@ -416,10 +418,17 @@ static void on_stop(int sig, siginfo_t *si, void *uc) {
     abi_unwind(ABI_UNWIND_TRAP, ENGINE_TRAP_STOPPED);
 }
 
-unsigned engine_stop_probe(engine_runner *r) {
-    unsigned seen = atomic_load(&r->in_host);
-    pthread_kill(r->thread, ENGINE_STOP_SIGNAL);
-    return seen;
+unsigned engine_runner_visits(engine_runner *r) { return atomic_load(&r->in_host); }
+
+int engine_stop_probe(engine_runner *r) {
+    /* Only while the handler is still ours: the program may have put its
+     * own (or the default, which would end the process) since. */
+    struct sigaction cur;
+    if (sigaction(ENGINE_STOP_SIGNAL, NULL, &cur) != 0 || !(cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_sigaction != on_stop)
+        return -1;
+    atomic_store(&r->asked, true);
+    return pthread_kill(r->thread, ENGINE_STOP_SIGNAL) == 0 ? 0 : -1;
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -535,6 +535,37 @@ static void test_runaway_stopped(void **state) {
     free(dir);
 }
 
+/* ... but a long statement that lets the others run is no runaway, even
+ * when it has run past stop_ms before anyone waits: the clock starts with
+ * the first waiter, and a slice later it lets that one in. */
+static void test_long_statement_is_no_runaway(void **state) {
+    (void)state;
+    char *dir = fx_new_cluster("long");
+    assert_non_null(dir);
+    backend_options o = {.data_dir = dir, .sessions = 1, .stop_ms = 1000};
+    char err[2048];
+    backend *first, *a, *b;
+    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
+    assert_int_equal(backend_park(first), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
+    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
+    job j;
+    run_bg(&j, a, "SELECT count(*) FROM generate_series(1, 60000000)", NULL, NULL);
+    usleep(2500 * 1000); /* a has run 2.5 stop_ms with nobody waiting */
+    assert_int_equal(atomic_load(&j.done), 0);
+    for (int i = 0; i < 100; i++) /* each a new wait, over more than a stop_ms */
+        assert_string_equal(val(b, "SELECT 41 + 1"), "42");
+    join(&j);
+    assert_string_equal(j.last.state, "");
+    assert_string_equal(j.last.val, "60000000");
+    assert_int_equal(backend_crashed(b), 0);
+    backend_close(a);
+    backend_close(b);
+    backend_close(first);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 /* shared_preload_libraries: loaded by the first backend before shared
  * memory is made, as a postmaster loads them, and so part of the image
  * every session is cloned from: each session has the libraries, at the
@@ -613,6 +644,7 @@ int main(void) {
         cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),
         cmocka_unit_test(test_runaway_stopped),
+        cmocka_unit_test(test_long_statement_is_no_runaway),
         cmocka_unit_test(test_preload_libraries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
