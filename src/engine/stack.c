@@ -140,48 +140,38 @@ static int ensure_stack(void) {
     if (ts.base)
         return 0;
     pthread_once(&key_once, make_key);
+    uint8_t *base = NULL, *alt = NULL;
     pthread_mutex_lock(&pool_mu);
     if (npool > 0) {
         npool--;
-        uint8_t *base = pool[npool].base, *alt = pool[npool].alt;
-        pthread_mutex_unlock(&pool_mu);
-        stack_t ss = {.ss_sp = alt, .ss_size = ALTSTACK, .ss_flags = 0};
-        if (sigaltstack(&ss, NULL) != 0) {
-            munmap(alt, ALTSTACK);
-            munmap(base, GUEST_STACK);
-            return -1;
-        }
-        ts.base = base;
-        ts.alt = alt;
-        ts.top = (uintptr_t)base + GUEST_STACK;
-        ts.trip = 0;
-        pthread_setspecific(key, &ts);
-        return 0;
+        base = pool[npool].base;
+        alt = pool[npool].alt;
     }
     pthread_mutex_unlock(&pool_mu);
-    void *p = mmap(NULL, GUEST_STACK, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED)
-        return -1;
-    if (mprotect(p, GUARD, PROT_NONE) != 0) {
-        munmap(p, GUEST_STACK);
-        return -1;
-    }
-    void *alt = mmap(NULL, ALTSTACK, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (alt == MAP_FAILED) {
-        munmap(p, GUEST_STACK);
-        return -1;
+    if (!base) {
+        void *p = mmap(NULL, GUEST_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (p == MAP_FAILED)
+            return -1;
+        void *a = mmap(NULL, ALTSTACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (a == MAP_FAILED || mprotect(p, GUARD, PROT_NONE) != 0) {
+            if (a != MAP_FAILED)
+                munmap(a, ALTSTACK);
+            munmap(p, GUEST_STACK);
+            return -1;
+        }
+        base = p;
+        alt = a;
     }
     stack_t ss = {.ss_sp = alt, .ss_size = ALTSTACK, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0) {
         munmap(alt, ALTSTACK);
-        munmap(p, GUEST_STACK);
+        munmap(base, GUEST_STACK);
         return -1;
     }
-    ts.base = p;
+    ts.base = base;
     ts.alt = alt;
-    ts.top = (uintptr_t)p + GUEST_STACK;
+    ts.top = (uintptr_t)base + GUEST_STACK;
     ts.trip = 0;
     pthread_setspecific(key, &ts);
     return 0;

@@ -488,6 +488,24 @@ static void test_crash_restart(void **state) {
     free(dir);
 }
 
+/* A cluster of the test's own: its first backend started and parked, and
+ * n sessions cloned from it into s[]. */
+static char *own_cluster(const char *name, backend_options o, backend **first, backend **s,
+                         int n) {
+    char *dir = fx_new_cluster(name);
+    assert_non_null(dir);
+    o.data_dir = dir;
+    o.sessions = 1;
+    char err[2048];
+    if (backend_start(&o, first, err, sizeof err) != 0)
+        print_error("backend_start: %s\n", err);
+    assert_non_null(*first);
+    assert_int_equal(backend_park(*first), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(backend_clone(*first, NULL, 0, &s[i], err, sizeof err), 0);
+    return dir;
+}
+
 /* A runaway: a session whose statement never lets the others run (it
  * holds interrupts off, as a loop holding an LWLock would) while another
  * waits is stopped once it has run stop_ms, where it runs guest code: a
@@ -495,15 +513,10 @@ static void test_crash_restart(void **state) {
  * cluster starts again with recovery. */
 static void test_runaway_stopped(void **state) {
     (void)state;
-    char *dir = fx_new_cluster("runaway");
-    assert_non_null(dir);
-    backend_options o = {.data_dir = dir, .sessions = 1, .stop_ms = 1000};
+    backend *first, *s[2];
+    char *dir = own_cluster("runaway", (backend_options){.stop_ms = 1000}, &first, s, 2);
+    backend *a = s[0], *b = s[1];
     char err[2048];
-    backend *first, *a, *b;
-    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
-    assert_int_equal(backend_park(first), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
     val(a, "CREATE TABLE r (id int PRIMARY KEY, v int)");
     val(a, "INSERT INTO r VALUES (1, 10)");
     assert_int_equal(backend_inject_stall(a), 0);
@@ -540,15 +553,9 @@ static void test_runaway_stopped(void **state) {
  * the first waiter, and a slice later it lets that one in. */
 static void test_long_statement_is_no_runaway(void **state) {
     (void)state;
-    char *dir = fx_new_cluster("long");
-    assert_non_null(dir);
-    backend_options o = {.data_dir = dir, .sessions = 1, .stop_ms = 1000};
-    char err[2048];
-    backend *first, *a, *b;
-    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
-    assert_int_equal(backend_park(first), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
+    backend *first, *s[2];
+    char *dir = own_cluster("long", (backend_options){.stop_ms = 1000}, &first, s, 2);
+    backend *a = s[0], *b = s[1];
     job j;
     run_bg(&j, a, "SELECT count(*) FROM generate_series(1, 60000000)", NULL, NULL);
     usleep(2500 * 1000); /* a has run 2.5 stop_ms with nobody waiting */
@@ -575,16 +582,11 @@ static void test_long_statement_is_no_runaway(void **state) {
  * executor hooks report a plan in a third. */
 static void test_preload_libraries(void **state) {
     (void)state;
-    char *dir = fx_new_cluster("preload");
-    assert_non_null(dir);
     const char *gucs[] = {"shared_preload_libraries=pg_stat_statements,auto_explain", NULL};
-    backend_options o = {.data_dir = dir, .sessions = 1, .gucs = gucs};
+    backend *first, *s[2], *c;
+    char *dir = own_cluster("preload", (backend_options){.gucs = gucs}, &first, s, 2);
+    backend *a = s[0], *b = s[1];
     char err[2048];
-    backend *first, *a, *b, *c;
-    assert_int_equal(backend_start(&o, &first, err, sizeof err), 0);
-    assert_int_equal(backend_park(first), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &a, err, sizeof err), 0);
-    assert_int_equal(backend_clone(first, NULL, 0, &b, err, sizeof err), 0);
     val(a, "CREATE EXTENSION pg_stat_statements");
     for (int i = 0; i < 3; i++) {
         val(a, "SELECT 'from a and b'");
