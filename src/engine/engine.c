@@ -317,9 +317,12 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg,
     bool clone = img != NULL;
     if (clone) {
         pthread_mutex_lock(&scratch_mu);
-        if (!scratch.data &&
-            engine_memory_alloc(&scratch, PGLITE_INITIAL_PAGES, PGLITE_MAX_PAGES) != 0)
-            scratch.data = NULL;
+        if (!scratch.data) {
+            if (engine_memory_alloc(&scratch, PGLITE_INITIAL_PAGES, PGLITE_MAX_PAGES) == 0)
+                engine_memory_small_pages(&scratch);
+            else
+                scratch.data = NULL;
+        }
         if (scratch.data)
             e->memory = scratch;
     }

@@ -46,6 +46,9 @@ void engine_pg_dump_sp_restore(void *mi, uint32_t sp);
 
 /* wasm_rt.c */
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max);
+/* A memory that stays resident and is written sparsely (the clones'
+ * scratch memory): 4 KiB pages, not the 2 MB ones of a guest's memory. */
+void engine_memory_small_pages(wasm_rt_memory_t *m);
 void engine_signals_claim(void);
 
 #endif

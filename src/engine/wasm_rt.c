@@ -194,6 +194,14 @@ int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
     return 0;
 }
 
+void engine_memory_small_pages(wasm_rt_memory_t *m) {
+#ifdef MADV_NOHUGEPAGE
+    madvise(m->data, RESERVE, MADV_NOHUGEPAGE);
+#else
+    (void)m;
+#endif
+}
+
 void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
     if (engine_memory_alloc(m, initial, max) != 0) {
         /* Called by generated code only for modules that define their own
