@@ -592,6 +592,18 @@ rc=0
 out=$("$PROXY" --temporary --ssl-self-signed 2>&1) || rc=$?
 check "--ssl-self-signed needs --root: usage error" "2" "$rc"
 
+# shared_preload_libraries: every client's session has the libraries the
+# cluster loaded before its shared memory was made (each one's first
+# statement trapped before); pg_stat_statements counts the statements of
+# all of them in one table.
+start_proxy preload --temporary -c shared_preload_libraries=pg_stat_statements
+check "preload: a client runs CREATE EXTENSION pg_stat_statements" "" \
+    "$(Q -c "CREATE EXTENSION pg_stat_statements")"
+for i in 1 2 3; do Q -c "SELECT 'counted'" >/dev/null; done
+check "preload: three clients' statements in one shared table" "3" \
+    "$(Q -c "SELECT calls FROM pg_stat_statements WHERE query = 'SELECT \$1'")"
+stop_proxy preload
+
 out=$("$PROXY" --help)
 check_has "--help" "--postgres-config NAME=VALUE" "$out"
 check_has "--version" "PostgreSQL $PG_VERSION" "$("$PROXY" --version)"
