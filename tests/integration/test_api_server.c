@@ -25,6 +25,8 @@ int main(void) {
 #include <unistd.h>
 
 #include "../support/fixture.h"
+#include "backend/backend.h"
+#include "client/client.h" /* a handle's session, for the crash below */
 #include "pglite.h"
 
 static void api_ok(pglite *db, const char *sql) {
@@ -292,8 +294,72 @@ static void test_tls_self_signed(void **state) {
     free(dir);
 }
 
+/* A crash of one session of a database the program has open: as under a
+ * postmaster, every other session ends (the program's other handle with
+ * 57P02 at its next call, a client of its server too), and the next open
+ * or client starts the database again with crash recovery: the library's
+ * own restart (shared_first), committed rows kept, the crashed
+ * transaction's change gone. */
+static void test_crash_of_an_open_database(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("apicrash");
+    assert_non_null(dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/db", dir);
+    pglite *a, *b;
+    assert_int_equal(pglite_open(path, NULL, &a), PGLITE_OK);
+    assert_int_equal(pglite_open(path, NULL, &b), PGLITE_OK);
+    api_ok(a, "CREATE TABLE k (id int PRIMARY KEY, v int); INSERT INTO k VALUES (1, 1)");
+    pglite_server_options so;
+    pglite_server_options_init(&so);
+    so.unix_socket = dir;
+    pglite_server *srv;
+    assert_int_equal(pglite_server_start(b, &so, &srv), PGLITE_OK);
+    PGconn *c = PQconnectdb(pglite_server_uri(srv));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    api_ok(a, "BEGIN; UPDATE k SET v = 2 WHERE id = 1");
+    assert_int_equal(backend_inject_crash(a->be), 0);
+    assert_int_not_equal(pglite_exec(a, "SELECT 1", NULL, NULL), PGLITE_OK); /* a trapped */
+    /* b, idle meanwhile, is told at its next call */
+    assert_int_equal(pglite_exec(b, "SELECT 1", NULL, NULL), PGLITE_DEAD);
+    const pglite_error *e = pglite_last_error(b);
+    assert_non_null(e);
+    assert_string_equal(pglite_error_field(e, 'C'), "57P02");
+    /* and so is the server's client */
+    PGresult *r = PQexec(c, "SELECT 1");
+    assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_non_null(strstr(PQerrorMessage(c), "crash of another server process"));
+    PQclear(r);
+    PQfinish(c);
+    /* started again by the next open, with recovery */
+    pglite *d;
+    int rc = pglite_open(path, NULL, &d);
+    if (rc != PGLITE_OK)
+        fprintf(stderr, "pglite_open after the crash: %s\n", pglite_errmsg(NULL));
+    assert_int_equal(rc, PGLITE_OK);
+    char *v = api_value(d, "SELECT v FROM k WHERE id = 1");
+    assert_string_equal(v, "1");
+    free(v);
+    /* and the server's next client is served by the new cluster */
+    c = PQconnectdb(pglite_server_uri(srv));
+    if (PQstatus(c) != CONNECTION_OK)
+        fprintf(stderr, "%s\n", PQerrorMessage(c));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    v = pq_value(c, "SELECT count(*) FROM k");
+    assert_string_equal(v, "1");
+    free(v);
+    PQfinish(c);
+    pglite_server_stop(srv);
+    pglite_close(a);
+    pglite_close(b);
+    assert_int_equal(pglite_close(d), PGLITE_OK);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crash_of_an_open_database),
         cmocka_unit_test(test_unix_socket_round_trip),
         cmocka_unit_test(test_tcp_and_stop_with_client),
         cmocka_unit_test(test_tls_self_signed),
