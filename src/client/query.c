@@ -187,7 +187,11 @@ int client_roundtrip(pglite *db, collect *c) {
     char err[640];
     int rc = backend_exchange(db->be, db->req.data, db->req.len, &out, &len, err, sizeof err);
     wire_buf_reset(&db->req);
-    if (rc != 0 && db->fatal) { /* ended while idle: PostgreSQL's own FATAL */
+    /* The session ended in this call: its FATAL (a crash of another
+     * session's 57P02, say) is in the reply, as a client would read it. */
+    if (rc != 0 && !db->fatal && out && len)
+        client_idle_output(db, out, len);
+    if (rc != 0 && db->fatal) { /* PostgreSQL's own FATAL, now or while idle */
         errobj *e = errobj_copy(db->fatal);
         return client_set_error(db, e ? e : errobj_nomem());
     }
