@@ -47,9 +47,10 @@ typedef struct backend_cluster {
     engine_runner *holder_runner; /* its thread */
     double held_since;        /* ms */
     bool poked, warned;
-    /* A holder that runs guest code without reaching an import for
-     * stop_ms while others wait is stopped (engine_stop_probe): stall_since
-     * is when it last was seen at the lock or in host code. */
+    /* A holder that has run stop_ms while others wait, without letting
+     * go, is stopped where it runs guest code (engine_stop_probe):
+     * stall_since is when it took the lock, when the first of the waiters
+     * came, or when a probe last found it in host code. */
     double stall_since;
     unsigned probe_seen;
     bool probing;

@@ -788,21 +788,20 @@ static int clone_libraries(engine *e, const engine_image *img, engine_result *r)
         snprintf(r->message, sizeof r->message, "cannot grow the clone's table");
         return -1;
     }
-    /* (always: the linker's state has more than libraries, dlsym's slots
-     * of main-module functions among it) */
-    {
-        if (abi_fork_state_libraries(img->host) && img->pages > e->memory.pages &&
-            wasm_rt_grow_memory(&e->memory, img->pages - e->memory.pages) == (uint32_t)-1) {
-            snprintf(r->message, sizeof r->message, "cannot grow the scratch memory");
-            return -1;
-        }
-        restore_arg a = {img, -1};
-        if (engine_run(e, do_restore_libraries, &a, r) != ENGINE_OK)
-            return -1;
-        if (a.rc != 0) {
-            snprintf(r->message, sizeof r->message, "out of memory for its libraries");
-            return -1;
-        }
+    /* The linker's state always (it has more than libraries: dlsym's slots
+     * of main-module functions); the memory grown only for libraries'
+     * data segments. */
+    if (abi_fork_state_libraries(img->host) && img->pages > e->memory.pages &&
+        wasm_rt_grow_memory(&e->memory, img->pages - e->memory.pages) == (uint32_t)-1) {
+        snprintf(r->message, sizeof r->message, "cannot grow the scratch memory");
+        return -1;
+    }
+    restore_arg a = {img, -1};
+    if (engine_run(e, do_restore_libraries, &a, r) != ENGINE_OK)
+        return -1;
+    if (a.rc != 0) {
+        snprintf(r->message, sizeof r->message, "out of memory for its libraries");
+        return -1;
     }
     for (uint32_t i = img->tab_from; i < img->tab_to; i++) {
         const struct image_slot *sl = &img->tab[i - img->tab_from];

@@ -321,6 +321,21 @@ static void crash_report(int sig, uintptr_t addr) {
     backtrace_symbols_fd(frames, depth, 2);
 }
 
+/* A signal that is not ours, to whoever had it before: true if handed over
+ * (false: the default action, or SIG_IGN, is the caller's to take). */
+static bool chain(const struct sigaction *p, int sig, siginfo_t *si, void *uc) {
+    if (p->sa_flags & SA_SIGINFO) {
+        if (!p->sa_sigaction)
+            return false;
+        p->sa_sigaction(sig, si, uc);
+        return true;
+    }
+    if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN)
+        return false;
+    p->sa_handler(sig);
+    return true;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc) {
     uintptr_t a = (uintptr_t)si->si_addr;
     if (engine_in_guest()) {
@@ -335,16 +350,8 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
             abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_OOB);
     }
     /* Not ours: hand over to whoever was there before, or crash as usual. */
-    struct sigaction *p = sig == SIGBUS ? &prev_bus : &prev_segv;
-    if (p->sa_flags & SA_SIGINFO) {
-        if (p->sa_sigaction) {
-            p->sa_sigaction(sig, si, uc);
-            return;
-        }
-    } else if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
-        p->sa_handler(sig);
+    if (chain(sig == SIGBUS ? &prev_bus : &prev_segv, sig, si, uc))
         return;
-    }
     crash_report(sig, a);
     signal(sig, SIG_DFL);
     raise(sig);
@@ -400,12 +407,8 @@ static void on_stop(int sig, siginfo_t *si, void *uc) {
     if (si->si_code != SI_TKILL || si->si_pid != getpid() ||
         !atomic_exchange(&runner.asked, false)) {
         /* not a probe of ours: whoever was there before, or the default */
-        if ((prev_stop.sa_flags & SA_SIGINFO) && prev_stop.sa_sigaction)
-            prev_stop.sa_sigaction(sig, si, uc);
-        else if (!(prev_stop.sa_flags & SA_SIGINFO) && prev_stop.sa_handler != SIG_DFL &&
-                 prev_stop.sa_handler != SIG_IGN)
-            prev_stop.sa_handler(sig);
-        else if (prev_stop.sa_handler == SIG_DFL) {
+        if (!chain(&prev_stop, sig, si, uc) && !(prev_stop.sa_flags & SA_SIGINFO) &&
+            prev_stop.sa_handler == SIG_DFL) {
             signal(sig, SIG_DFL);
             raise(sig);
         }
