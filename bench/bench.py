@@ -517,7 +517,21 @@ def main():
 def pglite_c_version():
     p = subprocess.run([os.path.join(BUILD, "tools", "pglite-proxy"), "--version"],
                        stdout=subprocess.PIPE, text=True)
-    return p.stdout.strip()
+    # how the runtime was compiled (cmake/PgliteRuntime.cmake), from the cache
+    conf = {}
+    try:
+        for line in open(os.path.join(BUILD, "CMakeCache.txt")):
+            k, _, v = line.strip().partition("=")
+            conf[k.split(":")[0]] = v
+    except OSError:
+        pass
+    how = ""
+    if "PGLITE_WASM_MEMORY_ACCESS" in conf:
+        how = " (generated code: %s memory access, %s %s)" % (
+            conf["PGLITE_WASM_MEMORY_ACCESS"],
+            os.path.basename(conf.get("PGLITE_WASM_CC") or conf.get("CMAKE_C_COMPILER", "cc")),
+            conf.get("PGLITE_WASM_CFLAGS", ""))
+    return p.stdout.strip() + how
 
 
 def pglite_version(nodedir):

@@ -33,18 +33,45 @@ endif()
 
 set(PGLITE_CACHE_DIR "${_pglite_cache_default}" CACHE PATH
     "Cache of compiled wasm modules (content-keyed; safe to delete)")
-# -O1 for the main modules: on this project's 2-core machines -O2 costs 633 s
-# of compiler CPU for pglite.wasm against 388 s at -O1, and the -O1 runtime
-# is as fast (a 200k-row insert/aggregate/join/sort/index workload: median
-# of 11 alternating runs 1.155 s at -O1, 1.147 s at -O2).
-set(PGLITE_WASM_CFLAGS "-O1" CACHE STRING
-    "Optimisation flags for the wasm2c output of pglite/initdb (part of the cache key)")
+# How the generated code reaches linear memory (tools/build/build-module.py
+# MEMORY_ACCESS; part of the cache key). segue, the fastest (the base in
+# the gs segment: docs/performance.md), needs x86-64 and clang for the main
+# modules; elsewhere the base is read once per function (hoisted).
+find_program(PGLITE_CLANG NAMES clang clang-14)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND PGLITE_CLANG)
+  set(_pglite_access_default segue)
+else()
+  set(_pglite_access_default hoisted)
+endif()
+set(PGLITE_WASM_MEMORY_ACCESS "${_pglite_access_default}" CACHE STRING
+    "Linear-memory access of the generated code: wasm2c, no-barrier, hoisted or segue")
+if(PGLITE_WASM_MEMORY_ACCESS STREQUAL "segue")
+  if(NOT PGLITE_CLANG)
+    message(FATAL_ERROR "PGLITE_WASM_MEMORY_ACCESS=segue needs clang (apt-get install clang)")
+  endif()
+  set(_pglite_wasm_cc_default "${PGLITE_CLANG}")
+  # clang -O2 compiles pglite.wasm's units in less time than clang -O1,
+  # and runs faster (docs/performance.md).
+  set(_pglite_wasm_cflags_default "-O2")
+else()
+  set(_pglite_wasm_cc_default "${CMAKE_C_COMPILER}")
+  # -O1 for gcc: on this project's 2-core machines -O2 costs 633 s of
+  # compiler CPU for pglite.wasm against 388 s at -O1, for about 7 %.
+  set(_pglite_wasm_cflags_default "-O1")
+endif()
+set(PGLITE_WASM_CC "${_pglite_wasm_cc_default}" CACHE STRING
+    "Compiler of the wasm2c output of pglite/initdb/pg_dump (part of the cache key)")
+set(PGLITE_WASM_CFLAGS "${_pglite_wasm_cflags_default}" CACHE STRING
+    "Optimisation flags for the wasm2c output of pglite/initdb/pg_dump (part of the cache key)")
 set(PGLITE_SIDE_CFLAGS "-O2" CACHE STRING
     "Optimisation flags for the wasm2c output of the side modules (part of the cache key)")
-# How the generated code reaches linear memory (tools/build/build-module.py
-# MEMORY_ACCESS: wasm2c, no-barrier, hoisted; part of the cache key).
-set(PGLITE_WASM_MEMORY_ACCESS "hoisted" CACHE STRING
-    "Linear-memory access of the generated code: wasm2c, no-barrier or hoisted")
+# The side modules (compiled by the project's compiler) share the main
+# module's memory without depending on gs: hoisted when it is segue.
+if(PGLITE_WASM_MEMORY_ACCESS STREQUAL "segue")
+  set(_pglite_side_access hoisted)
+else()
+  set(_pglite_side_access "${PGLITE_WASM_MEMORY_ACCESS}")
+endif()
 set(PGLITE_WASM_UNITS 8 CACHE STRING
     "Translation units the function bodies of a module are split into")
 set(PGLITE_WASM_JOBS ${_pglite_ncpu} CACHE STRING
@@ -155,7 +182,7 @@ function(pglite_wasm_module name wasm)
     OUTPUT "${lib}" "${hdr}"
     COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
             --wasm "${wasm}" --name "${name}" --out-dir "${PGLITE_WASM_DIR}"
-            --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
+            --cache-dir "${PGLITE_CACHE_DIR}" --cc "${PGLITE_WASM_CC}"
             "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
             --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
             --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
@@ -219,7 +246,7 @@ add_custom_command(
           --cache-dir "${PGLITE_CACHE_DIR}" --cc "${CMAKE_C_COMPILER}"
           "--cflags=${PGLITE_SIDE_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
           --wasm2c "${PGLITE_WASM2C}" --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
-          --memory-access "${PGLITE_WASM_MEMORY_ACCESS}" ${_pglite_guest_text}
+          --memory-access "${_pglite_side_access}" ${_pglite_guest_text}
   DEPENDS "${_pglite_tree_stamp}" "${_pglite_tools}/build-module.py"
           "${_pglite_tools}/build-sidemodules.py" "${CMAKE_CURRENT_LIST_FILE}"
   COMMENT "Compiling the side modules (plpgsql, snowball, encodings, extensions)"

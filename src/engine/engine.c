@@ -111,11 +111,23 @@ typedef struct run_ctx {
     void (*fn)(engine *, void *);
     void *arg;
     abi_frame frame;
+    bool no_gs;
 } run_ctx;
+
+static void *memory_base(engine *e) {
+    wasm_rt_memory_t *m = engine_memory(e);
+    return m ? m->data : NULL;
+}
 
 static void run_on_stack(void *p) {
     run_ctx *c = p;
     engine *e = c->e;
+    engine_gs_scope gs;
+    if (engine_gs_enter(memory_base(e), &gs) != 0) {
+        c->no_gs = true;
+        engine_gs_leave(&gs);
+        return;
+    }
     engine_stack_scope sc;
     engine_stack_enter(e->module == ENGINE_PGLITE ? e->memory.data : NULL, &sc);
     abi_frame_push(&c->frame);
@@ -133,6 +145,7 @@ static void run_on_stack(void *p) {
     }
     abi_frame_pop(&c->frame);
     engine_stack_leave(&sc);
+    engine_gs_leave(&gs);
 }
 
 engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
@@ -152,6 +165,13 @@ engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
         res->status = ENGINE_ERROR;
         snprintf(res->message, sizeof res->message,
                  "cannot allocate the guest stack");
+        return res->status;
+    }
+    if (c.no_gs) {
+        res->status = ENGINE_ERROR;
+        snprintf(res->message, sizeof res->message,
+                 "cannot point the gs segment at guest memory (arch_prctl: %s)",
+                 strerror(errno));
         return res->status;
     }
     switch (c.frame.kind) {
@@ -222,6 +242,9 @@ static void do_instantiate(engine *e, void *arg) {
     }
     abi_host_set_table(e->host, e->table);
     e->instantiated = true;
+    /* initdb.wasm's memory is its own: known only now. */
+    if (engine_gs_point(memory_base(e)) != 0)
+        abi_unwind(ABI_UNWIND_TRAP, WASM_RT_TRAP_OOB);
     /* Constructors read the environment (WASI environ_get): after the host
      * is ready, as Emscripten's JS does. */
     if (e->module == ENGINE_PGLITE) {

@@ -27,6 +27,20 @@ void engine_stack_leave(const engine_stack_scope *sc);
 extern const uint32_t engine_pglite_stack_base_ptr;
 extern const uint32_t engine_pglite_max_stack_depth_bytes;
 
+/* segue.c: the gs segment's base is the running instance's memory (for
+ * modules built with --memory-access segue; otherwise these do nothing).
+ * enter saves the thread's base and points it at base (NULL: not yet);
+ * point moves it within a scope (a memory known only once instantiated);
+ * leave puts the saved one back. -1: the base cannot be set. */
+typedef struct engine_gs_scope {
+    uintptr_t prev;
+    bool set;
+} engine_gs_scope;
+int engine_gs_enter(void *base, engine_gs_scope *s);
+int engine_gs_point(void *base);
+void engine_gs_leave(const engine_gs_scope *s);
+bool engine_gs_used(void);
+
 /* Where a dynamically linked main module's data, table slots, stack and
  * heap go (gen/engine_layout_<module>.c, tools/build/gen-layout.py). */
 typedef struct engine_layout {

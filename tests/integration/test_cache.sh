@@ -66,6 +66,12 @@ cat > main.c <<'C'
 #include "calc.h"
 #include "one.h"
 #include "wasm-rt-impl.h"
+#ifdef SEGUE /* --memory-access segue: gs is the base of calc's memory */
+#include <asm/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+const char pglite_segue_host = 1; /* this program sets gs */
+#endif
 
 struct Z_env_instance_t { int calls; };
 
@@ -83,6 +89,10 @@ int main(void) {
     Z_one_init_module();
     Z_calc_instantiate(&calc, &env);
     Z_one_instantiate(&one);
+#ifdef SEGUE
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)calc.w2c_memory.data) != 0)
+        return 1;
+#endif
     /* 5 -> host_add(10, 25) + 42 = 77 */
     u32 r = Z_calcZ_calc(&calc, 5);
     u32 o = Z_oneZ_one(&one);
@@ -101,17 +111,20 @@ int main(void) {
 }
 C
 
-build() { # build CACHE_DIR OUT_DIR LOG [MODULE [MEMORY_ACCESS]]
+build() { # build CACHE_DIR OUT_DIR LOG [MODULE [MEMORY_ACCESS [CC]]]
     local mod=${4:-calc}
     python3 "$bm" --wasm "$mod.wasm" --name "$mod" --out-dir "$2" --cache-dir "$1" \
-        --cc "$cc" --cflags=-O1 --jobs 2 --units 5 --memory-access "${5:-hoisted}" \
+        --cc "${6:-$cc}" --cflags=-O1 --jobs 2 --units 5 --memory-access "${5:-hoisted}" \
         --keep-work >"$3" 2>&1 ||
         { fail "build-module.py $mod ($3):"; sed 's/^/    /' "$3"; return 1; }
 }
 
-links() { # links OUT_DIR DESCRIPTION (module "one" comes from the cold build)
+links() { # links OUT_DIR DESCRIPTION [CC FLAGS...] (module "one" comes from the cold build)
+    local out=$1 what=$2 lcc=${3:-$cc}
+    shift 2; [ $# -eq 0 ] || shift
+    set -- "$out" "$what" "$@"
     [ "$1" = out1 ] || cp out1/libone_wasm.a out1/one.h "$1/"
-    if "$cc" -o "$1/prog" -I"$1" -I"$(dirname "$rtimpl")" main.c "$1/libcalc_wasm.a" \
+    if "$lcc" "${@:3}" -o "$1/prog" -I"$1" -I"$(dirname "$rtimpl")" main.c "$1/libcalc_wasm.a" \
             "$1/libone_wasm.a" "$rtimpl" -lm >"$1/link.log" 2>&1; then
         local got
         got=$("$1/prog" 2>&1 || true)
@@ -180,6 +193,30 @@ for mode in wasm2c no-barrier; do
     links "out-$mode" "--memory-access $mode"
 done
 kept() { sed -n 's/^pglite: kept intermediate files in //p' "$1"; }
+# segue (x86-64 and clang only): every access gs-relative, the program
+# pointing gs at the instance's memory.
+if [ "$(uname -m)" = x86_64 ] && command -v clang >/dev/null; then
+    if build "$cache" out-segue segue.log calc segue clang; then
+        links out-segue "--memory-access segue" clang -DSEGUE
+        if grep -q 'i32_load_gs(' "$(kept segue.log)"/calc_f*.c &&
+           ! grep -q 'i32_load_mb(\|i32_load(&instance' "$(kept segue.log)"/calc_f*.c; then
+            ok "segue: every access gs-relative"
+        else fail "segue: every access gs-relative"; fi
+        # a host that does not set gs cannot link it
+        if clang -o out-segue/nogs -Iout-segue -I"$(dirname "$rtimpl")" main.c \
+                out-segue/libcalc_wasm.a out-segue/libone_wasm.a "$rtimpl" -lm \
+                >out-segue/nogs.log 2>&1; then
+            fail "segue: links into a host that does not set gs"
+        else expect "segue: a host that does not set gs does not link" out-segue/nogs.log \
+            "pglite_segue_host"; fi
+    fi
+    python3 "$bm" --wasm calc.wasm --name calc --out-dir out-segue-gcc --cache-dir "$cache" \
+        --cc gcc --cflags=-O1 --jobs 2 --units 2 --memory-access segue >segue-gcc.log 2>&1 &&
+        fail "segue with gcc: built" || true
+    expect "segue with gcc: refused" segue-gcc.log "needs clang"
+else
+    echo "skip - segue: needs x86-64 and clang"
+fi
 if grep -q 'i32_load_mb(w2c_mb0, ' "$(kept cold.log)"/calc_f*.c &&
    grep -q 'u8\* const w2c_mb0 = (&instance->w2c_memory)->data;' "$(kept cold.log)"/calc_f*.c &&
    ! grep -q 'wasm_asm("" ::"r"(result))' "$(kept cold.log)"/calc_f*.c; then

@@ -106,7 +106,12 @@ SHARED_REF_RE = re.compile(r"\b(?:data_segment_data|elem_segment_exprs)_w2c_\w+"
 #               local (the engine never moves a linear memory: an 8 GiB
 #               reservation grown in place), so an access is one load or
 #               store at base + address.
-MEMORY_ACCESS = ("wasm2c", "no-barrier", "hoisted")
+#   segue       no barrier, and the base is the gs segment's (x86-64, clang's
+#               __seg_gs): an access is one gs-relative load or store, no
+#               register holds the base. The engine points gs at the
+#               instance's memory on every entry into guest code
+#               (src/engine/segue.c). Only for a module with one memory.
+MEMORY_ACCESS = ("wasm2c", "no-barrier", "hoisted", "segue")
 LOAD_BARRIER = '    wasm_asm("" ::"r"(result));'
 ACCESS_RE = re.compile(
     r"\b((?:i32|i64|f32|f64)_(?:load|store)\w*)\((&?instance->\w+), ")
@@ -127,11 +132,36 @@ def memory_access_prelude(prelude, mode):
     if dropped != 2:
         raise BuildError("unexpected wasm2c output: %d load barriers in DEFINE_LOAD, not 2 "
                          "(is this wasm2c 1.0.32?)" % dropped)
+    defs = [DEFINE_ACCESS_RE.match(l.rstrip("\n")) for l in prelude]
+    defs = [m for m in defs if m]
+    if mode in ("hoisted", "segue") and len(defs) < 20:
+        raise BuildError("unexpected wasm2c output: %d DEFINE_LOAD/STORE lines" % len(defs))
+    if mode == "segue":
+        out.append("\n/* build-module.py --memory-access segue: accesses relative to the gs\n"
+                   " * segment, whose base the engine sets to this instance's memory\n"
+                   " * (the guard pages trap what is out of bounds). */\n"
+                   "#if !WASM_RT_MEMCHECK_SIGNAL_HANDLER || !defined(__x86_64__) || "
+                   "!defined(__clang__)\n"
+                   "#error \"--memory-access segue needs clang, x86-64 and guard pages\"\n"
+                   "#endif\n"
+                   "/* Only a host that sets gs defines this (src/engine/segue.c): any\n"
+                   " * other fails to link instead of faulting at run time. */\n"
+                   "extern const char pglite_segue_host;\n"
+                   "static const char* const pglite_segue_check __attribute__((used)) =\n"
+                   "    &pglite_segue_host;\n"
+                   "#define DEFINE_LOAD_GS(name, t1, t2, t3)                   \\\n"
+                   "  static inline t3 name##_gs(u64 addr) {                 \\\n"
+                   "    struct __attribute__((packed)) w { t1 v; };          \\\n"
+                   "    return (t3)(t2)((const __seg_gs struct w*)(uintptr_t)addr)->v; \\\n"
+                   "  }\n"
+                   "#define DEFINE_STORE_GS(name, t1, t2)                      \\\n"
+                   "  static inline void name##_gs(u64 addr, t2 value) {     \\\n"
+                   "    struct __attribute__((packed)) w { t1 v; };          \\\n"
+                   "    ((__seg_gs struct w*)(uintptr_t)addr)->v = (t1)value; \\\n"
+                   "  }\n")
+        for m in defs:
+            out.append("DEFINE_%s_GS(%s, %s)\n" % (m.group(1), m.group(2), m.group(3)))
     if mode == "hoisted":
-        defs = [DEFINE_ACCESS_RE.match(l.rstrip("\n")) for l in prelude]
-        defs = [m for m in defs if m]
-        if len(defs) < 20:
-            raise BuildError("unexpected wasm2c output: %d DEFINE_LOAD/STORE lines" % len(defs))
         out.append("\n/* build-module.py --memory-access hoisted: accesses at a base that\n"
                    " * each function read once (the guard pages trap what is out of\n"
                    " * bounds). */\n"
@@ -172,6 +202,15 @@ def hoist_body(body):
         return body
     decls = ["  u8* const %s = (%s)->data;\n" % (v, e) for e, v in mems.items()]
     return body[:open_at + 1] + decls + rest
+
+
+def segue_body(body, memories):
+    """A function body's lines with its memory accesses gs-relative; adds
+    the memories it reaches to the set memories."""
+    def sub(m):
+        memories.add(m.group(2))
+        return "%s_gs(" % m.group(1)
+    return [ACCESS_RE.sub(sub, line) for line in body]
 
 
 def split_module(c_path, name, units, memory_access="wasm2c"):
@@ -299,6 +338,7 @@ def split_module(c_path, name, units, memory_access="wasm2c"):
         b[1].append(idx)
     prelude_text = "".join(prelude)
     unit_texts = []
+    memories = set()
     for total, idxs in buckets:
         parts = [prelude_text, inc_internal]
         for idx in sorted(idxs):           # keep source order inside a unit
@@ -308,10 +348,15 @@ def split_module(c_path, name, units, memory_access="wasm2c"):
             body = lines[s:e]
             if memory_access == "hoisted":
                 body = hoist_body(body)
+            elif memory_access == "segue":
+                body = segue_body(body, memories)
             parts.append("\n")
             parts.append(first[len("static "):])
             parts.extend(body[1:])
         unit_texts.append("".join(parts))
+    if len(memories) > 1:
+        raise BuildError("--memory-access segue: %s reaches %d memories (%s); gs holds one"
+                         % (name, len(memories), ", ".join(sorted(memories))))
     return main_text, internal_name, "".join(hdr), unit_texts, len(bodies)
 
 
@@ -609,7 +654,11 @@ def main():
     name = args.name
 
     t0 = time.monotonic()
-    key, _ = compute_key(args, cc, cflags, units, wasm_rt_h)
+    key, inputs = compute_key(args, cc, cflags, units, wasm_rt_h)
+    if args.memory_access == "segue" and (
+            "clang" not in inputs["cc"] or not inputs["target"].startswith("x86_64")):
+        raise BuildError("--memory-access segue needs clang for x86-64 (the gs address "
+                         "space); --cc is %s for %s" % (inputs["cc"], inputs["target"]))
     cflags = cflags + ["-I", inc]
     entry = os.path.join(args.cache_dir, "%s-%s" % (name, key))
 
