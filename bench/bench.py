@@ -527,10 +527,11 @@ def pglite_c_version():
         pass
     how = ""
     if "PGLITE_WASM_MEMORY_ACCESS" in conf:
-        how = " (generated code: %s memory access, %s %s)" % (
+        how = " (generated code: %s memory access, %s %s%s)" % (
             conf["PGLITE_WASM_MEMORY_ACCESS"],
             os.path.basename(conf.get("PGLITE_WASM_CC") or conf.get("CMAKE_C_COMPILER", "cc")),
-            conf.get("PGLITE_WASM_CFLAGS", ""))
+            conf.get("PGLITE_WASM_CFLAGS", ""),
+            ", profile-guided" if conf.get("PGLITE_WASM_PGO") == "ON" else "")
     return p.stdout.strip() + how
 
 

@@ -27,11 +27,11 @@ target_compile_definitions(pglite_install_objs PRIVATE
   "PGLITE_RUNTIME_FROM_LIBDIR=\"${_pglite_rt_from_lib}\"")
 target_compile_options(pglite_install_objs PRIVATE
   -include "${PROJECT_SOURCE_DIR}/src/client/install/runtime_tree.h")
-add_dependencies(pglite_install_objs pglite_runtime pglite_wasm_build initdb_wasm_build pg_dump_wasm_build
+add_dependencies(pglite_install_objs pglite_runtime ${PGLITE_WASM_PGLITE_BUILD} initdb_wasm_build pg_dump_wasm_build
   sidemodules_wasm_build)
 
 set(_pglite_module_archives
-  "${PGLITE_WASM_DIR}/libpglite_wasm_linked.a"
+  "${PGLITE_WASM_PGLITE_LINKED}"
   "${PGLITE_WASM_DIR}/libinitdb_wasm_linked.a"
   "${PGLITE_WASM_DIR}/libpg_dump_wasm_linked.a"
   "${PGLITE_RUNTIME_DIR}/side/libsidemodules_wasm.a")
@@ -46,7 +46,7 @@ set_target_properties(pglite PROPERTIES
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
   LINK_DEPENDS "${PROJECT_SOURCE_DIR}/cmake/pglite.map"
   LIBRARY_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/install-lib")
-add_dependencies(pglite pglite_wasm_build initdb_wasm_build pg_dump_wasm_build sidemodules_wasm_build)
+add_dependencies(pglite ${PGLITE_WASM_PGLITE_BUILD} initdb_wasm_build pg_dump_wasm_build sidemodules_wasm_build)
 
 # Static: the objects and every module archive linked into one object that
 # exports pglite_* only (public-archive.cmake), archived alone.
@@ -65,7 +65,7 @@ add_custom_command(
   COMMENT "Linking libpglite.a (public symbols only)"
   VERBATIM)
 add_custom_target(pglite_static_lib ALL DEPENDS "${_pglite_static}")
-add_dependencies(pglite_static_lib pglite_wasm_build initdb_wasm_build pg_dump_wasm_build sidemodules_wasm_build)
+add_dependencies(pglite_static_lib ${PGLITE_WASM_PGLITE_BUILD} initdb_wasm_build pg_dump_wasm_build sidemodules_wasm_build)
 
 # pkg-config and CMake package files, relative to where they are installed.
 file(RELATIVE_PATH PGLITE_PC_TO_PREFIX "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig"

@@ -65,6 +65,24 @@ set(PGLITE_WASM_CFLAGS "${_pglite_wasm_cflags_default}" CACHE STRING
     "Optimisation flags for the wasm2c output of pglite/initdb/pg_dump (part of the cache key)")
 set(PGLITE_SIDE_CFLAGS "-O2" CACHE STRING
     "Optimisation flags for the wasm2c output of the side modules (part of the cache key)")
+# Profile-guided optimisation of pglite.wasm (clang only; cmake/PglitePgo.cmake):
+# needs llvm-profdata and clang's profile runtime.
+find_program(PGLITE_LLVM_PROFDATA NAMES llvm-profdata llvm-profdata-14)
+set(_pglite_pgo_default OFF)
+if(PGLITE_WASM_CC MATCHES "clang" AND PGLITE_LLVM_PROFDATA)
+  execute_process(COMMAND "${PGLITE_WASM_CC}" -print-file-name=libclang_rt.profile-x86_64.a
+                  OUTPUT_VARIABLE PGLITE_PROFILE_RT OUTPUT_STRIP_TRAILING_WHITESPACE
+                  ERROR_QUIET)
+  if(IS_ABSOLUTE "${PGLITE_PROFILE_RT}" AND EXISTS "${PGLITE_PROFILE_RT}")
+    set(_pglite_pgo_default ON)
+  endif()
+endif()
+option(PGLITE_WASM_PGO "Profile-guided optimisation of pglite.wasm, trained on the SQL suite"
+       ${_pglite_pgo_default})
+if(PGLITE_WASM_PGO AND NOT _pglite_pgo_default)
+  message(FATAL_ERROR "PGLITE_WASM_PGO needs PGLITE_WASM_CC to be clang, llvm-profdata and "
+                      "clang's profile runtime (apt-get install llvm libclang-rt-14-dev)")
+endif()
 # The side modules (compiled by the project's compiler) share the main
 # module's memory without depending on gs: hoisted when it is segue.
 if(PGLITE_WASM_MEMORY_ACCESS STREQUAL "segue")
@@ -147,28 +165,40 @@ target_compile_definitions(pglite_runtime_paths INTERFACE
   "PGLITE_RUNTIME_DIST=\"${PGLITE_DIST_DIR}\"")
 
 # 3. Compiled wasm modules.
-#    pglite_wasm_module(<name> <wasm file> [old=new ...]) -> IMPORTED target <name>_wasm
-#    (old=new: an import the host defines under another name, where two
-#    modules import one name with two signatures)
+#    pglite_wasm_module(<name> <wasm file> [TARGET t] [OUT_DIR d] [BUILD_ARGS ...]
+#                       [RENAMES old=new ...]) -> IMPORTED target <t>_wasm
+#    TARGET: the targets' prefix (default <name>: <name>_wasm_build,
+#    <name>_wasm); OUT_DIR: default PGLITE_WASM_DIR; BUILD_ARGS: more
+#    build-module.py arguments (the profile: cmake/PglitePgo.cmake);
+#    RENAMES: an import the host defines under another name, where two
+#    modules import one name with two signatures.
 set(_pglite_prev_module_target "")
 # Every module's generated code in one section, wasm_guest_text, whose
 # bounds (__start_/__stop_wasm_guest_text) tell the engine's stop handler
 # that a thread runs guest code and no host code (src/engine/wasm_rt.c).
 set(_pglite_guest_text "")
-foreach(sec .text .text.unlikely .text.hot .text.startup .text.exit)
+foreach(sec .text .text.unlikely .text.hot .text.startup .text.exit
+            .text.unlikely. .text.hot.) # (clang's names, with a profile)
   list(APPEND _pglite_guest_text --rename-section "${sec}=wasm_guest_text")
 endforeach()
 # (the same, to build-sidemodules.py for each side module's archive)
 function(pglite_wasm_module name wasm)
-  set(lib "${PGLITE_WASM_DIR}/lib${name}_wasm.a")
-  set(hdr "${PGLITE_WASM_DIR}/${name}.h")
+  cmake_parse_arguments(M "" "TARGET;OUT_DIR" "BUILD_ARGS;RENAMES" ${ARGN})
+  if(NOT M_TARGET)
+    set(M_TARGET ${name})
+  endif()
+  if(NOT M_OUT_DIR)
+    set(M_OUT_DIR "${PGLITE_WASM_DIR}")
+  endif()
+  set(lib "${M_OUT_DIR}/lib${name}_wasm.a")
+  set(hdr "${M_OUT_DIR}/${name}.h")
   # What is linked: the cached archive with the guest's memset routed to
   # the engine's pgl_guest_memset (large zero fills become madvise) and its
   # code in wasm_guest_text, made beside it so the cache entry itself is
   # never modified.
-  set(linked "${PGLITE_WASM_DIR}/lib${name}_wasm_linked.a")
+  set(linked "${M_OUT_DIR}/lib${name}_wasm_linked.a")
   set(renames "")
-  foreach(r ${ARGN})
+  foreach(r ${M_RENAMES})
     list(APPEND renames --redefine-sym "${r}")
   endforeach()
   add_custom_command(
@@ -181,28 +211,28 @@ function(pglite_wasm_module name wasm)
   add_custom_command(
     OUTPUT "${lib}" "${hdr}"
     COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
-            --wasm "${wasm}" --name "${name}" --out-dir "${PGLITE_WASM_DIR}"
+            --wasm "${wasm}" --name "${name}" --out-dir "${M_OUT_DIR}"
             --cache-dir "${PGLITE_CACHE_DIR}" --cc "${PGLITE_WASM_CC}"
             "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
             --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
             --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
-            --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}"
+            --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}" ${M_BUILD_ARGS}
     DEPENDS "${_pglite_npm_stamp}" "${wasm}" "${_pglite_tools}/build-module.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
     VERBATIM)
-  add_custom_target(${name}_wasm_build DEPENDS "${lib}" "${hdr}" "${linked}")
-  add_dependencies(${name}_wasm_build pglite_npm)
+  add_custom_target(${M_TARGET}_wasm_build DEPENDS "${lib}" "${hdr}" "${linked}")
+  add_dependencies(${M_TARGET}_wasm_build pglite_npm)
   # One module at a time: each already uses PGLITE_WASM_JOBS compilers.
   if(_pglite_prev_module_target)
-    add_dependencies(${name}_wasm_build ${_pglite_prev_module_target})
+    add_dependencies(${M_TARGET}_wasm_build ${_pglite_prev_module_target})
   endif()
-  set(_pglite_prev_module_target ${name}_wasm_build PARENT_SCOPE)
+  set(_pglite_prev_module_target ${M_TARGET}_wasm_build PARENT_SCOPE)
 
-  add_library(${name}_wasm STATIC IMPORTED GLOBAL)
-  set_target_properties(${name}_wasm PROPERTIES
+  add_library(${M_TARGET}_wasm STATIC IMPORTED GLOBAL)
+  set_target_properties(${M_TARGET}_wasm PROPERTIES
     IMPORTED_LOCATION "${linked}"
     INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_RUNTIME_DIR}")
-  add_dependencies(${name}_wasm ${name}_wasm_build)
+  add_dependencies(${M_TARGET}_wasm ${M_TARGET}_wasm_build)
 endfunction()
 
 # 3a. pglite.wasm as the host runs it: several instances, each a backend of
@@ -224,7 +254,14 @@ add_custom_command(
   VERBATIM)
 add_custom_target(pglite_patch DEPENDS "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}")
 add_dependencies(pglite_patch pglite_npm)
-pglite_wasm_module(pglite "${PGLITE_WASM}")
+# With PGLITE_WASM_PGO this is the instrumented build the profile is
+# trained with; cmake/PglitePgo.cmake then points pglite_wasm at the
+# optimised one (the header is the same).
+if(PGLITE_WASM_PGO)
+  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --profile-generate)
+else()
+  pglite_wasm_module(pglite "${PGLITE_WASM}")
+endif()
 add_dependencies(pglite_wasm_build pglite_patch)
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
 # pg_dump of PostgreSQL 18 (@electric-sql/pglite-tools), a client program
@@ -232,7 +269,7 @@ pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")
 # Its _localtime_js returns nothing (pglite.wasm's returns an i32): the host
 # defines it apart (src/abi/host.c).
 pglite_wasm_module(pg_dump "${PGLITE_TOOLS_DIST_DIR}/pg_dump.wasm"
-                   Z_envZ__localtime_js=Z_envZ__localtime_js_void)
+                   RENAMES Z_envZ__localtime_js=Z_envZ__localtime_js_void)
 
 # Side modules: every lib/postgresql/*.so of the tree (pglite.data's and the
 # extension archives'), each compiled by build-module.py with the same cache.
@@ -326,7 +363,7 @@ add_custom_command(
   COMMENT "Generating the side-module registry"
   VERBATIM)
 list(APPEND PGLITE_GEN_SOURCES "${PGLITE_GEN_DIR}/abi_sidemodules.c")
-# One target owns the generated sources: pglite_core and pglite_install_objs
+# One target owns the generated sources: pglite_host and pglite_install_objs
 # both compile them, and without a common owner a parallel make runs each
 # generator twice at once (two writers racing on the same temporary file).
 # Its generators read what the runtime targets make (the tree, the module

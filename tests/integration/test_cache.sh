@@ -214,6 +214,37 @@ if [ "$(uname -m)" = x86_64 ] && command -v clang >/dev/null; then
         --cc gcc --cflags=-O1 --jobs 2 --units 2 --memory-access segue >segue-gcc.log 2>&1 &&
         fail "segue with gcc: built" || true
     expect "segue with gcc: refused" segue-gcc.log "needs clang"
+    # profile-guided: instrumented, run, merged, then used (the profile's
+    # content in the key: a changed profile is a cache miss)
+    prt=$(clang -print-file-name=libclang_rt.profile-x86_64.a)
+    if [ -f "$prt" ] && command -v llvm-profdata >/dev/null; then
+        if python3 "$bm" --wasm calc.wasm --name calc --out-dir out-gen --cache-dir "$cache" \
+               --cc clang --cflags=-O1 --jobs 2 --units 2 --memory-access segue \
+               --profile-generate >gen.log 2>&1 &&
+           cp out1/libone_wasm.a out1/one.h out-gen/ &&
+           clang -DSEGUE -o out-gen/prog -Iout-gen -I"$(dirname "$rtimpl")" main.c \
+               out-gen/libcalc_wasm.a out-gen/libone_wasm.a "$rtimpl" -lm "$prt" \
+               -Wl,-u,__llvm_profile_runtime >out-gen/link.log 2>&1 &&
+           LLVM_PROFILE_FILE=$work/calc.profraw out-gen/prog >/dev/null &&
+           llvm-profdata merge -o calc.profdata calc.profraw; then
+            expect "profile-generate: the instrumented build is its own cache entry" gen.log \
+                "cache miss for calc"
+            python3 "$bm" --wasm calc.wasm --name calc --out-dir out-use --cache-dir "$cache" \
+                --cc clang --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
+                --profile-use calc.profdata >use.log 2>&1 ||
+                fail "profile-use build: $(tail -3 use.log)"
+            expect "profile-use: a cache entry of its own" use.log "cache miss for calc"
+            links out-use "--memory-access segue --profile-use" clang -DSEGUE
+            python3 "$bm" --wasm calc.wasm --name calc --out-dir out-use --cache-dir "$cache" \
+                --cc clang --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
+                --profile-use calc.profdata >use2.log 2>&1
+            expect "profile-use: the same profile hits" use2.log "cache hit"
+        else
+            fail "profile-generate: instrumented, run and merged"; cat gen.log out-gen/link.log 2>/dev/null
+        fi
+    else
+        echo "skip - profile: no clang profile runtime or llvm-profdata"
+    fi
 else
     echo "skip - segue: needs x86-64 and clang"
 fi

@@ -602,6 +602,8 @@ def compute_key(args, cc, cflags, units, wasm_rt_h):
         "cc": cc_version,
         "target": target,
         "cflags": cflags,
+        # profile-guided: the profile's content, not its path
+        "profile_use": sha256_file(args.profile_use) if args.profile_use else None,
         "wasm_rt_h": sha256_file(wasm_rt_h),
         "units": units,
         "script": script_hash,
@@ -628,6 +630,11 @@ def main():
     ap.add_argument("--wasm-rt-include", default=None)
     ap.add_argument("--memory-access", default="hoisted", choices=MEMORY_ACCESS,
                     help="how generated code reaches linear memory (see MEMORY_ACCESS)")
+    ap.add_argument("--profile-generate", action="store_true",
+                    help="instrument for a profile (clang -fprofile-instr-generate)")
+    ap.add_argument("--profile-use", default=None, metavar="PROFDATA",
+                    help="optimise with this profile (clang -fprofile-instr-use; "
+                         "its content is part of the cache key)")
     ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
     args = ap.parse_args()
 
@@ -649,6 +656,10 @@ def main():
     # The include dir is a path, not content: keep it out of the key (the
     # key has wasm-rt.h's hash instead).
     cflags = shlex.split(args.cflags) + MANDATORY_CFLAGS
+    if args.profile_generate:
+        cflags.append("-fprofile-instr-generate")
+    if args.profile_use and not os.path.isfile(args.profile_use):
+        ap.error("no such profile: %s" % args.profile_use)
     units = args.units
     out_dir = os.path.abspath(args.out_dir)
     name = args.name
@@ -660,6 +671,9 @@ def main():
         raise BuildError("--memory-access segue needs clang for x86-64 (the gs address "
                          "space); --cc is %s for %s" % (inputs["cc"], inputs["target"]))
     cflags = cflags + ["-I", inc]
+    if args.profile_use:
+        cflags += ["-fprofile-instr-use=" + os.path.abspath(args.profile_use),
+                   "-Wno-profile-instr-unprofiled", "-Wno-profile-instr-out-of-date"]
     entry = os.path.join(args.cache_dir, "%s-%s" % (name, key))
 
     # 1. A valid entry: use it.
