@@ -111,7 +111,7 @@ typedef struct run_ctx {
     void (*fn)(engine *, void *);
     void *arg;
     abi_frame frame;
-    bool no_gs;
+    int gs_errno; /* gs could not be pointed at the memory: why */
 } run_ctx;
 
 static void *memory_base(engine *e) {
@@ -124,7 +124,7 @@ static void run_on_stack(void *p) {
     engine *e = c->e;
     engine_gs_scope gs;
     if (engine_gs_enter(memory_base(e), &gs) != 0) {
-        c->no_gs = true;
+        c->gs_errno = errno ? errno : EPERM;
         engine_gs_leave(&gs);
         return;
     }
@@ -167,11 +167,11 @@ engine_status engine_run(engine *e, void (*fn)(engine *, void *), void *arg,
                  "cannot allocate the guest stack");
         return res->status;
     }
-    if (c.no_gs) {
+    if (c.gs_errno) {
         res->status = ENGINE_ERROR;
         snprintf(res->message, sizeof res->message,
                  "cannot point the gs segment at guest memory (arch_prctl: %s)",
-                 strerror(errno));
+                 strerror(c.gs_errno));
         return res->status;
     }
     switch (c.frame.kind) {

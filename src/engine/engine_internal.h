@@ -39,7 +39,6 @@ typedef struct engine_gs_scope {
 int engine_gs_enter(void *base, engine_gs_scope *s);
 int engine_gs_point(void *base);
 void engine_gs_leave(const engine_gs_scope *s);
-bool engine_gs_used(void);
 
 /* Where a dynamically linked main module's data, table slots, stack and
  * heap go (gen/engine_layout_<module>.c, tools/build/gen-layout.py). */

@@ -78,8 +78,6 @@ void engine_gs_leave(const engine_gs_scope *s) {
         gs_set(s->prev);
 }
 
-bool engine_gs_used(void) { return true; }
-
 /* What the segue modules link against (tools/build/build-module.py). */
 __attribute__((visibility("hidden"))) const char pglite_segue_host = 1;
 
@@ -96,6 +94,5 @@ int engine_gs_point(void *base) {
     return 0;
 }
 void engine_gs_leave(const engine_gs_scope *s) { (void)s; }
-bool engine_gs_used(void) { return false; }
 
 #endif

@@ -3,6 +3,8 @@
 
     build-module.py --wasm pglite.wasm --name pglite --out-dir D \
         [--cache-dir C] [--cc gcc] [--cflags "-O2"] [--jobs N] [--units 8]
+        [--memory-access wasm2c|no-barrier|hoisted|segue]
+        [--profile-generate | --profile-use PROFDATA]
 
 Writes D/lib<name>_wasm.a and D/<name>.h (the wasm2c header: imports the host
 must provide, exports it may call).
@@ -21,7 +23,8 @@ Steps on a cache miss:
 
 The cache key covers everything that decides the archive's content: the
 wasm's hash, the wasm2c version, the compiler's version and target, the
-flags, wasm-rt.h, the unit count, the module name and this script. An entry
+flags, the memory access, the profile's content, wasm-rt.h, the unit count,
+the module name and this script. An entry
 is C/<name>-<key>/ with a MANIFEST of every file's sha256 and size; an entry
 that fails any check is deleted and rebuilt, never used.
 """
