@@ -162,8 +162,6 @@ def memory_access_prelude(prelude, mode):
                    "    struct __attribute__((packed)) w { t1 v; };          \\\n"
                    "    ((__seg_gs struct w*)(uintptr_t)addr)->v = (t1)value; \\\n"
                    "  }\n")
-        for m in defs:
-            out.append("DEFINE_%s_GS(%s, %s)\n" % (m.group(1), m.group(2), m.group(3)))
     if mode == "hoisted":
         out.append("\n/* build-module.py --memory-access hoisted: accesses at a base that\n"
                    " * each function read once (the guard pages trap what is out of\n"
@@ -182,8 +180,10 @@ def memory_access_prelude(prelude, mode):
                    "    t1 wrapped = (t1)value;                              \\\n"
                    "    wasm_rt_memcpy(mb + addr, &wrapped, sizeof(t1));     \\\n"
                    "  }\n")
-        for m in defs:
-            out.append("DEFINE_%s_MB(%s, %s)\n" % (m.group(1), m.group(2), m.group(3)))
+    # every load and store of the prelude again, in the mode's way
+    suffix = {"hoisted": "MB", "segue": "GS"}.get(mode)
+    for m in defs if suffix else ():
+        out.append("DEFINE_%s_%s(%s, %s)\n" % (m.group(1), suffix, m.group(2), m.group(3)))
     return out
 
 
