@@ -100,6 +100,7 @@ def main():
         fd, t = tempfile.mkstemp(dir=args.cache_dir, prefix=".profile-")
         os.close(fd)
         shutil.copyfile(args.out, t)
+        os.chmod(t, 0o644)
         os.replace(t, entry)
     except OSError as e:
         log("warning: not cached (%s)" % e)
