@@ -282,6 +282,7 @@ engine *engine_new(engine_module module, const engine_config *cfg, char *err,
 static engine *engine_new_in(engine_module module, const engine_config *cfg,
                              const engine_image *img, char *err, size_t errlen) {
     engine_global_init();
+    engine_signals_claim_now();
     if (module != ENGINE_PGLITE && module != ENGINE_INITDB && module != ENGINE_PGDUMP) {
         snprintf(err, errlen, "unknown module %d", (int)module);
         return NULL;

@@ -469,17 +469,10 @@ void wasm_rt_init(void) { pthread_once(&init_once, do_init); }
 /* Keep our fault handler first in line: a host program (or a test
  * framework) may have installed its own since. Ours passes faults that are
  * not the guest's on to it. */
-void engine_signals_claim(void) {
-    /* Two sigaction calls cost about a microsecond: on the query path,
-     * look at most every 100 ms per thread (a handler installed since then
-     * is noticed at the next look). */
-    static _Thread_local struct timespec last;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    if (last.tv_sec && (now.tv_sec - last.tv_sec) * 1000000000L +
-                               (now.tv_nsec - last.tv_nsec) < 100000000L)
-        return;
-    last = now;
+static _Thread_local struct timespec last_claim;
+
+static void claim(void) {
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &last_claim);
     struct sigaction cur;
     for (int i = 0; i < 2; i++) {
         int sig = i ? SIGBUS : SIGSEGV;
@@ -495,5 +488,19 @@ void engine_signals_claim(void) {
         sigaction(sig, &sa, sig == SIGBUS ? &prev_bus : &prev_segv);
     }
 }
+
+void engine_signals_claim(void) {
+    /* Two sigaction calls cost about a microsecond: on the query path,
+     * look at most every 100 ms per thread (a handler installed since then
+     * is noticed at the next look, or when an instance is made). */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (last_claim.tv_sec && (now.tv_sec - last_claim.tv_sec) * 1000000000L +
+                                     (now.tv_nsec - last_claim.tv_nsec) < 100000000L)
+        return;
+    claim();
+}
+
+void engine_signals_claim_now(void) { claim(); }
 bool wasm_rt_is_initialized(void) { return atomic_load(&handler_installed); }
 void wasm_rt_free(void) {}
