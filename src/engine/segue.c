@@ -60,7 +60,9 @@ int engine_gs_enter(void *base, engine_gs_scope *s) {
     if (gs_get(&s->prev) != 0)
         return -1;
     s->set = true;
-    return engine_gs_point(base);
+    if (!base || s->prev == (uintptr_t)base)
+        return 0;
+    return gs_set((uintptr_t)base);
 }
 
 int engine_gs_point(void *base) {

@@ -502,5 +502,6 @@ void engine_signals_claim(void) {
 }
 
 void engine_signals_claim_now(void) { claim(); }
+
 bool wasm_rt_is_initialized(void) { return atomic_load(&handler_installed); }
 void wasm_rt_free(void) {}
