@@ -63,7 +63,7 @@ typedef struct backend_cluster {
     int shm_fd;
     uint32_t shm_addr, shm_size;
     uint32_t cb_read, cb_write; /* the table indices of the I/O callbacks */
-    int refs;
+    atomic_int refs; /* taken and dropped by the threads of its backends */
     char fork_err[256];
     /* Parked backends (backend_park): the thread that takes their signals
      * while no one uses them, and the list it watches, under park_mu. */
@@ -511,7 +511,7 @@ static void sched_point(void *ctx) {
 }
 
 static void cluster_unref(backend_cluster *c) {
-    if (!c || --c->refs > 0)
+    if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
     if (c->wd_started) {
         pthread_mutex_lock(&c->run_mu);
@@ -771,7 +771,7 @@ static int start(const backend_options *o, backend_cluster *c, backend **out, ch
     if (c) {
         b->cluster = c;
         b->starting = true;
-        c->refs++;
+        atomic_fetch_add(&c->refs, 1);
         cluster_members_add(b);
     }
     wire_buf_init(&b->out);
@@ -953,7 +953,7 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     b->log_fd = -1;
     b->cluster = c;
     b->starting = true;
-    c->refs++;
+    atomic_fetch_add(&c->refs, 1);
     cluster_members_add(b);
     run_lock(c, b);
     if (atomic_load(&c->crashed)) {
