@@ -769,6 +769,12 @@ struct engine_image {
         wasm_rt_function_ptr_t func;
         int32_t owner; /* SLOT_* or a library (its load order) */
     } *tab;
+    /* The pages of the image that clones wrote (copied out of it), learnt
+     * from the first clones that ended (engine_image_learn): a bitmap of
+     * PAGE-sized pages, under hot_mu. */
+    pthread_mutex_t hot_mu;
+    uint8_t *hot;
+    int learnt;
 };
 #define SLOT_EMPTY (-1)
 #define SLOT_MAIN (-2)
@@ -850,6 +856,8 @@ engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
         return NULL;
     }
     engine_image *img = calloc(1, sizeof *img);
+    if (img)
+        pthread_mutex_init(&img->hot_mu, NULL);
     if (!img) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -895,7 +903,108 @@ void engine_image_free(engine_image *img) {
         close(img->memfd);
     abi_fork_state_free(img->host);
     free(img->tab);
+    free(img->hot);
+    pthread_mutex_destroy(&img->hot_mu);
     free(img);
+}
+
+/* How many clones teach an image which pages a session's start writes
+ * (the same ones each time, but for the catalog entries of the role and
+ * database it starts with). */
+#define IMAGE_LEARN_MAX 4
+#define IMAGE_PAGE 4096u
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_FILE_OR_SHARED (1ull << 61)
+
+/* Learn from clone e, made from img, which pages of the image it has
+ * written: those of its pages that are present and its own (anonymous and
+ * private, a copy-on-write copy), as /proc/self/pagemap tells (its flags
+ * need no privilege). */
+void engine_image_learn(engine_image *img, engine *e) {
+    if (!img || !e || e->module != ENGINE_PGLITE || !e->memory.data)
+        return;
+    pthread_mutex_lock(&img->hot_mu);
+    bool more = img->learnt < IMAGE_LEARN_MAX;
+    if (more)
+        img->learnt++;
+    pthread_mutex_unlock(&img->hot_mu);
+    if (!more)
+        return;
+    size_t npages = img->size / IMAGE_PAGE;
+    uint64_t *ent = malloc(npages * sizeof *ent);
+    uint8_t *bits = calloc((npages + 7) / 8, 1);
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    off_t off = (off_t)((uintptr_t)e->memory.data / IMAGE_PAGE * sizeof *ent);
+    if (ent && bits && fd >= 0 && e->memory.size >= img->size &&
+        pread(fd, ent, npages * sizeof *ent, off) == (ssize_t)(npages * sizeof *ent)) {
+        for (size_t i = 0; i < npages; i++)
+            if ((ent[i] & PAGEMAP_PRESENT) && !(ent[i] & PAGEMAP_FILE_OR_SHARED))
+                bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        pthread_mutex_lock(&img->hot_mu);
+        if (!img->hot) {
+            img->hot = bits;
+            bits = NULL;
+        } else {
+            for (size_t i = 0; i < (npages + 7) / 8; i++)
+                img->hot[i] |= bits[i];
+        }
+        pthread_mutex_unlock(&img->hot_mu);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(ent);
+    free(bits);
+}
+
+/* Copy ahead into clone e, which has not run since engine_clone, the
+ * pages of the image that clones write, so that the session it becomes
+ * takes no copy-on-write fault for them: MADV_POPULATE_WRITE over each run
+ * of them (one system call, as if each page were written), or where the
+ * kernel has none (before Linux 5.14) each written with the byte it holds.
+ * Never a shared mapping (PostgreSQL's shared memory, which other
+ * instances change meanwhile): only the clone's private copy of the
+ * image. The number of pages copied. */
+size_t engine_clone_prefault(const engine_image *img, engine *e) {
+    engine_image *m = (engine_image *)img;
+    size_t done = 0, npages = img->size / IMAGE_PAGE, nbytes = (npages + 7) / 8;
+    if (e->memory.size < img->size)
+        return 0;
+    uint8_t *hot = malloc(nbytes);
+    pthread_mutex_lock(&m->hot_mu);
+    bool any = hot && m->hot;
+    if (any)
+        memcpy(hot, m->hot, nbytes);
+    pthread_mutex_unlock(&m->hot_mu);
+    if (!any) {
+        free(hot);
+        return 0;
+    }
+    bool populate = true;
+    for (size_t i = 0; i < npages;) {
+        size_t j = i;
+        while (j < npages && (hot[j / 8] & (1u << (j % 8))) &&
+               !abi_shared_overlaps(e->memory.data + j * IMAGE_PAGE, IMAGE_PAGE))
+            j++;
+        if (j == i) {
+            i++;
+            continue;
+        }
+        uint8_t *from = e->memory.data + i * IMAGE_PAGE;
+        size_t len = (j - i) * IMAGE_PAGE;
+#ifdef MADV_POPULATE_WRITE
+        if (populate && madvise(from, len, MADV_POPULATE_WRITE) != 0)
+            populate = false;
+#else
+        populate = false;
+#endif
+        if (!populate)
+            for (size_t k = 0; k < len; k += IMAGE_PAGE)
+                ((volatile uint8_t *)from)[k] = ((volatile uint8_t *)from)[k];
+        done += j - i;
+        i = j;
+    }
+    free(hot);
+    return done;
 }
 
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
