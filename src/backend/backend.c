@@ -87,7 +87,17 @@ typedef struct backend_cluster {
      * cluster. Under the cluster lock. */
     cluster_tree tree;
     bool tree_made;
-    unsigned long clones;
+    atomic_ulong clones;
+    /* The spare: a clone made ahead by the spare thread, outside the
+     * cluster lock, while the cluster serves others, so that a new session
+     * starts at PostgreSQL's own part (see spare_main). Under spare_mu. */
+    pthread_mutex_t spare_mu;
+    pthread_cond_t spare_cv;
+    pthread_t spare_thread;
+    bool spare_started, spare_stop, spare_failed;
+    engine *spare;
+    int spare_log_fd;
+    char spare_log_path[4096];
 } backend_cluster;
 
 struct backend {
@@ -510,9 +520,12 @@ static void sched_point(void *ctx) {
         engine_end_guest(137);
 }
 
+static void spare_end(backend_cluster *c);
+
 static void cluster_unref(backend_cluster *c) {
     if (!c || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
+    spare_end(c);
     if (c->wd_started) {
         pthread_mutex_lock(&c->run_mu);
         c->wd_stop = true;
@@ -528,6 +541,8 @@ static void cluster_unref(backend_cluster *c) {
     }
     pthread_mutex_destroy(&c->park_mu);
     pthread_cond_destroy(&c->park_cv);
+    pthread_mutex_destroy(&c->spare_mu);
+    pthread_cond_destroy(&c->spare_cv);
     for (size_t i = 0; c->gucs && c->gucs[i]; i++)
         free(c->gucs[i]);
     free(c->gucs);
@@ -734,6 +749,9 @@ int backend_start(const backend_options *o, backend **out, char *err, size_t err
     pthread_cond_init(&c->wd_cv, NULL);
     pthread_mutex_init(&c->park_mu, NULL);
     pthread_cond_init(&c->park_cv, NULL);
+    pthread_mutex_init(&c->spare_mu, NULL);
+    pthread_cond_init(&c->spare_cv, NULL);
+    c->spare_log_fd = -1;
     c->shm_fd = -1;
     c->refs = 1; /* this call's */
     c->opts = (backend_options){.debug = o->debug, .relaxed_durability = o->relaxed_durability,
@@ -931,6 +949,98 @@ static int poke_global(engine *e, const char *name, const void *v, size_t n) {
     return engine_global(e, name, &a) == 0 ? engine_write(e, a, v, n) : -1;
 }
 
+/* A clone of the image, its guest stderr in a log file of its own. It
+ * touches nothing the running backends share: the image is read only, and
+ * the engine's clone keeps its own instance, memory and host state (see
+ * engine_clone). Any thread, with or without the cluster lock. */
+static engine *new_clone(backend_cluster *c, int *log_fd, char *log_path, size_t n, char *msg,
+                         size_t msglen) {
+    snprintf(log_path, n, "%s/postgres-%lu.log", c->tree.scratch,
+             (unsigned long)atomic_fetch_add(&c->clones, 1) + 1);
+    *log_fd = open(log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    engine *e = cluster_engine_clone(&c->tree, c->image, -1, -1, *log_fd, msg, msglen);
+    if (!e) {
+        if (*log_fd >= 0)
+            close(*log_fd);
+        *log_fd = -1;
+        unlink(log_path);
+    }
+    return e;
+}
+
+/* The spare thread: keeps one clone ready. Making one (the engine's part
+ * of a session's start: its instance, memory map and host state) runs
+ * beside the cluster, on another core where there is one; PostgreSQL's
+ * part (InitProcess, InitPostgres) waits for the client's startup packet,
+ * under the cluster lock, since before it a session would hold a
+ * max_connections slot and a database. A failure is not retried until a
+ * session takes the spare's place again (spare_take). */
+static void *spare_main(void *arg) {
+    backend_cluster *c = arg;
+    pthread_mutex_lock(&c->spare_mu);
+    while (!c->spare_stop) {
+        if (c->spare || c->spare_failed || atomic_load(&c->crashed)) {
+            pthread_cond_wait(&c->spare_cv, &c->spare_mu);
+            continue;
+        }
+        pthread_mutex_unlock(&c->spare_mu);
+        char path[sizeof c->spare_log_path], msg[256];
+        int fd = -1;
+        engine *e = new_clone(c, &fd, path, sizeof path, msg, sizeof msg);
+        if (e)
+            engine_clone_prefault(c->image, e);
+        pthread_mutex_lock(&c->spare_mu);
+        if (!e) {
+            c->spare_failed = true;
+            continue;
+        }
+        c->spare = e;
+        c->spare_log_fd = fd;
+        memcpy(c->spare_log_path, path, sizeof path);
+    }
+    pthread_mutex_unlock(&c->spare_mu);
+    return NULL;
+}
+
+/* The spare for b (its engine and log), or NULL; then, the thread asked
+ * for the next one. The thread starts with the second clone, so that a
+ * program with one session of its own (a library handle) pays nothing for
+ * spares. Under the cluster lock (the tree is made). */
+static engine *spare_take(backend_cluster *c, backend *b) {
+    engine *e = NULL;
+    pthread_mutex_lock(&c->spare_mu);
+    if (c->spare) {
+        e = c->spare;
+        b->log_fd = c->spare_log_fd;
+        memcpy(b->log_path, c->spare_log_path, sizeof b->log_path);
+        c->spare = NULL;
+        c->spare_log_fd = -1;
+    }
+    c->spare_failed = false;
+    if (!c->spare_started && !c->spare_stop && atomic_load(&c->clones) > 0 &&
+        pthread_create(&c->spare_thread, NULL, spare_main, c) == 0)
+        c->spare_started = true;
+    pthread_cond_signal(&c->spare_cv);
+    pthread_mutex_unlock(&c->spare_mu);
+    return e;
+}
+
+static void spare_end(backend_cluster *c) {
+    pthread_mutex_lock(&c->spare_mu);
+    c->spare_stop = true;
+    pthread_cond_signal(&c->spare_cv);
+    pthread_mutex_unlock(&c->spare_mu);
+    if (c->spare_started)
+        pthread_join(c->spare_thread, NULL);
+    if (c->spare) {
+        engine_free(c->spare);
+        c->spare = NULL;
+        if (c->spare_log_fd >= 0)
+            close(c->spare_log_fd);
+        unlink(c->spare_log_path);
+    }
+}
+
 int backend_clone(backend *first, const char *const *params, int minor, backend **out,
                   char *err, size_t errlen) {
     static const char *const dflt[] = {"user", "postgres", "database", "postgres", NULL};
@@ -972,10 +1082,9 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
     }
     b->tree = c->tree;
     b->tree_shared = true;
-    snprintf(b->log_path, sizeof b->log_path, "%s/postgres-%lu.log", b->tree.scratch,
-             ++c->clones);
-    b->log_fd = open(b->log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    b->pg = cluster_engine_clone(&b->tree, c->image, -1, -1, b->log_fd, msg, sizeof msg);
+    b->pg = spare_take(c, b);
+    if (!b->pg)
+        b->pg = new_clone(c, &b->log_fd, b->log_path, sizeof b->log_path, msg, sizeof msg);
     if (!b->pg) {
         snprintf(err, errlen, "cannot start a session: %s", msg);
         goto out;
@@ -1037,6 +1146,9 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
         goto out;
     }
     abi_host_set_stdio(engine_host(b->pg), 2, -1);
+    /* What its start wrote, every session's start writes: the spare's to
+     * copy ahead. */
+    engine_image_learn(c->image, b->pg);
     engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
     engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
     engine_global(b->pg, "MyLatch", &b->addr_latch);
@@ -1217,8 +1329,6 @@ static void close_locked(backend *b) {
         /* PostgreSQL's exit handlers: end of session, shutdown checkpoint. */
         engine_call(b->pg, "pgl_run_atexit_funcs", NULL, 0, &r);
     }
-    engine_free(b->pg);
-    b->pg = NULL;
 }
 
 /* ---- crash restart ---------------------------------------------------------- */
@@ -1397,7 +1507,12 @@ void backend_close(backend *b) {
     if (lock)
         run_unlock(b->cluster);
     if (b->cluster)
-        cluster_members_del(b);
+        cluster_members_del(b); /* no crash wakes it now: its engine goes */
+    /* Outside the cluster lock (when b was started): unmapping the memory
+     * is the expensive part of an ending, and the next session's start
+     * need not wait for it. */
+    engine_free(b->pg);
+    b->pg = NULL;
     if (b->log_fd >= 0)
         close(b->log_fd);
     if (b->tree_shared)

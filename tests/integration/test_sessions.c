@@ -363,6 +363,50 @@ static void test_startup_parameters(void **state) {
 /* A long statement does not hold the others off until it ends: at its
  * CHECK_FOR_INTERRUPTS, once its slice is over and another session waits,
  * it lets that one run. B's answer comes while A's statement still runs. */
+/* New sessions start from clones made ahead (the spare), but each one is
+ * PostgreSQL's own start: it sees the role and database created after
+ * its clone was made, takes a pid of its own, and holds nothing before
+ * its client comes (the database it used can be dropped at once). */
+static void test_sessions_made_ahead(void **state) {
+    (void)state;
+    char err[2048];
+    backend *c1;
+    assert_int_equal(backend_clone(A, NULL, 0, &c1, err, sizeof err), 0);
+    val(c1, "CREATE ROLE ahead_role LOGIN");
+    val(c1, "CREATE DATABASE ahead_db OWNER ahead_role");
+    backend_close(c1);
+    const char *const params[] = {"user", "ahead_role", "database", "ahead_db", NULL};
+    char prev[16] = "";
+    for (int i = 0; i < 12; i++) {
+        backend *s;
+        assert_int_equal(backend_clone(A, params, 0, &s, err, sizeof err), 0);
+        assert_string_equal(val(s, "SELECT current_user || '@' || current_database()"),
+                            "ahead_role@ahead_db");
+        char pid[16];
+        snprintf(pid, sizeof pid, "%s", val(s, "SELECT pg_backend_pid()"));
+        assert_string_not_equal(pid, pid_a);
+        assert_string_not_equal(pid, pid_b);
+        assert_string_not_equal(pid, prev);
+        memcpy(prev, pid, sizeof prev);
+        val(s, "CREATE TABLE IF NOT EXISTS seen (n int)");
+        val(s, "INSERT INTO seen VALUES (1)");
+        backend_close(s);
+    }
+    /* No session is connected to ahead_db now: neither the ended ones
+     * nor the one made ahead for the next client. */
+    assert_string_equal(val(A, "SELECT count(*) FROM pg_stat_activity "
+                               "WHERE datname = 'ahead_db'"),
+                        "0");
+    /* B idles meanwhile, as a server's idle session does: parked, so
+     * that it absorbs DROP DATABASE's barrier. */
+    assert_int_equal(backend_park(B), 0);
+    val(A, "DROP DATABASE ahead_db");
+    val(A, "DROP ROLE ahead_role");
+    const uint8_t *kept;
+    size_t nkept;
+    assert_int_equal(backend_unpark(B, &kept, &nkept), 0);
+}
+
 static void test_long_statement_shares(void **state) {
     (void)state;
     job j;
@@ -642,6 +686,7 @@ int main(void) {
         cmocka_unit_test(test_terminate),
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
+        cmocka_unit_test(test_sessions_made_ahead),
         cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),
