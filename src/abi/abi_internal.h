@@ -41,6 +41,10 @@ typedef struct abi_fd {
     bool control;
     uint8_t *held;
     size_t held_len;
+    /* A relcache init file open for reading, read whole at open and read
+     * from here (see fs.c); its position is whole_pos, not the host fd's. */
+    uint8_t *whole;
+    size_t whole_len, whole_pos;
     /* directory listing snapshot for getdents */
     abi_dirent *ents;
     size_t nents, pos;

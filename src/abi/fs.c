@@ -107,9 +107,64 @@ static int control_sync(abi_fd *f) {
     return control_flush(f);
 }
 
+/* ---- relcache init files -------------------------------------------------
+ * Every session's start reads pg_internal.init (the global one and its
+ * database's) through stdio, whose 1 KiB buffer makes that some 160
+ * read() calls a session: a tenth of a session's start. PostgreSQL never
+ * changes such a file in place (it writes a temporary file and renames it
+ * over, or unlinks it), so an open one's content is fixed: it is read whole
+ * at open, with one pread, and the guest's reads and seeks are served from
+ * that copy. The host fd's own offset stays at 0 until the copy is
+ * dropped (a dup, a fork), when it is set to the guest's position. */
+#define WHOLE_NAME "/pg_internal.init"
+#define WHOLE_MAX (16u << 20)
+
+static void whole_load(abi_fd *f) {
+    size_t n = strlen(f->guest_path), k = strlen(WHOLE_NAME);
+    struct stat st;
+    if (n < k || strcmp(f->guest_path + n - k, WHOLE_NAME) != 0 ||
+        fstat(f->host_fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        (uint64_t)st.st_size > WHOLE_MAX || !(f->whole = malloc((size_t)st.st_size)))
+        return;
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = pread(f->host_fd, f->whole + got, (size_t)st.st_size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    f->whole_len = got; /* what a read to the end would have found */
+    f->whole_pos = 0;
+}
+
+/* Back to the host fd, at the guest's position. */
+static void whole_drop(abi_fd *f) {
+    if (!f->whole)
+        return;
+    lseek(f->host_fd, (off_t)f->whole_pos, SEEK_SET);
+    free(f->whole);
+    f->whole = NULL;
+}
+
+static long whole_read(abi_fd *f, const struct iovec *iov, int c) {
+    long total = 0;
+    for (int i = 0; i < c && f->whole_pos < f->whole_len; i++) {
+        size_t n = f->whole_len - f->whole_pos;
+        if (n > iov[i].iov_len)
+            n = iov[i].iov_len;
+        memcpy(iov[i].iov_base, f->whole + f->whole_pos, n);
+        f->whole_pos += n;
+        total += (long)n;
+    }
+    return total;
+}
+
 void abi_fd_release(abi_fd *f) {
     if (!f)
         return;
+    free(f->whole);
     if (f->held)
         control_flush(f); /* as close would have left it */
     if (f->host_fd >= 0)
@@ -433,6 +488,8 @@ static int open_loc(abi_host *h, vfs_loc *loc, int gflags, uint32_t mode) {
         return -G_ENOMEM;
     }
     f->control = f->kind == FD_HOST && f->writable && !strcmp(loc->guest, CONTROL_GUEST_PATH);
+    if (f->kind == FD_HOST && (gflags & G_O_ACCMODE) == G_O_RDONLY)
+        whole_load(f);
     int gfd = abi_fd_install(h, f, 0);
     if (gfd < 0)
         abi_fd_release(f);
@@ -471,6 +528,7 @@ u32 Z_wasi_snapshot_preview1Z_fd_close(struct Z_wasi_snapshot_preview1_instance_
 }
 
 static int dup_into(abi_host *h, abi_fd *old, int min_fd, int exact) {
+    whole_drop(old); /* the two share the host fd's offset */
     abi_fd *f = fd_new(old->kind, -1);
     if (!f)
         return -G_ENOMEM;
@@ -664,7 +722,9 @@ static u32 do_rw(abi_host *h, u32 fd, u32 iovs, u32 n, u32 pnum, bool write,
         return (u32)-c;
     }
     long total = 0;
-    if (f->kind == FD_DEV) {
+    if (f->whole && !write && !positioned) {
+        total = whole_read(f, iov, c);
+    } else if (f->kind == FD_DEV) {
         for (int i = 0; i < c; i++) {
             long r = write ? dev_write(h, f, iov[i].iov_base, iov[i].iov_len)
                            : dev_read(h, f, iov[i].iov_base, iov[i].iov_len);
@@ -754,6 +814,13 @@ u32 Z_wasi_snapshot_preview1Z_fd_seek(struct Z_wasi_snapshot_preview1_instance_t
         pos = (uint64_t)np;
     } else if (f->kind == FD_DEV) {
         pos = 0;
+    } else if (f->whole) {
+        int64_t base = whence == 0 ? 0 : whence == 1 ? (int64_t)f->whole_pos : (int64_t)f->whole_len;
+        int64_t np = base + (int64_t)off;
+        if (np < 0)
+            return G_EINVAL;
+        f->whole_pos = (size_t)np; /* past the end reads nothing, as lseek's would */
+        pos = (uint64_t)np;
     } else {
         off_t r = lseek(f->host_fd, (off_t)(int64_t)off, whence == 0 ? SEEK_SET : whence == 1 ? SEEK_CUR : SEEK_END);
         if (r < 0)
@@ -1478,6 +1545,14 @@ static abi_fd *fd_copy(const abi_fd *old) {
     f->dev = old->dev;
     f->pipe_id = old->pipe_id;
     f->guest_path = old->guest_path ? strdup(old->guest_path) : NULL;
+    if (old->whole && (f->whole = malloc(old->whole_len ? old->whole_len : 1))) {
+        memcpy(f->whole, old->whole, old->whole_len); /* its own position in the fixed content */
+        f->whole_len = old->whole_len;
+        f->whole_pos = old->whole_pos;
+    } else if (old->whole) {
+        abi_fd_release(f);
+        return NULL;
+    }
     return f;
 }
 

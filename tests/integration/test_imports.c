@@ -197,6 +197,98 @@ static void test_control_file(void **state) {
     free(dir);
 }
 
+/* A relcache init file is read whole at its open and served from there:
+ * reads in pieces, across iovecs and past the end, seeks from each
+ * origin, a dup sharing the position, and positioned reads all give what
+ * the file holds, as reads of the file itself would. */
+static uint32_t read_n(engine *e, uint32_t fd, size_t n, char *out) {
+    struct Z_wasi_snapshot_preview1_instance_t *wi = abi_host_wasi(engine_host(e));
+    uint32_t buf = engine_malloc(e, (uint32_t)n + 1), iov = engine_malloc(e, 16),
+             nr = engine_malloc(e, 4), got = 0;
+    /* two iovecs, as stdio gives: the caller's buffer, then its own */
+    uint32_t v[4] = {buf, (uint32_t)(n / 2), buf + (uint32_t)(n / 2), (uint32_t)(n - n / 2)};
+    engine_write(e, iov, v, 16);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_read(wi, fd, iov, 2, nr), 0);
+    engine_read(e, nr, &got, 4);
+    engine_read(e, buf, out, got);
+    return got;
+}
+
+static uint64_t seek(engine *e, uint32_t fd, int64_t off, uint32_t whence) {
+    uint32_t pos = engine_malloc(e, 8);
+    uint64_t p = 0;
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_seek(abi_host_wasi(engine_host(e)), fd,
+                                                       (uint64_t)off, whence, pos),
+                     0);
+    engine_read(e, pos, &p, 8);
+    return p;
+}
+
+static void init_file_body(engine *e, void *arg) {
+    const char *data = arg;
+    abi_host *h = engine_host(e);
+    uint32_t fd = Z_envZ___syscall_openat(h, AT_FDCWD_G, gstr(e, "/pglite/data/base/5/pg_internal.init"),
+                                          0 /* O_RDONLY */, 0);
+    assert_true((int32_t)fd >= 3);
+    char b[5000];
+    assert_int_equal(read_n(e, fd, 3, b), 3);
+    assert_memory_equal(b, data, 3);
+    assert_int_equal(read_n(e, fd, 10, b), 10);
+    assert_memory_equal(b, data + 3, 10);
+    assert_int_equal(seek(e, fd, 0, 1 /* SEEK_CUR */), 13);
+    assert_int_equal(seek(e, fd, 4000, 0 /* SEEK_SET */), 4000);
+    assert_int_equal(read_n(e, fd, 2000, b), 1000); /* to the end */
+    assert_memory_equal(b, data + 4000, 1000);
+    assert_int_equal(read_n(e, fd, 10, b), 0);
+    assert_int_equal(seek(e, fd, -10, 2 /* SEEK_END */), 4990);
+    assert_int_equal(read_n(e, fd, 10, b), 10);
+    assert_memory_equal(b, data + 4990, 10);
+    assert_int_equal(seek(e, fd, 0, 2), 5000);
+    uint32_t pos = engine_malloc(e, 8);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_seek(abi_host_wasi(h), fd, (uint64_t)-6000, 1, pos),
+                     G_EINVAL);
+    /* positioned reads do not move the position */
+    uint32_t riov = one_iov(e, "..........", 10), rbuf = 0, nr = engine_malloc(e, 4);
+    engine_read(e, riov, &rbuf, 4);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_pread(abi_host_wasi(h), fd, riov, 1, 50, nr), 0);
+    engine_read(e, rbuf, b, 10);
+    assert_memory_equal(b, data + 50, 10);
+    /* a dup shares the position, as dup(2)'s does */
+    assert_int_equal(seek(e, fd, 100, 0), 100);
+    uint32_t d = Z_envZ___syscall_dup(h, fd);
+    assert_true((int32_t)d >= 3);
+    assert_int_equal(read_n(e, d, 20, b), 20);
+    assert_memory_equal(b, data + 100, 20);
+    assert_int_equal(read_n(e, fd, 20, b), 20);
+    assert_memory_equal(b, data + 120, 20);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(abi_host_wasi(h), d), 0);
+    assert_int_equal(Z_wasi_snapshot_preview1Z_fd_close(abi_host_wasi(h), fd), 0);
+}
+
+static void test_init_file_read_whole(void **state) {
+    (void)state;
+    char *dir = fx_mkdtemp("initfile");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/base", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/base/5", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/base/5/pg_internal.init", dir);
+    static char data[5000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)('a' + (i * 7 + i / 26) % 26);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, sizeof data, f), sizeof data);
+    fclose(f);
+    char runtime[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
+    engine_free(run_in_engine(m, init_file_body, data));
+    fx_rmtree(dir);
+    free(dir);
+}
+
 static void test_imports(void **state) {
     (void)state;
     cluster_tree t;
@@ -214,6 +306,7 @@ static void test_imports(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_imports),
-                                       cmocka_unit_test(test_control_file)};
+                                       cmocka_unit_test(test_control_file),
+                                       cmocka_unit_test(test_init_file_read_whole)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
