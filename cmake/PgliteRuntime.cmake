@@ -218,6 +218,7 @@ function(pglite_wasm_module name wasm)
             --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
             --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}" ${M_BUILD_ARGS}
     DEPENDS "${_pglite_npm_stamp}" "${wasm}" "${_pglite_tools}/build-module.py"
+            "${_pglite_tools}/wasmfile.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
     VERBATIM)
   add_custom_target(${M_TARGET}_wasm_build DEPENDS "${lib}" "${hdr}" "${linked}")
@@ -256,11 +257,12 @@ add_custom_target(pglite_patch DEPENDS "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}
 add_dependencies(pglite_patch pglite_npm)
 # With PGLITE_WASM_PGO this is the instrumented build the profile is
 # trained with; cmake/PglitePgo.cmake then points pglite_wasm at the
-# optimised one (the header is the same).
+# optimised one (the header is the same). Its CRC-32C is the host's
+# (src/engine/crc32c.c).
 if(PGLITE_WASM_PGO)
-  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --profile-generate)
+  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --host-crc32c --profile-generate)
 else()
-  pglite_wasm_module(pglite "${PGLITE_WASM}")
+  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --host-crc32c)
 endif()
 add_dependencies(pglite_wasm_build pglite_patch)
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")

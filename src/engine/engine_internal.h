@@ -65,4 +65,9 @@ void engine_memory_small_pages(wasm_rt_memory_t *m);
 void engine_signals_claim(void);     /* at most every 100 ms per thread */
 void engine_signals_claim_now(void); /* making an instance: look now */
 
+/* crc32c.c: PostgreSQL's CRC-32C (the running value in, no inversion);
+ * pglite_crc32c is what a module built with --host-crc32c calls. */
+uint32_t pglite_crc32c_host(uint32_t crc, const void *data, size_t len);
+uint32_t pglite_crc32c(wasm_rt_memory_t *mem, uint32_t crc, uint32_t data, uint32_t len);
+
 #endif

@@ -257,6 +257,39 @@ grep -q 'wasm_asm("" ::"r"(result))' "$(kept wasm2c.log)"/calc_f*.c &&
     ok "wasm2c: the generated code as wasm2c wrote it" ||
     fail "wasm2c: the generated code as wasm2c wrote it"
 
+# --host-crc32c: the function (crc, data, len) -> crc that names the
+# CRC-32C tables becomes a call of the host's pglite_crc32c; a module
+# without the tables is refused, naming what was not found.
+python3 - <<'PY' > crc.wat
+import struct
+t0 = []
+for i in range(256):
+    c = i
+    for _ in range(8):
+        c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+    t0.append(c)
+rows = [t0]
+for _ in range(7):
+    rows.append([(x >> 8) ^ t0[x & 0xFF] for x in rows[-1]])
+data = b"".join(struct.pack("<256I", *r) for r in rows)
+esc = "".join("\\%02x" % b for b in data)
+print('(module (memory (export "memory") 1)')
+print('  (data (i32.const 1024) "%s")' % esc)
+print('  (func (export "crc") (param i32 i32 i32) (result i32)')
+print('    (i32.xor (local.get 0) (i32.load (i32.add (i32.const 1024) (local.get 1))))))')
+PY
+wat2wasm crc.wat -o crc.wasm
+if python3 "$bm" --wasm crc.wasm --name crc --out-dir out-crc --cache-dir "$cache" --cc "$cc" \
+        --cflags=-O1 --jobs 2 --units 2 --host-crc32c --keep-work >crc.log 2>&1 &&
+   grep -q 'return pglite_crc32c(&instance->w2c_memory, w2c_p0, w2c_p1, w2c_p2);' \
+        "$(kept crc.log)"/crc_f*.c; then
+    ok "host-crc32c: the CRC-32C function calls the host's"
+else fail "host-crc32c: the CRC-32C function calls the host's"; sed 's/^/    /' crc.log; fi
+python3 "$bm" --wasm calc.wasm --name calc --out-dir out-nocrc --cache-dir "$cache" --cc "$cc" \
+    --cflags=-O1 --jobs 2 --units 2 --host-crc32c >nocrc.log 2>&1 &&
+    fail "host-crc32c without the tables: built" || true
+expect "host-crc32c without the tables: refused" nocrc.log "0 copies of the CRC-32C tables"
+
 # 5. A cache dir that cannot be created still builds, with a warning.
 touch not-a-dir
 build "$work/not-a-dir/cache" out-nocache nocache.log

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "../support/fixture.h"
+#include "engine/engine_internal.h"
 #include "runtime_version.h"
 
 static void test_version(void **state) {
@@ -162,11 +163,86 @@ static void test_traps_are_errors(void **state) {
     engine_free(b);
 }
 
+/* The host's CRC-32C, which pglite.wasm's own (build-module.py
+ * --host-crc32c) calls: the check value of the Castagnoli CRC, the same
+ * result as a bit-at-a-time reference at every length and alignment and
+ * when chained, the guest's bytes through the call the generated code
+ * makes, a trap for a range beyond the memory, and PostgreSQL 18's
+ * crc32c() through SQL. */
+static uint32_t crc_ref(uint32_t crc, const uint8_t *p, size_t n) {
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (crc & 1 ? 0x82F63B78u : 0);
+    }
+    return crc;
+}
+
+typedef struct crc_call {
+    uint32_t data, len, got;
+} crc_call;
+
+static void crc_in_guest(engine *e, void *arg) {
+    crc_call *c = arg;
+    c->got = pglite_crc32c(engine_memory(e), 0xFFFFFFFFu, c->data, c->len);
+}
+
+static void test_host_crc32c(void **state) {
+    (void)state;
+    assert_int_equal(pglite_crc32c_host(0xFFFFFFFFu, "123456789", 9) ^ 0xFFFFFFFFu, 0xE3069283u);
+    static uint8_t buf[600];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 131 + (i >> 3));
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= 520; n += n < 40 ? 1 : 37) {
+            assert_int_equal(pglite_crc32c_host(0x12345678u, buf + off, n),
+                             crc_ref(0x12345678u, buf + off, n));
+            uint32_t half = pglite_crc32c_host(0xFFFFFFFFu, buf + off, n / 2);
+            assert_int_equal(pglite_crc32c_host(half, buf + off + n / 2, n - n / 2),
+                             crc_ref(0xFFFFFFFFu, buf + off, n));
+        }
+
+    char runtime[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    engine_mount m[] = {{"/pglite", runtime, 0}};
+    engine_config cfg = {.mounts = m, .nmounts = 1, .devices = 1, .env = cluster_guest_env(),
+                         .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    char msg[256];
+    engine *e = engine_new(ENGINE_PGLITE, &cfg, msg, sizeof msg);
+    assert_non_null(e);
+    engine_result r;
+    assert_int_equal(engine_call(e, "malloc", (uint32_t[]){sizeof buf}, 1, &r), ENGINE_OK);
+    crc_call c = {.data = r.value + 3, .len = 500};
+    assert_int_equal(engine_write(e, r.value, buf, sizeof buf), 0);
+    assert_int_equal(engine_run(e, crc_in_guest, &c, &r), ENGINE_OK);
+    assert_int_equal(c.got, crc_ref(0xFFFFFFFFu, buf + 3, 500));
+    c = (crc_call){.data = (uint32_t)engine_memory(e)->size - 4, .len = 100};
+    assert_int_equal(engine_run(e, crc_in_guest, &c, &r), ENGINE_TRAPPED);
+    engine_free(e);
+
+    char *dir = fx_new_cluster("crc");
+    assert_non_null(dir);
+    cluster_tree g;
+    assert_int_equal(cluster_tree_open(&g, dir, msg, sizeof msg), 0);
+    char *err = NULL;
+    char *out = single_user(&g, "SELECT crc32c('123456789'::bytea) AS c;\n\n", &err, &r);
+    assert_non_null(out);
+    if (!strstr(out, "c = \"3808858755\""))
+        print_error("stdout:\n%s\nstderr:\n%s\n", out, err ? err : "");
+    assert_non_null(strstr(out, "c = \"3808858755\""));
+    free(out);
+    free(err);
+    cluster_tree_close(&g);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_single_user),
         cmocka_unit_test(test_traps_are_errors),
+        cmocka_unit_test(test_host_crc32c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
     build-module.py --wasm pglite.wasm --name pglite --out-dir D \
         [--cache-dir C] [--cc gcc] [--cflags "-O2"] [--jobs N] [--units 8]
         [--memory-access wasm2c|no-barrier|hoisted|segue]
-        [--profile-generate | --profile-use PROFDATA]
+        [--profile-generate | --profile-use PROFDATA] [--host-crc32c]
 
 Writes D/lib<name>_wasm.a and D/<name>.h (the wasm2c header: imports the host
 must provide, exports it may call).
@@ -16,6 +16,9 @@ Steps on a cache miss:
      instantiate/free) and up to N units holding the function bodies,
      balanced by size. Bodies lose their `static`; every unit sees the
      prototypes through a generated internal header as hidden symbols.
+     With --host-crc32c, the module's CRC-32C function (PostgreSQL's
+     pg_comp_crc32c_sb8, found by its tables, see locate_crc32c) is a call
+     of the host's pglite_crc32c instead.
   3. The units are compiled in parallel.
   4. The objects are combined into one relocatable object whose hidden
      symbols are then made local (so two modules, e.g. pglite and initdb, can
@@ -24,7 +27,8 @@ Steps on a cache miss:
 The cache key covers everything that decides the archive's content: the
 wasm's hash, the wasm2c version, the compiler's version and target, the
 flags, the memory access, the profile's content, wasm-rt.h, the unit count,
-the module name and this script. An entry
+the module name, --host-crc32c, and this script with the wasm reader it
+uses (wasmfile.py). An entry
 is C/<name>-<key>/ with a MANIFEST of every file's sha256 and size; an entry
 that fails any check is deleted and rebuilt, never used.
 """
@@ -36,10 +40,14 @@ import os
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wasmfile import Module, WasmError  # noqa: E402
 
 FORMAT = 1
 MANIFEST_MAGIC = "pglite-wasm-cache %d" % FORMAT
@@ -216,8 +224,83 @@ def segue_body(body, memories):
     return [ACCESS_RE.sub(sub, line) for line in body]
 
 
-def split_module(c_path, name, units, memory_access="wasm2c"):
-    """Return (main_text, internal_header_text, [unit_texts]) for the file."""
+# --------------------------------------------------------------------------
+# --host-crc32c
+#
+# PostgreSQL built for WebAssembly computes CRC-32C (every WAL record, every
+# page with checksums, pg_control) with its portable slicing-by-8 code, a
+# table lookup per byte; x86-64's crc32 instruction does 8 bytes at once.
+# The function is found by what it is: the one function of signature
+# (i32, i32, i32) -> i32 that names the address of the eight 256-entry
+# tables of the Castagnoli polynomial in the module's data.
+
+CRC32C_POLY = 0x82F63B78
+CRC32C_HOST = "pglite_crc32c"
+CRC32C_DEF_RE = re.compile(r"^static u32 (w2c_\w+)\(\w+\* instance, u32 w2c_p0, u32 w2c_p1, "
+                           r"u32 w2c_p2\) \{$")
+
+
+def crc32c_tables():
+    """The slicing-by-8 tables, as PostgreSQL's pg_crc32c_table holds
+    them (little-endian)."""
+    t0 = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (CRC32C_POLY if c & 1 else 0)
+        t0.append(c)
+    rows = [t0]
+    for _ in range(7):
+        rows.append([(x >> 8) ^ t0[x & 0xFF] for x in rows[-1]])
+    return b"".join(struct.pack("<256I", *r) for r in rows)
+
+
+def locate_crc32c(wasm_path):
+    """The address of the module's CRC-32C tables, which exactly one function
+    (crc, data, len) -> crc uses."""
+    try:
+        with open(wasm_path, "rb") as f:
+            m = Module(f.read())
+        tables = crc32c_tables()
+        at = [off + d.find(tables) for off, d in m.data if d.find(tables) >= 0]
+        if len(at) != 1:
+            raise BuildError("--host-crc32c: %d copies of the CRC-32C tables in %s, not 1"
+                             % (len(at), wasm_path))
+        funcs = [f for f in m.const_users(at[0]) if m.signature(f) == ("iii", "i")]
+    except WasmError as e:
+        raise BuildError("--host-crc32c: cannot read %s: %s" % (wasm_path, e))
+    if len(funcs) != 1:
+        raise BuildError("--host-crc32c: %d functions (crc, data, len) -> crc use the tables at "
+                         "%d in %s, not 1" % (len(funcs), at[0], wasm_path))
+    return at[0]
+
+
+def crc32c_function(lines, bodies, table):
+    """The index in bodies of the function (crc, data, len) -> crc whose
+    code names the tables' address, as wasm2c wrote it (whatever name it
+    gave the function)."""
+    const = re.compile(r"\b%du;" % table)
+    found = [k for k, (s, e) in enumerate(bodies)
+             if CRC32C_DEF_RE.match(lines[s].rstrip("\n"))
+             and any(const.search(lines[j]) for j in range(s, e))]
+    if len(found) != 1:
+        raise BuildError("--host-crc32c: %d translated functions (crc, data, len) -> crc name "
+                         "the tables at %d, not 1" % (len(found), table))
+    return found[0]
+
+
+def crc32c_body(body):
+    """The CRC-32C function's lines as a call of the host's."""
+    mem = next((a.group(2) for line in body for a in [ACCESS_RE.search(line)] if a), None)
+    if not mem:
+        raise BuildError("--host-crc32c: no memory access in %s" % body[0][:120])
+    return [body[0], "  return %s(%s, w2c_p0, w2c_p1, w2c_p2);\n" % (CRC32C_HOST, mem), "}\n"]
+
+
+def split_module(c_path, name, units, memory_access="wasm2c", crc32c=None):
+    """Return (main_text, internal_header_text, [unit_texts]) for the file;
+    crc32c: the address of the CRC-32C tables, whose function becomes a
+    call of the host's."""
     with open(c_path, "r", encoding="utf-8", errors="surrogateescape") as f:
         lines = f.readlines()
 
@@ -311,6 +394,9 @@ def split_module(c_path, name, units, memory_access="wasm2c"):
 
     for fname, (ret, params) in protos.items():
         hdr.append("%s %s %s(%s);\n" % (HIDDEN, ret, fname, params))
+    crc_body = crc32c_function(lines, bodies, crc32c) if crc32c is not None else None
+    if crc_body is not None:
+        hdr.append("u32 %s(wasm_rt_memory_t *mem, u32 crc, u32 data, u32 len);\n" % CRC32C_HOST)
     hdr.append("#endif\n")
 
     internal_name = "%s_internal.h" % name
@@ -349,6 +435,8 @@ def split_module(c_path, name, units, memory_access="wasm2c"):
             first = lines[s]
             assert first.startswith("static ")
             body = lines[s:e]
+            if idx == crc_body:
+                body = crc32c_body(body)
             if memory_access == "hoisted":
                 body = hoist_body(body)
             elif memory_access == "segue":
@@ -427,8 +515,9 @@ def build(args, cc, cflags, units, dest, work):
                                            os.path.getsize(c_path) >> 20))
 
     t1 = time.monotonic()
+    crc32c = locate_crc32c(args.wasm) if args.host_crc32c else None
     main_text, internal_name, hdr_text, unit_texts, nfuncs = split_module(
-        c_path, name, units, args.memory_access)
+        c_path, name, units, args.memory_access, crc32c)
     os.unlink(c_path)
     srcs = []
     p = os.path.join(work, "%s_main.c" % name)
@@ -594,8 +683,12 @@ def find_wasm_rt_include(cc):
 def compute_key(args, cc, cflags, units, wasm_rt_h):
     cc_version = run_text(cc + ["--version"]).splitlines()[0]
     target = run_text(cc + ["-dumpmachine"])
-    with open(os.path.abspath(__file__), "rb") as f:
-        script_hash = hashlib.sha256(f.read()).hexdigest()
+    h = hashlib.sha256()
+    for path in (os.path.abspath(__file__), os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "wasmfile.py")):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    script_hash = h.hexdigest()
     inputs = {
         "format": FORMAT,
         "name": args.name,
@@ -609,6 +702,7 @@ def compute_key(args, cc, cflags, units, wasm_rt_h):
         "profile_use": sha256_file(args.profile_use) if args.profile_use else None,
         "wasm_rt_h": sha256_file(wasm_rt_h),
         "units": units,
+        "host_crc32c": args.host_crc32c,
         "script": script_hash,
     }
     blob = json.dumps(inputs, sort_keys=True).encode()
@@ -638,6 +732,8 @@ def main():
     ap.add_argument("--profile-use", default=None, metavar="PROFDATA",
                     help="optimise with this profile (clang -fprofile-instr-use; "
                          "its content is part of the cache key)")
+    ap.add_argument("--host-crc32c", action="store_true",
+                    help="the module's CRC-32C computed by the host (see locate_crc32c)")
     ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
     args = ap.parse_args()
 

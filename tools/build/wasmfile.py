@@ -426,6 +426,20 @@ class Module:
             k = b.find(code, k + 1)
         return sorted(found)
 
+    def const_users(self, value):
+        """Functions with an i32.const value instruction (each match checked
+        to start at an instruction boundary)."""
+        code = b"\x41" + sleb(value)
+        found = set()
+        b = self.b
+        k = b.find(code, self.bodies[0][0] if self.bodies else 0)
+        while k >= 0:
+            f = self.func_at(k)
+            if f is not None and k in self.decode(f)[1]:
+                found.add(f)
+            k = b.find(code, k + 1)
+        return sorted(found)
+
     def body_bytes(self, func):
         s, e = self.body(func)
         return self.b[s:e]
