@@ -177,6 +177,17 @@ static void control_body(engine *e, void *arg) {
     assert_memory_equal(b, "NEW3", 4);
 }
 
+/* fn(e, arg) in an instance whose /pglite/data is dir (then removed and
+ * freed). */
+static void run_over_data(char *dir, void (*fn)(engine *, void *), void *arg) {
+    char runtime[4096];
+    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
+    engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
+    engine_free(run_in_engine(m, fn, arg));
+    fx_rmtree(dir);
+    free(dir);
+}
+
 static void test_control_file(void **state) {
     (void)state;
     char *dir = fx_mkdtemp("control");
@@ -189,12 +200,7 @@ static void test_control_file(void **state) {
     char page[8192] = "OLD0";
     fwrite(page, 1, sizeof page, f);
     fclose(f);
-    char runtime[4096];
-    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
-    engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
-    engine_free(run_in_engine(m, control_body, file));
-    fx_rmtree(dir);
-    free(dir);
+    run_over_data(dir, control_body, file);
 }
 
 /* A relcache init file is read whole at its open and served from there:
@@ -281,12 +287,7 @@ static void test_init_file_read_whole(void **state) {
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, sizeof data, f), sizeof data);
     fclose(f);
-    char runtime[4096];
-    snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
-    engine_mount m[] = {{"/pglite/data", dir, 1}, {"/pglite", runtime, 0}};
-    engine_free(run_in_engine(m, init_file_body, data));
-    fx_rmtree(dir);
-    free(dir);
+    run_over_data(dir, init_file_body, data);
 }
 
 static void test_imports(void **state) {
