@@ -1378,11 +1378,54 @@ int backend_restart(backend *first, backend **out, char *err, size_t errlen) {
  * from then on. */
 #define PARK_RESCAN_MS 100
 
+/* PostgreSQL's WAL writer, which the cluster has no process for: every
+ * wal_writer_delay, XLogBackgroundFlush in a parked backend (the first
+ * backend, which never holds a transaction, when it is parked). Without
+ * it an asynchronous commit's WAL (synchronous_commit off, as relaxed
+ * durability sets) reaches the disk only with a later synchronous commit,
+ * a checkpoint or a full WAL buffer: a crash could lose any number of
+ * commits instead of at most three times wal_writer_delay's, and until
+ * then no hint bit is set on their rows, so every scan checks them in
+ * full. Returns when to come again (mono_ms). */
+static double wal_writer_tick(backend_cluster *c) {
+    double now = mono_ms();
+    backend *b = NULL;
+    pthread_mutex_lock(&c->park_mu);
+    for (backend *p = c->parked; p; p = p->park_next)
+        if (!p->dead && !p->serving && (!b || !p->tree_shared))
+            b = p;
+    if (b)
+        b->serving = true;
+    pthread_mutex_unlock(&c->park_mu);
+    uint32_t delay = 200, addr; /* wal_writer_delay's default, ms */
+    if (b && !crashed(b)) {
+        run_lock(c, b);
+        if (engine_global(b->pg, "pglitec_WalWriterDelay", &addr) != 0 ||
+            engine_read(b->pg, addr, &delay, 4) != 0 || delay < 1 || delay > 10000)
+            delay = 200; /* PostgreSQL's bounds: 1 ms to 10 s */
+        uint32_t done;
+        wire_buf_reset(&b->out);
+        pump_call(b, "pglitec_XLogBackgroundFlush", NULL, 0, &done);
+        run_unlock(c);
+    }
+    if (b) {
+        pthread_mutex_lock(&c->park_mu);
+        wire_put(&b->kept, b->out.data, b->out.len); /* a FATAL or PANIC of its own */
+        if (b->dead)
+            b->kept_failed = true;
+        b->serving = false;
+        pthread_cond_broadcast(&c->park_cv);
+        pthread_mutex_unlock(&c->park_mu);
+    }
+    return now + delay;
+}
+
 static void *park_main(void *arg) {
     backend_cluster *c = arg;
     struct pollfd *pf = NULL;
     backend **who = NULL;
     size_t cap = 0;
+    double next_flush = 0;
     for (;;) {
         size_t n = 0;
         pthread_mutex_lock(&c->park_mu);
@@ -1409,7 +1452,13 @@ static void *park_main(void *arg) {
             who[n++] = b;
         }
         pthread_mutex_unlock(&c->park_mu);
-        if (poll(pf, (nfds_t)n, PARK_RESCAN_MS) <= 0)
+        double now = mono_ms();
+        if (now >= next_flush)
+            next_flush = wal_writer_tick(c);
+        int wait = PARK_RESCAN_MS;
+        if (next_flush - now < wait)
+            wait = next_flush - now < 1 ? 1 : (int)(next_flush - now);
+        if (poll(pf, (nfds_t)n, wait) <= 0)
             continue;
         for (size_t i = 0; i < n; i++) {
             if (!(pf[i].revents & POLLIN))

@@ -407,6 +407,37 @@ static void test_sessions_made_ahead(void **state) {
     assert_int_equal(backend_unpark(B, &kept, &nkept), 0);
 }
 
+/* The WAL writer: an asynchronous commit's WAL is on disk within a few
+ * wal_writer_delay (200 ms) while the sessions idle, as PostgreSQL's WAL
+ * writer flushes it; without one nothing would flush it until a later
+ * synchronous commit. */
+static void test_wal_writer_flushes(void **state) {
+    (void)state;
+    val(B, "CREATE TABLE ww (a int)");
+    val(B, "SET synchronous_commit = off");
+    val(B, "INSERT INTO ww VALUES (1)");
+    char lsn[64], q[160];
+    snprintf(lsn, sizeof lsn, "%s", val(B, "SELECT pg_current_wal_insert_lsn()"));
+    snprintf(q, sizeof q, "SELECT pg_current_wal_flush_lsn() >= '%s'::pg_lsn", lsn);
+    /* A idles as a server's first backend does: parked. */
+    assert_int_equal(backend_park(A), 0);
+    double t0 = now_ms();
+    const char *flushed = "f";
+    while (strcmp(flushed, "t") != 0 && now_ms() - t0 < 3000) {
+        usleep(50 * 1000);
+        flushed = val(B, q);
+    }
+    double ms = now_ms() - t0;
+    const uint8_t *kept;
+    size_t nkept;
+    assert_int_equal(backend_unpark(A, &kept, &nkept), 0);
+    print_message("the commit's WAL was flushed after %.0f ms\n", ms);
+    assert_string_equal(flushed, "t");
+    assert_true(ms < 1000);
+    val(B, "RESET synchronous_commit");
+    val(B, "DROP TABLE ww");
+}
+
 static void test_long_statement_shares(void **state) {
     (void)state;
     job j;
@@ -687,6 +718,7 @@ int main(void) {
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
         cmocka_unit_test(test_sessions_made_ahead),
+        cmocka_unit_test(test_wal_writer_flushes),
         cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_hold_past_a_slice),
         cmocka_unit_test(test_crash_restart),

@@ -38,8 +38,9 @@ for idx in $(python3 -c 'import json,sys; print(*json.load(open(sys.argv[1]))["p
 done
 h=$(dirname "$archive")/pglite.h
 check "the translated module imports env.pglitec_kill" grep -q 'Z_envZ_pglitec_kill' "$h"
-for e in pid raise InitProcess PostgresMain ReadyForQuery on_exit_reset; do
-    check "it exports pglitec_$e (what the host calls to give a clone its pid, signals, start)" \
+for e in pid raise InitProcess PostgresMain ReadyForQuery on_exit_reset XLogBackgroundFlush \
+         WalWriterDelay; do
+    check "it exports pglitec_$e (what the host calls to give a clone its pid, signals, start, WAL writer)" \
         grep -q "Z_pgliteZ_pglitec_$e(" "$h"
 done
 

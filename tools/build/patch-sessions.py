@@ -55,6 +55,14 @@ of its own, route signals between instances and block a waiting backend:
                          then the first ReadyForQuery(dest), exported as
                          pglitec_ReadyForQuery; ProcessNotifyInterrupt, for
                          an idle session, as pglitec_ProcessNotifyInterrupt.
+  XLogBackgroundFlush()  exported as pglitec_XLogBackgroundFlush, with the
+                         address of WalWriterDelay as the global
+                         pglitec_WalWriterDelay: there is no WAL writer
+                         process, so the host runs what it does every
+                         wal_writer_delay in a parked backend (else an
+                         asynchronous commit's WAL is flushed only by a
+                         later synchronous one, and until then its rows get
+                         no hint bits).
   WaitEventSetWait()     where upstream PostgreSQL calls poll() on the wait
                          set, the translated module only read set->nevents;
                          it calls env.__syscall_poll(set->pollfds,
@@ -268,6 +276,34 @@ def locate(m):
             fail(f"{kind}() (function {fs[0]}) does not start by comparing its counter with "
                  "MAX_ON_EXITS")
         found["exit_indexes"].append(leb_s(x.group(1), 0)[0])
+
+    # XLogBackgroundFlush() (access/transam/xlog.c), the WAL writer's
+    # work: the one () -> i32 function that reads the variables of both
+    # wal_writer_flush_after and wal_writer_delay. A variable's address is
+    # in its GUC's entry (struct config_int) at the offset where work_mem's
+    # entry holds the exported work_mem.
+    def guc_entries(guc):
+        return [w for a in m.cstrings(guc) for w in m.words_equal(a)]
+    work_mem = m.global_addr("work_mem")
+    offs = sorted({o for e in guc_entries("work_mem") for o in range(4, 256, 4)
+                   if work_mem is not None and m.word(e + o) == work_mem})
+    if len(offs) != 1:
+        fail(f"the GUC table: expected work_mem's entry to hold the work_mem variable at one "
+             f"offset, found {offs}")
+    variables = {}
+    for guc in ("wal_writer_flush_after", "wal_writer_delay"):
+        addrs = {m.word(e + offs[0]) for e in guc_entries(guc)} - {None, 0}
+        if len(addrs) != 1:
+            fail(f"the GUC table: expected one variable of {guc}, found {sorted(addrs)}")
+        variables[guc] = addrs.pop()
+    fs = sorted(set(f for f in m.const_users(variables["wal_writer_flush_after"])
+                    if m.signature(f) == ("", "i")) &
+                set(m.const_users(variables["wal_writer_delay"])))
+    if len(fs) != 1:
+        fail(f"XLogBackgroundFlush: expected one () -> i32 function reading "
+             f"wal_writer_flush_after and wal_writer_delay, found {fs}")
+    found["XLogBackgroundFlush"] = fs[0]
+    found["WalWriterDelay"] = variables["wal_writer_delay"]
 
     getpid = m.exports.get("getpid")
     if getpid is None:
@@ -637,7 +673,8 @@ def patch(m, found):
                 for (nm, _), t in zip(NEW_IMPORTS, imp_types))
         elif sid == 6:
             n, i = leb_u(p, 0)
-            p = uleb(n + 1) + p[i:] + b"\x7f\x01\x41" + sleb(found["getpid_constant"]) + b"\x0b"
+            p = uleb(n + 2) + p[i:] + b"\x7f\x01\x41" + sleb(found["getpid_constant"]) + \
+                b"\x0b\x7f\x00\x41" + sleb(found["WalWriterDelay"]) + b"\x0b"
         elif sid == 7:
             n, i = leb_u(p, 0)
             ents = []
@@ -654,6 +691,9 @@ def patch(m, found):
             ents.append(wname("pglitec_ReadyForQuery") + b"\x00" + uleb(up(found["ReadyForQuery"])))
             ents.append(wname("pglitec_ProcessNotifyInterrupt") + b"\x00" +
                         uleb(up(found["ProcessNotifyInterrupt"])))
+            ents.append(wname("pglitec_XLogBackgroundFlush") + b"\x00" +
+                        uleb(up(found["XLogBackgroundFlush"])))
+            ents.append(wname("pglitec_WalWriterDelay") + b"\x03" + uleb(gpid + 1))
             for k, (nm, _) in enumerate(added):
                 ents.append(wname(nm) + b"\x00" + uleb(first_added + k))
             p = uleb(len(ents)) + b"".join(ents)
@@ -712,7 +752,7 @@ def renumbered(found, nimp):
     out = dict(found)
     for k in ("BackendMain", "InitProcess", "PostgresMain", "main", "kill", "raise_",
               "WaitEventSetWait", "clock_gettime", "getpid", "MyProcPid_store", "ReadyForQuery",
-              "InitSync", "ProcessNotifyInterrupt", "nanosleep"):
+              "InitSync", "ProcessNotifyInterrupt", "nanosleep", "XLogBackgroundFlush"):
         out[k] = up(found[k])
     out["pid_compares"] = [up(f) for f in found["pid_compares"]]
     for k, (nm, _) in enumerate(NEW_IMPORTS):
