@@ -135,7 +135,12 @@ static void whole_load(abi_fd *f) {
             break;
         got += (size_t)r;
     }
-    f->whole_len = got; /* what a read to the end would have found */
+    if (got != (size_t)st.st_size) { /* an error: the host fd's reads report it */
+        free(f->whole);
+        f->whole = NULL;
+        return;
+    }
+    f->whole_len = got;
     f->whole_pos = 0;
 }
 
@@ -1545,7 +1550,7 @@ static abi_fd *fd_copy(const abi_fd *old) {
     f->dev = old->dev;
     f->pipe_id = old->pipe_id;
     f->guest_path = old->guest_path ? strdup(old->guest_path) : NULL;
-    if (old->whole && (f->whole = malloc(old->whole_len ? old->whole_len : 1))) {
+    if (old->whole && (f->whole = malloc(old->whole_len))) {
         memcpy(f->whole, old->whole, old->whole_len); /* its own position in the fixed content */
         f->whole_len = old->whole_len;
         f->whole_pos = old->whole_pos;

@@ -769,9 +769,9 @@ struct engine_image {
         wasm_rt_function_ptr_t func;
         int32_t owner; /* SLOT_* or a library (its load order) */
     } *tab;
-    /* The pages of the image that clones wrote (copied out of it), learnt
-     * from the first clones that ended (engine_image_learn): a bitmap of
-     * PAGE-sized pages, under hot_mu. */
+    /* The pages of the image that a clone's start writes (copies out of
+     * it), learnt from the first clones (engine_image_learn): a bitmap of
+     * IMAGE_PAGE-sized pages, under hot_mu. */
     pthread_mutex_t hot_mu;
     uint8_t *hot;
     int learnt;
@@ -856,12 +856,11 @@ engine_image *engine_image_take(engine *e, char *err, size_t errlen) {
         return NULL;
     }
     engine_image *img = calloc(1, sizeof *img);
-    if (img)
-        pthread_mutex_init(&img->hot_mu, NULL);
     if (!img) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&img->hot_mu, NULL);
     img->memfd = memfd_create("pglite-image", MFD_CLOEXEC);
     img->size = e->memory.size;
     img->pages = e->memory.pages;
