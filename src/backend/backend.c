@@ -1378,6 +1378,19 @@ int backend_restart(backend *first, backend **out, char *err, size_t errlen) {
  * from then on. */
 #define PARK_RESCAN_MS 100
 
+/* The park thread is done with b (b->serving): what it produced is kept
+ * for its owner, who may take it back now. */
+static void park_served(backend_cluster *c, backend *b, const uint8_t *out, size_t len,
+                        bool failed) {
+    pthread_mutex_lock(&c->park_mu);
+    wire_put(&b->kept, out, len);
+    if (failed)
+        b->kept_failed = true;
+    b->serving = false;
+    pthread_cond_broadcast(&c->park_cv);
+    pthread_mutex_unlock(&c->park_mu);
+}
+
 /* PostgreSQL's WAL writer, which the cluster has no process for: every
  * wal_writer_delay, XLogBackgroundFlush in a parked backend (the first
  * backend, which never holds a transaction, when it is parked). Without
@@ -1408,15 +1421,8 @@ static double wal_writer_tick(backend_cluster *c) {
         pump_call(b, "pglitec_XLogBackgroundFlush", NULL, 0, &done);
         run_unlock(c);
     }
-    if (b) {
-        pthread_mutex_lock(&c->park_mu);
-        wire_put(&b->kept, b->out.data, b->out.len); /* a FATAL or PANIC of its own */
-        if (b->dead)
-            b->kept_failed = true;
-        b->serving = false;
-        pthread_cond_broadcast(&c->park_cv);
-        pthread_mutex_unlock(&c->park_mu);
-    }
+    if (b)
+        park_served(c, b, b->out.data, b->out.len, b->dead); /* a FATAL or PANIC of its own */
     return now + delay;
 }
 
@@ -1476,13 +1482,7 @@ static void *park_main(void *arg) {
             size_t len;
             char err[640];
             int rc = backend_idle(b, &out, &len, err, sizeof err);
-            pthread_mutex_lock(&c->park_mu);
-            wire_put(&b->kept, out, len);
-            if (rc != 0)
-                b->kept_failed = true;
-            b->serving = false;
-            pthread_cond_broadcast(&c->park_cv);
-            pthread_mutex_unlock(&c->park_mu);
+            park_served(c, b, out, len, rc != 0);
         }
     }
     free(pf);

@@ -121,13 +121,7 @@ def functions_naming(m, tail):
         while k >= 0:
             start = d.rfind(b"\0", 0, k) + 1
             for addr in range(off + start, off + k + 1):
-                pat = b"\x41" + sleb(addr)
-                j = m.b.find(pat, m.bodies[0][0] if m.bodies else 0)
-                while j >= 0:
-                    f = m.func_at(j)
-                    if f is not None and j in m.decode(f)[1]:
-                        funcs.add(f)
-                    j = m.b.find(pat, j + 1)
+                funcs.update(m.const_users(addr))
             k = d.find(want, k + 1)
     return sorted(funcs)
 
