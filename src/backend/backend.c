@@ -432,6 +432,7 @@ static uint32_t guest_u32(backend *b, uint32_t addr) {
 }
 
 static void *watchdog_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-watchdog");
     backend_cluster *c = arg;
     pthread_mutex_lock(&c->run_mu);
     while (!c->wd_stop) {
@@ -976,6 +977,7 @@ static engine *new_clone(backend_cluster *c, int *log_fd, char *log_path, size_t
  * max_connections slot and a database. A failure is not retried until a
  * session takes the spare's place again (spare_take). */
 static void *spare_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-spare");
     backend_cluster *c = arg;
     pthread_mutex_lock(&c->spare_mu);
     while (!c->spare_stop) {
@@ -1427,6 +1429,7 @@ static double wal_writer_tick(backend_cluster *c) {
 }
 
 static void *park_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-park");
     backend_cluster *c = arg;
     struct pollfd *pf = NULL;
     backend **who = NULL;

@@ -257,6 +257,7 @@ static int to_callback(void *ctx, const void *data, size_t len) {
 }
 
 static void *pump_stdout(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-dump");
     dump_run *d = arg;
     line_filter f = {.out = to_callback, .ctx = d};
     char buf[65536];

@@ -996,6 +996,7 @@ static void once_init(void) {
 }
 
 static void *spare_worker(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-tmpdir");
     char **paths = arg, err[512];
     /* Background work: yield the CPU to the caller, who is usually starting
      * the database it just opened. (Linux: nice applies per thread.) */

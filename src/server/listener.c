@@ -370,6 +370,7 @@ static void turn_away_all(listener *l) {
 }
 
 void *listener_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-listen");
     listener l = {.s = arg};
     server *s = l.s;
     srv_block_sigpipe();

@@ -773,6 +773,7 @@ done:
  * gone (hung up, reset) gets its statement cancelled, so that its session
  * ends at once and lets go of its locks, as PostgreSQL's check does. */
 void *session_watch_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-hangups");
     server *s = arg;
     struct pollfd pf[257];
     sess *who[256];
@@ -816,6 +817,7 @@ typedef struct worker_arg {
 } worker_arg;
 
 static void *worker_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pglite-session");
     worker_arg *w = arg;
     server *s = w->s;
     srv_block_sigpipe();

@@ -248,6 +248,10 @@ check "client B is served meanwhile and sees none of A's uncommitted rows" "B se
         -c "SELECT 'B sees', count(*) FROM items WHERE id > 2000" 2>&1)"
 check "A and this client are two sessions with pids of their own" "2" \
     "$(Q -c "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE backend_type = 'client backend'")"
+# top -H, gdb and perf tell the proxy's threads apart by name: A's session
+# has a thread of its own, next to the listener's
+check "the proxy's threads are named" "pglite-listen|pglite-session" \
+    "$(cat /proc/"$PROXY_PID"/task/*/comm 2>/dev/null | grep -E '^pglite-(listen|session)$' | sort -u | paste -sd'|')"
 kill -KILL $apid
 wait $apid 2>/dev/null
 exec 3>&-
