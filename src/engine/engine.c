@@ -350,7 +350,11 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg,
         if (scratch.data)
             e->memory = scratch;
     }
+    /* A clone's data segments come with the image (and a trap out of
+     * instantiate still passes here). */
+    pgl_instantiate_without_data = clone && module == ENGINE_PGLITE;
     engine_status st = engine_run(e, do_instantiate, (void *)img, &r);
+    pgl_instantiate_without_data = 0;
     if (clone && st == ENGINE_OK && clone_libraries(e, img, &r) != 0)
         st = ENGINE_ERROR;
     if (clone) {

@@ -62,6 +62,7 @@ int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max);
 /* A memory that stays resident and is written sparsely (the clones'
  * scratch memory): 4 KiB pages, not the 2 MB ones of a guest's memory. */
 void engine_memory_small_pages(wasm_rt_memory_t *m);
+extern _Thread_local int pgl_instantiate_without_data; /* see wasm_rt.c */
 void engine_signals_claim(void);     /* at most every 100 ms per thread */
 void engine_signals_claim_now(void); /* making an instance: look now */
 

@@ -170,6 +170,11 @@ void *pgl_guest_memset(void *dst, int c, size_t n) {
     return memset(dst, c, n);
 }
 
+/* Set around the instantiation of a clone, whose memory is then an
+ * image's: the module's init_memories writes no data segment (the build
+ * makes it so, see build-module.py). */
+_Thread_local int pgl_instantiate_without_data;
+
 int engine_memory_alloc(wasm_rt_memory_t *m, uint32_t initial, uint32_t max) {
     void *p = mmap(NULL, RESERVE, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -7,7 +7,8 @@
 # missing MANIFEST) is reported and rebuilt, an unwritable cache dir still
 # builds, and the archives link and run (two modules in one program); each
 # way of reaching linear memory (--memory-access) gives the same answers
-# and still traps an out-of-bounds load.
+# and still traps an out-of-bounds load; an instance made for a clone
+# (pgl_instantiate_without_data) has its memory but no data segment.
 set -euo pipefail
 
 bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
@@ -75,6 +76,10 @@ const char pglite_segue_host = 1; /* this program sets gs */
 
 struct Z_env_instance_t { int calls; };
 
+/* Set by the host around the instantiation of a clone, whose memory
+ * becomes an image's: no data segment is written. */
+_Thread_local int pgl_instantiate_without_data;
+
 u32 Z_envZ_host_add(struct Z_env_instance_t *env, u32 a, u32 b) {
     env->calls++;
     return a + b;
@@ -101,9 +106,20 @@ int main(void) {
     printf(" peek(0)=%u", Z_calcZ_peek(&calc, 0));
     wasm_rt_trap_t t = wasm_rt_impl_try();
     if (t == WASM_RT_TRAP_NONE)
-        printf(" oob=%u\n", Z_calcZ_peek(&calc, 0xfffffff0u));
+        printf(" oob=%u", Z_calcZ_peek(&calc, 0xfffffff0u));
     else
-        printf(" oob:%s\n", t == WASM_RT_TRAP_OOB ? "trap" : "other trap");
+        printf(" oob:%s", t == WASM_RT_TRAP_OOB ? "trap" : "other trap");
+    /* an instance without its data segment: mem[16] is 0, calc(5) 35 */
+    Z_calc_instance_t bare;
+    pgl_instantiate_without_data = 1;
+    Z_calc_instantiate(&bare, &env);
+    pgl_instantiate_without_data = 0;
+#ifdef SEGUE
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)bare.w2c_memory.data) != 0)
+        return 1;
+#endif
+    printf(" bare=%u\n", Z_calcZ_calc(&bare, 5));
+    Z_calc_free(&bare);
     Z_calc_free(&calc);
     Z_one_free(&one);
     wasm_rt_free();
@@ -128,7 +144,7 @@ links() { # links OUT_DIR DESCRIPTION [CC FLAGS...] (module "one" comes from the
             "$1/libone_wasm.a" "$rtimpl" -lm >"$1/link.log" 2>&1; then
         local got
         got=$("$1/prog" 2>&1 || true)
-        if [ "$got" = "calc(5)=77 one=1 calls=1 peek(0)=43 oob:trap" ]; then
+        if [ "$got" = "calc(5)=77 one=1 calls=1 peek(0)=43 oob:trap bare=35" ]; then
             ok "$2: links and runs, traps out of bounds"
         else fail "$2: program printed '$got'"; fi
     else

@@ -18,7 +18,9 @@ Steps on a cache miss:
      prototypes through a generated internal header as hidden symbols.
      With --host-crc32c, the module's CRC-32C function (PostgreSQL's
      pg_comp_crc32c_sb8, found by its tables, see locate_crc32c) is a call
-     of the host's pglite_crc32c instead.
+     of the host's pglite_crc32c instead. Instantiation writes the data
+     segments unless the host's pgl_instantiate_without_data is set (a
+     clone, whose memory is an image's).
   3. The units are compiled in parallel.
   4. The objects are combined into one relocatable object whose hidden
      symbols are then made local (so two modules, e.g. pglite and initdb, can
@@ -236,6 +238,34 @@ def segue_body(body, memories):
 
 CRC32C_POLY = 0x82F63B78
 CRC32C_HOST = "pglite_crc32c"
+
+# A clone's instance is instantiated and then given the image's memory,
+# which holds everything its data segments would have written: the host
+# sets this (per thread) around such an instantiation, and the module's
+# init_memories then allocates its memories but writes no data segment
+# (2.5 MB for pglite.wasm).
+WITHOUT_DATA = "pgl_instantiate_without_data"
+WITHOUT_DATA_DECL = "extern _Thread_local int %s;\n" % WITHOUT_DATA
+
+
+def without_data(main, c_path):
+    """The main unit's lines, init_memories returning before its first
+    LOAD_DATA while WITHOUT_DATA is set."""
+    out, inside, found = [], False, 0
+    for line in main:
+        if line.startswith("static void init_memories("):
+            inside = True
+        elif inside and line.startswith("}"):
+            inside = False
+        elif inside and line.startswith("  LOAD_DATA(") and not found:
+            out.append("  if (%s)\n    return;\n" % WITHOUT_DATA)
+            found = 1
+        elif inside and found and not line.startswith("  LOAD_DATA("):
+            raise BuildError("%s: init_memories does more than allocate memories and "
+                             "then load data segments (is this wasm2c 1.0.32?): %s"
+                             % (c_path, line.strip()))
+        out.append(line)
+    return out
 CRC32C_DEF_RE = re.compile(r"^static u32 (w2c_\w+)\(\w+\* instance, u32 w2c_p0, u32 w2c_p1, "
                            r"u32 w2c_p2\) \{$")
 
@@ -412,7 +442,8 @@ def split_module(c_path, name, units, memory_access="wasm2c", crc32c=None):
             main_prelude.append('#pragma GCC visibility pop\n')
         else:
             main_prelude.append(line)
-    main_text = "".join(main_prelude) + inc_internal + "".join(main)
+    main_text = ("".join(main_prelude) + inc_internal + WITHOUT_DATA_DECL
+                 + "".join(without_data(main, c_path)))
 
     # Body units, balanced by size (largest first onto the lightest unit).
     sized = []
