@@ -123,6 +123,12 @@ int backend_idle(backend *b, const uint8_t **out, size_t *outlen, char *err, siz
  * backend stays unparked). A backend of its own (no sessions) has no one
  * to signal it: a no-op. */
 int backend_park(backend *b);
+
+/* The cluster of first: how many clones its spare thread has ready now,
+ * and how many sessions' clones came from a spare or were made at their
+ * start (all zero for a backend of its own). */
+void backend_spares(backend *first, int *ready, unsigned long *made_ahead,
+                    unsigned long *made_inline);
 /* Take a parked backend back (waits while its signals are being handled;
  * a no-op if it is not parked). *out is what that handling produced for
  * the client (NotificationResponse..., a FATAL), kept until the next

@@ -256,14 +256,16 @@ static void do_instantiate(engine *e, void *arg) {
         Z_initdbZ___wasm_call_ctors(e->mi);
 }
 
-/* A clone's instantiation writes the module's data segments and runs its
- * constructors, and the image it is then given replaces all of that. Done
- * in its own fresh memory, it cost every new session the page faults (2 MB
- * pages zeroed) of the memory it wrote and their unmapping at its end:
- * about a fifth of a session's life. A clone is instantiated in one
- * scratch memory of the process instead, whose pages stay in place from
- * one clone to the next, and gets its own memory back before the image is
- * mapped. */
+/* What a clone's instantiation writes in memory (the data of the
+ * libraries loaded before the fork point; the module's own data segments
+ * it skips, see pgl_instantiate_without_data) the image it is then given
+ * replaces. Done in its own fresh memory, that cost every new session the
+ * page faults (2 MB pages zeroed) of the memory it wrote and their
+ * unmapping at its end: about a fifth of a session's life when the data
+ * segments were written too. A clone is instantiated in one scratch
+ * memory of the process instead, whose pages stay in place from one clone
+ * to the next, and gets its own memory back before the image is mapped;
+ * in its own when another clone is using the scratch memory. */
 static pthread_mutex_t scratch_mu = PTHREAD_MUTEX_INITIALIZER;
 static wasm_rt_memory_t scratch;
 
@@ -339,8 +341,10 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg,
     engine_result r;
     wasm_rt_memory_t own = e->memory;
     bool clone = img != NULL;
-    if (clone) {
-        pthread_mutex_lock(&scratch_mu);
+    /* Busy (the spare thread, which runs at the lowest priority, is making
+     * a clone): in its own memory, rather than wait for that thread. */
+    bool in_scratch = clone && pthread_mutex_trylock(&scratch_mu) == 0;
+    if (in_scratch) {
         if (!scratch.data) {
             if (engine_memory_alloc(&scratch, PGLITE_INITIAL_PAGES, PGLITE_MAX_PAGES) == 0)
                 engine_memory_small_pages(&scratch);
@@ -357,7 +361,7 @@ static engine *engine_new_in(engine_module module, const engine_config *cfg,
     pgl_instantiate_without_data = 0;
     if (clone && st == ENGINE_OK && clone_libraries(e, img, &r) != 0)
         st = ENGINE_ERROR;
-    if (clone) {
+    if (in_scratch) {
         if (scratch.data)
             scratch = e->memory; /* grown, perhaps */
         e->memory = own;

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -407,6 +408,61 @@ static void test_sessions_made_ahead(void **state) {
     assert_int_equal(backend_unpark(B, &kept, &nkept), 0);
 }
 
+/* The nice value of this process's thread named name (proc(5):
+ * /proc/self/task/TID/comm, and field 19 of its stat), or -100. */
+static int thread_nice(const char *name) {
+    int nice = -100;
+    char path[128], comm[64], stat[1024];
+    for (int tid = getpid(); nice == -100 && tid < getpid() + 100000; tid++) {
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int is = fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0 &&
+                 comm[strlen(name)] == '\n';
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+        if (!is || !(f = fopen(path, "r")))
+            continue;
+        if (fgets(stat, sizeof stat, f)) {
+            char *p = strrchr(stat, ')'); /* after the command name */
+            long v[17];
+            if (p && sscanf(p + 2, "%*c %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld",
+                            &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+                            &v[9], &v[10], &v[11], &v[12], &v[13], &v[14], &v[15]) == 16)
+                nice = (int)v[15]; /* field 19 */
+        }
+        fclose(f);
+    }
+    return nice;
+}
+
+/* Two clones wait made ahead, so that sessions started back to back (a
+ * pool filling up, pgbench -C) both start from one; the thread that makes
+ * them runs at the lowest priority, after every session. */
+static void test_two_spares(void **state) {
+    (void)state;
+    int ready = 0;
+    unsigned long ahead0, inline0, ahead1, inline1;
+    for (double t0 = now_ms(); now_ms() - t0 < 5000; usleep(20 * 1000)) {
+        backend_spares(A, &ready, &ahead0, &inline0);
+        if (ready == 2)
+            break;
+    }
+    assert_int_equal(ready, 2);
+    char err[2048];
+    backend *s1, *s2;
+    assert_int_equal(backend_clone(A, NULL, 0, &s1, err, sizeof err), 0);
+    assert_int_equal(backend_clone(A, NULL, 0, &s2, err, sizeof err), 0);
+    assert_string_not_equal(val(s1, "SELECT pg_backend_pid()"), pid_a);
+    backend_spares(A, &ready, &ahead1, &inline1);
+    assert_int_equal(ahead1 - ahead0, 2);
+    assert_int_equal(inline1, inline0);
+    backend_close(s1);
+    backend_close(s2);
+    assert_int_equal(thread_nice("pglite-spare"), 19);
+}
+
 /* The WAL writer: an asynchronous commit's WAL is on disk within a few
  * wal_writer_delay (200 ms) while the sessions idle, as PostgreSQL's WAL
  * writer flushes it; without one nothing would flush it until a later
@@ -718,6 +774,7 @@ int main(void) {
         cmocka_unit_test(test_startup_parameters),
         cmocka_unit_test(test_cancel_first_statement),
         cmocka_unit_test(test_sessions_made_ahead),
+        cmocka_unit_test(test_two_spares),
         cmocka_unit_test(test_wal_writer_flushes),
         cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_hold_past_a_slice),
