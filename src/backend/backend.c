@@ -112,6 +112,7 @@ struct backend {
     bool tree_shared;         /* the cluster's (a clone): not this backend's to remove */
     backend_cluster *cluster; /* NULL: a backend of its own */
     bool starting;            /* inside backend_start/backend_clone */
+    bool learn;               /* to teach the image what its first exchange touched */
     engine *pg;
     int log_fd;          /* guest stderr while starting */
     char log_path[4096];
@@ -1186,9 +1187,9 @@ int backend_clone(backend *first, const char *const *params, int minor, backend 
         goto out;
     }
     abi_host_set_stdio(engine_host(b->pg), 2, -1);
-    /* What its start wrote, every session's start writes: the spare's to
-     * copy ahead. */
-    engine_image_learn(c->image, b->pg);
+    /* What its start and first exchange touch, every session's do: the
+     * spare's to fault in ahead (backend_exchange). */
+    b->learn = true;
     engine_global(b->pg, "QueryCancelPending", &b->addr_cancel);
     engine_global(b->pg, "InterruptPending", &b->addr_interrupt);
     engine_global(b->pg, "MyLatch", &b->addr_latch);
@@ -1321,6 +1322,10 @@ int backend_exchange(backend *b, const uint8_t *in, size_t len,
     if (b->cluster)
         run_unlock(b->cluster);
     b->in = NULL;
+    if (b->learn && !crash) {
+        b->learn = false;
+        engine_image_learn(b->cluster->image, b->pg);
+    }
     if (crash) { /* another backend's crash (or this one's) ended it */
         end_for_crash(b);
         *out = b->out.data;

@@ -777,11 +777,14 @@ struct engine_image {
         wasm_rt_function_ptr_t func;
         int32_t owner; /* SLOT_* or a library (its load order) */
     } *tab;
-    /* The pages of the image that a clone's start writes (copies out of
-     * it), learnt from the first clones (engine_image_learn): a bitmap of
-     * IMAGE_PAGE-sized pages, under hot_mu. */
+    /* What the first clones touched (engine_image_learn), under hot_mu:
+     * per page of IMAGE_PAGE bytes, how many wrote it (copied it out of
+     * the image) and how many only read it; and from those counts, as
+     * bitmaps, the pages a spare copies ahead (hot: written by two) and
+     * the ones it maps ahead (warm: touched by two, not hot). */
     pthread_mutex_t hot_mu;
-    uint8_t *hot;
+    uint8_t *wrote, *read;
+    uint8_t *hot, *warm;
     int learnt;
 };
 #define SLOT_EMPTY (-1)
@@ -910,23 +913,29 @@ void engine_image_free(engine_image *img) {
         close(img->memfd);
     abi_fork_state_free(img->host);
     free(img->tab);
+    free(img->wrote);
+    free(img->read);
     free(img->hot);
+    free(img->warm);
     pthread_mutex_destroy(&img->hot_mu);
     free(img);
 }
 
-/* How many clones teach an image which pages a session's start writes
- * (the same ones each time, but for the catalog entries of the role and
- * database it starts with). */
+/* How many clones teach an image which pages a session's start and
+ * first exchange touch, and how many of them must have touched a page for
+ * the spares to fault it in ahead: a page touched by one session only (a
+ * first exchange that loaded a table, say) is not every session's. */
 #define IMAGE_LEARN_MAX 4
+#define IMAGE_LEARN_QUORUM 2
 #define IMAGE_PAGE 4096u
 #define PAGEMAP_PRESENT (1ull << 63)
 #define PAGEMAP_FILE_OR_SHARED (1ull << 61)
 
 /* Learn from clone e, made from img, which pages of the image it has
- * written: those of its pages that are present and its own (anonymous and
- * private, a copy-on-write copy), as /proc/self/pagemap tells (its flags
- * need no privilege). */
+ * touched: present and its own (anonymous and private, a copy-on-write
+ * copy: written), or present and mapped from the image or a shared
+ * mapping (read), as /proc/self/pagemap tells (its flags need no
+ * privilege). */
 void engine_image_learn(engine_image *img, engine *e) {
     if (!img || !e || e->module != ENGINE_PGLITE || !e->memory.data)
         return;
@@ -937,64 +946,57 @@ void engine_image_learn(engine_image *img, engine *e) {
     pthread_mutex_unlock(&img->hot_mu);
     if (!more)
         return;
-    size_t npages = img->size / IMAGE_PAGE;
+    size_t npages = img->size / IMAGE_PAGE, nbytes = (npages + 7) / 8;
     uint64_t *ent = malloc(npages * sizeof *ent);
-    uint8_t *bits = calloc((npages + 7) / 8, 1);
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     off_t off = (off_t)((uintptr_t)e->memory.data / IMAGE_PAGE * sizeof *ent);
-    if (ent && bits && fd >= 0 && e->memory.size >= img->size &&
-        pread(fd, ent, npages * sizeof *ent, off) == (ssize_t)(npages * sizeof *ent)) {
-        for (size_t i = 0; i < npages; i++)
-            if ((ent[i] & PAGEMAP_PRESENT) && !(ent[i] & PAGEMAP_FILE_OR_SHARED))
-                bits[i / 8] |= (uint8_t)(1u << (i % 8));
-        pthread_mutex_lock(&img->hot_mu);
-        if (!img->hot) {
-            img->hot = bits;
-            bits = NULL;
-        } else {
-            for (size_t i = 0; i < (npages + 7) / 8; i++)
-                img->hot[i] |= bits[i];
-        }
-        pthread_mutex_unlock(&img->hot_mu);
-    }
+    bool ok = ent && fd >= 0 && e->memory.size >= img->size &&
+              pread(fd, ent, npages * sizeof *ent, off) == (ssize_t)(npages * sizeof *ent);
     if (fd >= 0)
         close(fd);
+    pthread_mutex_lock(&img->hot_mu);
+    if (ok && !img->wrote) {
+        img->wrote = calloc(npages, 1);
+        img->read = calloc(npages, 1);
+        img->hot = calloc(nbytes, 1);
+        img->warm = calloc(nbytes, 1);
+    }
+    if (ok && img->wrote && img->read && img->hot && img->warm) {
+        for (size_t i = 0; i < npages; i++) {
+            if (ent[i] & PAGEMAP_PRESENT)
+                ((ent[i] & PAGEMAP_FILE_OR_SHARED) ? img->read : img->wrote)[i]++;
+            uint8_t bit = (uint8_t)(1u << (i % 8));
+            img->hot[i / 8] &= (uint8_t)~bit;
+            img->warm[i / 8] &= (uint8_t)~bit;
+            if (img->wrote[i] >= IMAGE_LEARN_QUORUM)
+                img->hot[i / 8] |= bit;
+            else if (img->wrote[i] + img->read[i] >= IMAGE_LEARN_QUORUM)
+                img->warm[i / 8] |= bit;
+        }
+    }
+    pthread_mutex_unlock(&img->hot_mu);
     free(ent);
-    free(bits);
 }
 
-/* Copy ahead into clone e, which has not run since engine_clone, the
- * pages of the image that clones write, so that the session it becomes
- * takes no copy-on-write fault for them: MADV_POPULATE_WRITE over each run
- * of them (one system call, as if each page were written), or where the
- * kernel has none (before Linux 5.14) each written with the byte it holds.
- * Never a shared mapping (PostgreSQL's shared memory, which other
- * instances change meanwhile): only the clone's private copy of the
- * image. The number of pages copied. */
-size_t engine_clone_prefault(const engine_image *img, engine *e) {
-    engine_image *m = (engine_image *)img;
-    size_t done = 0, npages = img->size / IMAGE_PAGE, nbytes = (npages + 7) / 8;
-    if (e->memory.size < img->size)
-        return 0;
-    uint8_t *hot = malloc(nbytes);
-    pthread_mutex_lock(&m->hot_mu);
-    bool any = hot && m->hot;
-    if (any)
-        memcpy(hot, m->hot, nbytes);
-    pthread_mutex_unlock(&m->hot_mu);
-    if (!any) {
-        free(hot);
-        return 0;
-    }
+/* Fault in, in clone e, each run of the pages set in bitmap `set` (of
+ * npages) and clear in `but` (or NULL), never one of a shared mapping:
+ * MADV_POPULATE_WRITE (each page copied, as if written) when `write`,
+ * else MADV_POPULATE_READ (each mapped from the image). Where the kernel
+ * has neither (before Linux 5.14), each page is written with the byte it
+ * holds, or read. The number of pages. */
+static size_t populate_runs(engine *e, const uint8_t *set, const uint8_t *but,
+                            size_t npages, bool write) {
+    size_t done = 0;
     bool populate = true;
+#define IN_RUN(k) ((set[(k) / 8] & (1u << ((k) % 8))) && !(but && (but[(k) / 8] & (1u << ((k) % 8)))))
     for (size_t i = 0; i < npages;) {
-        if (i % 8 == 0 && !hot[i / 8]) { /* most of the image: no page of 8 */
+        if (i % 8 == 0 && !set[i / 8]) { /* most of the image: no page of 8 */
             i += 8;
             continue;
         }
         size_t j = i;
-        while (j < npages && (hot[j / 8] & (1u << (j % 8))) &&
-               !abi_shared_overlaps(e->memory.data + j * IMAGE_PAGE, IMAGE_PAGE))
+        while (j < npages && IN_RUN(j) &&
+               !(write && abi_shared_overlaps(e->memory.data + j * IMAGE_PAGE, IMAGE_PAGE)))
             j++;
         if (j == i) {
             i++;
@@ -1002,19 +1004,52 @@ size_t engine_clone_prefault(const engine_image *img, engine *e) {
         }
         uint8_t *from = e->memory.data + i * IMAGE_PAGE;
         size_t len = (j - i) * IMAGE_PAGE;
-#ifdef MADV_POPULATE_WRITE
-        if (populate && madvise(from, len, MADV_POPULATE_WRITE) != 0)
+#if defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
+        if (populate && madvise(from, len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0)
             populate = false;
 #else
         populate = false;
 #endif
         if (!populate)
-            for (size_t k = 0; k < len; k += IMAGE_PAGE)
-                ((volatile uint8_t *)from)[k] = ((volatile uint8_t *)from)[k];
+            for (size_t k = 0; k < len; k += IMAGE_PAGE) {
+                uint8_t v = ((volatile uint8_t *)from)[k];
+                if (write)
+                    ((volatile uint8_t *)from)[k] = v;
+            }
         done += j - i;
         i = j;
     }
+#undef IN_RUN
+    return done;
+}
+
+/* Copy ahead into clone e, which has not run since engine_clone, the
+ * pages of the image that clones write, so that the session it becomes
+ * takes no copy-on-write fault for them, and map ahead the ones they only
+ * read, so that it takes no fault for those either. Never a shared
+ * mapping (PostgreSQL's shared memory, which other instances change
+ * meanwhile): only the clone's private copy of the image. The number of
+ * pages. */
+size_t engine_clone_prefault(const engine_image *img, engine *e) {
+    engine_image *m = (engine_image *)img;
+    size_t npages = img->size / IMAGE_PAGE, nbytes = (npages + 7) / 8;
+    if (e->memory.size < img->size)
+        return 0;
+    uint8_t *hot = malloc(nbytes), *warm = malloc(nbytes);
+    pthread_mutex_lock(&m->hot_mu);
+    bool any = hot && warm && m->hot && m->warm;
+    if (any) {
+        memcpy(hot, m->hot, nbytes);
+        memcpy(warm, m->warm, nbytes);
+    }
+    pthread_mutex_unlock(&m->hot_mu);
+    size_t done = 0;
+    if (any) {
+        done = populate_runs(e, hot, NULL, npages, true);
+        done += populate_runs(e, warm, hot, npages, false);
+    }
     free(hot);
+    free(warm);
     return done;
 }
 

@@ -142,10 +142,10 @@ void engine_image_free(engine_image *img);
 int engine_callbacks(const engine *e);
 engine *engine_clone(const engine_image *img, const engine_config *cfg, char *err,
                      size_t errlen);
-/* Which pages of img its clones write: learnt from the first few clones
- * that end (e, before engine_free), and copied ahead into a new clone that
- * has not run yet (the number of pages), off the path of the session it
- * will be. Any thread; the clone's own to use. */
+/* Which pages of img its clones write and read: learnt from the first few
+ * clones (e, after its start and first exchange), and faulted in ahead
+ * in a new clone that has not run yet (the number of pages), off the path
+ * of the session it will be. Any thread; the clone's own to use. */
 void engine_image_learn(engine_image *img, engine *e);
 size_t engine_clone_prefault(const engine_image *img, engine *e);
 /* From inside a host import the running instance calls (on its thread):

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -463,6 +464,49 @@ static void test_two_spares(void **state) {
     assert_int_equal(thread_nice("pglite-spare"), 19);
 }
 
+/* The page faults the calling thread has taken so far. */
+static long thread_faults(void) {
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_THREAD, &ru), 0);
+    return ru.ru_minflt + ru.ru_majflt;
+}
+
+/* A session started from a ready spare, once the first sessions have
+ * shown which pages a start and a first statement touch, finds them in
+ * its memory: copied ahead where they are written, mapped ahead where
+ * they are read (PostgreSQL's shared memory included). Measured: 402
+ * faults with nothing done ahead, 158 with the written pages only, 77
+ * with both (the first sessions of this program, which taught the image,
+ * ran other first statements than this one). */
+static void test_spare_prefaulted(void **state) {
+    (void)state;
+    const char *q = "SELECT count(*) FROM pg_class WHERE relname = 'pg_proc'";
+    for (int i = 0; i < 4; i++) { /* enough sessions to learn from */
+        char err[2048];
+        backend *s;
+        assert_int_equal(backend_clone(A, NULL, 0, &s, err, sizeof err), 0);
+        assert_string_equal(val(s, q), "1");
+        backend_close(s);
+    }
+    int ready = 0;
+    unsigned long ahead, inl;
+    for (double t0 = now_ms(); now_ms() - t0 < 5000; usleep(20 * 1000)) {
+        backend_spares(A, &ready, &ahead, &inl);
+        if (ready == 2)
+            break;
+    }
+    assert_int_equal(ready, 2);
+    char err[2048];
+    backend *s;
+    long f0 = thread_faults();
+    assert_int_equal(backend_clone(A, NULL, 0, &s, err, sizeof err), 0);
+    assert_string_equal(val(s, q), "1");
+    long faults = thread_faults() - f0;
+    backend_close(s);
+    print_message("a start and first statement from a ready spare: %ld page faults\n", faults);
+    assert_true(faults < 110);
+}
+
 /* The WAL writer: an asynchronous commit's WAL is on disk within a few
  * wal_writer_delay (200 ms) while the sessions idle, as PostgreSQL's WAL
  * writer flushes it; without one nothing would flush it until a later
@@ -775,6 +819,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_first_statement),
         cmocka_unit_test(test_sessions_made_ahead),
         cmocka_unit_test(test_two_spares),
+        cmocka_unit_test(test_spare_prefaulted),
         cmocka_unit_test(test_wal_writer_flushes),
         cmocka_unit_test(test_long_statement_shares),
         cmocka_unit_test(test_hold_past_a_slice),
