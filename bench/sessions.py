@@ -8,11 +8,15 @@ In one run, each system on a fresh database with the same durability
   pgbench -n -C -c 1 -S (a connection per transaction)                 tps
   pgbench -n -c 1 -S                                                   tps
   a new connection to its first answer (psql -c 'SELECT 1'), median    ms
-  RSS of the server with 1, 10 and 50 idle sessions                    MB
+  RSS and PSS of the server with 1, 10 and 50 idle sessions            MB
 
 Native PostgreSQL is Debian's postgresql-15 (PG15_BIN) and, when built,
-PostgreSQL 18 (PG18_BIN, or bench/native-pg18.sh's build); RSS of a native
-server is the sum over its processes. Written to bench/results/ and the
+PostgreSQL 18 (PG18_BIN, or bench/native-pg18.sh's build); the memory of a
+native server is the sum over its processes. RSS counts a shared page once
+in every process (native) or mapping (pglite-c's sessions) that has it
+mapped, so shared buffers count many times; PSS (the proportional set
+size, /proc/PID/smaps_rollup) divides each page among those sharing it,
+and sums to the memory the server really holds. Written to bench/results/ and the
 terminal.
 
     bench/sessions.py [--seconds N] [--durability off|durable] [--no-pg18]
@@ -68,28 +72,32 @@ def idle_sessions(sock, n):
     return conns
 
 
-def rss_mb(system):
+def mem_mb(system):
+    """(RSS, PSS) of the server in MB: summed over a native server's processes."""
+    def one(pid):
+        v = {}
+        with open("/proc/%s/smaps_rollup" % pid) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] in ("Rss:", "Pss:"):
+                    v[parts[0]] = int(parts[1])
+        return v.get("Rss:", 0), v.get("Pss:", 0)
     if isinstance(system, bench.Native):
         p = subprocess.run(["pgrep", "-f", "-d", " ", "postgres"], stdout=subprocess.PIPE, text=True)
-        total = 0
+        rss = pss = 0
         for pid in p.stdout.split():
             try:
                 with open("/proc/%s/cmdline" % pid, "rb") as f:
                     cmd = f.read()
-                with open("/proc/%s/status" % pid) as f:
-                    st = f.read()
+                if system.data.encode() in cmd or b"postgres:" in cmd:
+                    r, q = one(pid)
+                    rss += r
+                    pss += q
             except OSError:
                 continue
-            if system.data.encode() in cmd or b"postgres:" in cmd:
-                for line in st.splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        return total / 1024
-    with open("/proc/%d/status" % system.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return None
+        return rss / 1024, pss / 1024
+    r, q = one(system.proc.pid)
+    return r / 1024, q / 1024
 
 
 def measure(system, durability, seconds):
@@ -101,7 +109,7 @@ def measure(system, durability, seconds):
         for n in (1, 10, 50):
             conns = idle_sessions(sock, n)
             time.sleep(0.5)
-            r["RSS, %d idle sessions (MB)" % n] = rss_mb(system)
+            r["RSS, %d idle sessions (MB)" % n], r["PSS, %d idle sessions (MB)" % n] = mem_mb(system)
             for c in conns:
                 c.close()
             time.sleep(0.5)
