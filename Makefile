@@ -1,7 +1,7 @@
 # Thin wrapper around CMake. `make run` and `make test` are all you need.
 
 # Debian packages the build and the tests need (one list; see `make deps`).
-DEPS := build-essential cmake wabt clang llvm libclang-rt-14-dev libcmocka-dev libarchive-dev libssl-dev \
+DEPS := build-essential cmake wabt clang lld llvm libclang-rt-14-dev libcmocka-dev libarchive-dev libssl-dev \
         postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config openssl \
         postgresql-15
 # (postgresql-15: the server test_dump_cli loads a dump into, the way out.)

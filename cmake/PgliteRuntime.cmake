@@ -83,6 +83,22 @@ if(PGLITE_WASM_PGO AND NOT _pglite_pgo_default)
   message(FATAL_ERROR "PGLITE_WASM_PGO needs PGLITE_WASM_CC to be clang, llvm-profdata and "
                       "clang's profile runtime (apt-get install llvm libclang-rt-14-dev)")
 endif()
+# Link-time optimisation of pglite.wasm's units together (ThinLTO: clang,
+# and lld for the partial link; docs/performance.md).
+find_program(PGLITE_LD_LLD NAMES ld.lld)
+set(_pglite_lto_default OFF)
+if(PGLITE_WASM_CC MATCHES "clang" AND PGLITE_LD_LLD)
+  set(_pglite_lto_default ON)
+endif()
+option(PGLITE_WASM_LTO "Link-time optimisation of pglite.wasm (clang and lld)" ${_pglite_lto_default})
+if(PGLITE_WASM_LTO AND NOT _pglite_lto_default)
+  message(FATAL_ERROR "PGLITE_WASM_LTO needs PGLITE_WASM_CC to be clang and lld's ld.lld "
+                      "(apt-get install clang lld)")
+endif()
+set(PGLITE_WASM_LTO_ARGS "")
+if(PGLITE_WASM_LTO)
+  set(PGLITE_WASM_LTO_ARGS --lto)
+endif()
 # The side modules (compiled by the project's compiler) share the main
 # module's memory without depending on gs: hoisted when it is segue.
 if(PGLITE_WASM_MEMORY_ACCESS STREQUAL "segue")
@@ -262,7 +278,7 @@ add_dependencies(pglite_patch pglite_npm)
 if(PGLITE_WASM_PGO)
   pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --host-crc32c --profile-generate)
 else()
-  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --host-crc32c)
+  pglite_wasm_module(pglite "${PGLITE_WASM}" BUILD_ARGS --host-crc32c ${PGLITE_WASM_LTO_ARGS})
 endif()
 add_dependencies(pglite_wasm_build pglite_patch)
 pglite_wasm_module(initdb "${PGLITE_DIST_DIR}/initdb.wasm")

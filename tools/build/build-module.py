@@ -4,7 +4,7 @@
     build-module.py --wasm pglite.wasm --name pglite --out-dir D \
         [--cache-dir C] [--cc gcc] [--cflags "-O2"] [--jobs N] [--units 8]
         [--memory-access wasm2c|no-barrier|hoisted|segue]
-        [--profile-generate | --profile-use PROFDATA] [--host-crc32c]
+        [--profile-generate | --profile-use PROFDATA] [--host-crc32c] [--lto]
 
 Writes D/lib<name>_wasm.a and D/<name>.h (the wasm2c header: imports the host
 must provide, exports it may call).
@@ -21,15 +21,17 @@ Steps on a cache miss:
      of the host's pglite_crc32c instead. Instantiation writes the data
      segments unless the host's pgl_instantiate_without_data is set (a
      clone, whose memory is an image's).
-  3. The units are compiled in parallel.
-  4. The objects are combined into one relocatable object whose hidden
+  3. The units are compiled in parallel (with --lto to LLVM bitcode).
+  4. The objects are combined into one relocatable object (with --lto by
+     lld's ThinLTO, which optimises the units as one program and writes
+     native code) whose hidden
      symbols are then made local (so two modules, e.g. pglite and initdb, can
      be linked into the same program), and archived.
 
 The cache key covers everything that decides the archive's content: the
 wasm's hash, the wasm2c version, the compiler's version and target, the
 flags, the memory access, the profile's content, wasm-rt.h, the unit count,
-the module name, --host-crc32c, and this script with the wasm reader it
+the module name, --host-crc32c, --lto, and this script with the wasm reader it
 uses (wasmfile.py). An entry
 is C/<name>-<key>/ with a MANIFEST of every file's sha256 and size; an entry
 that fails any check is deleted and rebuilt, never used.
@@ -572,8 +574,23 @@ def build(args, cc, cflags, units, dest, work):
     # One relocatable object; hidden symbols become local so that several
     # modules (each with its own w2c_malloc, func_types, ...) can be linked
     # into one program.
+    # With --lto the units are LLVM bitcode: lld optimises them as one
+    # program (ThinLTO: each unit's functions can inline the others'), with
+    # as many jobs, and writes native code.
     combined = os.path.join(work, "%s_wasm.o" % name)
-    r = subprocess.run(cc + ["-r", "-nostdlib", "-o", combined] + objs,
+    # Its code comes out a section per function (.text.w2c_f1, .text.hot.
+    # ..., .text.unlikely....); a linker script gathers them into one .text
+    # (the hot ones first), the section the engine's build renames to
+    # wasm_guest_text, whose bounds tell its stop handler that a thread
+    # runs guest code.
+    lto = []
+    if args.lto:
+        script = os.path.join(work, "sections.ld")
+        with open(script, "w") as f:
+            f.write("SECTIONS {\n  .text : { *(.text.hot .text.hot.*) *(.text .text.*) }\n}\n")
+        lto = ["-flto=thin", "-fuse-ld=lld", "-Wl,--thinlto-jobs=%d" % args.jobs,
+               "-Wl,-T," + script] + [f for f in cflags if f.startswith("-O")]
+    r = subprocess.run(cc + ["-r", "-nostdlib"] + lto + ["-o", combined] + objs,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if r.returncode != 0:
         raise BuildError("partial link failed:\n" + r.stdout[-4000:])
@@ -734,6 +751,7 @@ def compute_key(args, cc, cflags, units, wasm_rt_h):
         "wasm_rt_h": sha256_file(wasm_rt_h),
         "units": units,
         "host_crc32c": args.host_crc32c,
+        "lto": args.lto,
         "script": script_hash,
     }
     blob = json.dumps(inputs, sort_keys=True).encode()
@@ -765,6 +783,9 @@ def main():
                          "its content is part of the cache key)")
     ap.add_argument("--host-crc32c", action="store_true",
                     help="the module's CRC-32C computed by the host (see locate_crc32c)")
+    ap.add_argument("--lto", action="store_true",
+                    help="link-time optimisation of the units together (clang and lld: "
+                         "-flto=thin, then lld's partial link)")
     ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
     args = ap.parse_args()
 
@@ -788,6 +809,12 @@ def main():
     cflags = shlex.split(args.cflags) + MANDATORY_CFLAGS
     if args.profile_generate:
         cflags.append("-fprofile-instr-generate")
+    if args.lto:
+        if "clang" not in run_text(cc + ["--version"]).splitlines()[0]:
+            raise BuildError("--lto needs clang as --cc (apt-get install clang)")
+        if not shutil.which("ld.lld"):
+            raise BuildError("--lto needs lld's ld.lld (apt-get install lld)")
+        cflags.append("-flto=thin")
     if args.profile_use and not os.path.isfile(args.profile_use):
         ap.error("no such profile: %s" % args.profile_use)
     units = args.units
