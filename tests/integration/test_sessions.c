@@ -438,6 +438,18 @@ static int thread_nice(const char *name) {
     return nice;
 }
 
+/* Waits (5 s at most) until A's cluster has both its spares made, and
+ * asserts it has; the counts of sessions' clones made ahead and inline. */
+static void wait_two_spares(unsigned long *ahead, unsigned long *inl) {
+    int ready = 0;
+    for (double t0 = now_ms(); now_ms() - t0 < 5000; usleep(20 * 1000)) {
+        backend_spares(A, &ready, ahead, inl);
+        if (ready == 2)
+            break;
+    }
+    assert_int_equal(ready, 2);
+}
+
 /* Two clones wait made ahead, so that sessions started back to back (a
  * pool filling up, pgbench -C) both start from one; the thread that makes
  * them runs at the lowest priority, after every session. */
@@ -445,12 +457,7 @@ static void test_two_spares(void **state) {
     (void)state;
     int ready = 0;
     unsigned long ahead0, inline0, ahead1, inline1;
-    for (double t0 = now_ms(); now_ms() - t0 < 5000; usleep(20 * 1000)) {
-        backend_spares(A, &ready, &ahead0, &inline0);
-        if (ready == 2)
-            break;
-    }
-    assert_int_equal(ready, 2);
+    wait_two_spares(&ahead0, &inline0);
     char err[2048];
     backend *s1, *s2;
     assert_int_equal(backend_clone(A, NULL, 0, &s1, err, sizeof err), 0);
@@ -488,14 +495,8 @@ static void test_spare_prefaulted(void **state) {
         assert_string_equal(val(s, q), "1");
         backend_close(s);
     }
-    int ready = 0;
     unsigned long ahead, inl;
-    for (double t0 = now_ms(); now_ms() - t0 < 5000; usleep(20 * 1000)) {
-        backend_spares(A, &ready, &ahead, &inl);
-        if (ready == 2)
-            break;
-    }
-    assert_int_equal(ready, 2);
+    wait_two_spares(&ahead, &inl);
     char err[2048];
     backend *s;
     long f0 = thread_faults();
