@@ -73,31 +73,44 @@ def idle_sessions(sock, n):
 
 
 def mem_mb(system):
-    """(RSS, PSS) of the server in MB: summed over a native server's processes."""
+    """(RSS, PSS) of the server in MB, summed over a native server's
+    processes; PSS is None where /proc/PID/smaps_rollup cannot be read
+    (another user's process, without privilege)."""
     def one(pid):
-        v = {}
-        with open("/proc/%s/smaps_rollup" % pid) as f:
+        rss = pss = None
+        with open("/proc/%s/status" % pid) as f:
             for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] in ("Rss:", "Pss:"):
-                    v[parts[0]] = int(parts[1])
-        return v.get("Rss:", 0), v.get("Pss:", 0)
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        try:
+            with open("/proc/%s/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1])
+        except OSError:
+            pass
+        return rss or 0, pss
+    pids = [system.proc.pid]
     if isinstance(system, bench.Native):
         p = subprocess.run(["pgrep", "-f", "-d", " ", "postgres"], stdout=subprocess.PIPE, text=True)
-        rss = pss = 0
+        pids = []
         for pid in p.stdout.split():
             try:
                 with open("/proc/%s/cmdline" % pid, "rb") as f:
                     cmd = f.read()
-                if system.data.encode() in cmd or b"postgres:" in cmd:
-                    r, q = one(pid)
-                    rss += r
-                    pss += q
             except OSError:
                 continue
-        return rss / 1024, pss / 1024
-    r, q = one(system.proc.pid)
-    return r / 1024, q / 1024
+            if system.data.encode() in cmd or b"postgres:" in cmd:
+                pids.append(pid)
+    rss, pss = 0, 0
+    for pid in pids:
+        try:
+            r, q = one(pid)
+        except OSError:
+            continue
+        rss += r
+        pss = None if pss is None or q is None else pss + q
+    return rss / 1024, (pss / 1024 if pss is not None else None)
 
 
 def measure(system, durability, seconds):

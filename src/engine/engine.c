@@ -978,24 +978,26 @@ void engine_image_learn(engine_image *img, engine *e) {
     free(ent);
 }
 
+static bool page_bit(const uint8_t *bits, size_t k) { return bits[k / 8] & (1u << (k % 8)); }
+
 /* Fault in, in clone e, each run of the pages set in bitmap `set` (of
- * npages) and clear in `but` (or NULL), never one of a shared mapping:
- * MADV_POPULATE_WRITE (each page copied, as if written) when `write`,
- * else MADV_POPULATE_READ (each mapped from the image). Where the kernel
- * has neither (before Linux 5.14), each page is written with the byte it
+ * npages) and clear in `but` (or NULL): MADV_POPULATE_WRITE (each page
+ * copied, as if written; never one of a shared mapping, which other
+ * instances change meanwhile) when `write`, else MADV_POPULATE_READ (each
+ * mapped, from the image or the shared memory). Where the kernel has
+ * neither (before Linux 5.14), each page is written with the byte it
  * holds, or read. The number of pages. */
 static size_t populate_runs(engine *e, const uint8_t *set, const uint8_t *but,
                             size_t npages, bool write) {
     size_t done = 0;
     bool populate = true;
-#define IN_RUN(k) ((set[(k) / 8] & (1u << ((k) % 8))) && !(but && (but[(k) / 8] & (1u << ((k) % 8)))))
     for (size_t i = 0; i < npages;) {
         if (i % 8 == 0 && !set[i / 8]) { /* most of the image: no page of 8 */
             i += 8;
             continue;
         }
         size_t j = i;
-        while (j < npages && IN_RUN(j) &&
+        while (j < npages && page_bit(set, j) && !(but && page_bit(but, j)) &&
                !(write && abi_shared_overlaps(e->memory.data + j * IMAGE_PAGE, IMAGE_PAGE)))
             j++;
         if (j == i) {
@@ -1019,17 +1021,15 @@ static size_t populate_runs(engine *e, const uint8_t *set, const uint8_t *but,
         done += j - i;
         i = j;
     }
-#undef IN_RUN
     return done;
 }
 
 /* Copy ahead into clone e, which has not run since engine_clone, the
  * pages of the image that clones write, so that the session it becomes
- * takes no copy-on-write fault for them, and map ahead the ones they only
- * read, so that it takes no fault for those either. Never a shared
- * mapping (PostgreSQL's shared memory, which other instances change
- * meanwhile): only the clone's private copy of the image. The number of
- * pages. */
+ * takes no copy-on-write fault for them (its private copy only, never
+ * shared memory), and map ahead the ones they only read, PostgreSQL's
+ * shared memory included, so that it takes no fault for those either. The
+ * number of pages. */
 size_t engine_clone_prefault(const engine_image *img, engine *e) {
     engine_image *m = (engine_image *)img;
     size_t npages = img->size / IMAGE_PAGE, nbytes = (npages + 7) / 8;

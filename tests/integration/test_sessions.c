@@ -488,7 +488,9 @@ static long thread_faults(void) {
 static void test_spare_prefaulted(void **state) {
     (void)state;
     const char *q = "SELECT count(*) FROM pg_class WHERE relname = 'pg_proc'";
-    for (int i = 0; i < 4; i++) { /* enough sessions to learn from */
+    /* Enough sessions to learn from when this test runs alone; in the
+     * whole file, earlier tests' sessions have taught the image already. */
+    for (int i = 0; i < 4; i++) {
         char err[2048];
         backend *s;
         assert_int_equal(backend_clone(A, NULL, 0, &s, err, sizeof err), 0);
