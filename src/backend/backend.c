@@ -39,6 +39,8 @@
  * start uses, so that a client never waits while the thread, which runs
  * only on CPU time sessions leave, makes the next. */
 #define SPARES 2
+/* Ended sessions' engines waiting for the spare thread to unmap them. */
+#define REAPS 4
 
 typedef struct backend_cluster {
     /* The cluster lock (run_lock), and under run_mu who holds it, since
@@ -105,6 +107,9 @@ typedef struct backend_cluster {
     int spare_log_fd[SPARES];
     char spare_log_path[SPARES][4096];
     unsigned long made_ahead, made_inline; /* sessions' clones, by whom */
+    /* Engines of ended sessions, freed by the spare thread (spare_give). */
+    engine *reap[REAPS];
+    int nreap;
 } backend_cluster;
 
 struct backend {
@@ -996,14 +1001,25 @@ static void *spare_main(void *arg) {
     backend_cluster *c = arg;
     pthread_mutex_lock(&c->spare_mu);
     while (!c->spare_stop) {
+        /* Ended sessions' engines first: their memory goes back. */
+        engine *reap[REAPS];
+        int nreap = c->nreap;
+        memcpy(reap, c->reap, sizeof reap);
+        c->nreap = 0;
         int slot = 0;
         while (slot < SPARES && c->spare[slot])
             slot++;
-        if (slot == SPARES || c->spare_failed || atomic_load(&c->crashed)) {
+        if (!nreap && (slot == SPARES || c->spare_failed || atomic_load(&c->crashed))) {
             pthread_cond_wait(&c->spare_cv, &c->spare_mu);
             continue;
         }
         pthread_mutex_unlock(&c->spare_mu);
+        if (nreap) {
+            for (int k = 0; k < nreap; k++)
+                engine_free(reap[k]);
+            pthread_mutex_lock(&c->spare_mu);
+            continue;
+        }
         char path[sizeof c->spare_log_path[0]], msg[256];
         int fd = -1;
         engine *e = new_clone(c, &fd, path, sizeof path, msg, sizeof msg);
@@ -1050,6 +1066,24 @@ static engine *spare_take(backend_cluster *c, backend *b) {
     return e;
 }
 
+/* Unmapping an ended session's engine (its memory's page tables, with a
+ * TLB shootdown on the other cores) took ~200 us of the ending session's
+ * thread, at the moment a client that reconnects needs the CPU for its
+ * next session (pgbench -C): the spare thread, at the lowest priority,
+ * does it instead. At most REAPS wait, so that memory is never held
+ * back for long when that thread gets no CPU; then the caller frees. */
+static bool spare_give(backend_cluster *c, engine *e) {
+    bool taken = false;
+    pthread_mutex_lock(&c->spare_mu);
+    if (c->spare_started && !c->spare_stop && c->nreap < REAPS) {
+        c->reap[c->nreap++] = e;
+        taken = true;
+        pthread_cond_signal(&c->spare_cv);
+    }
+    pthread_mutex_unlock(&c->spare_mu);
+    return taken;
+}
+
 static void spare_end(backend_cluster *c) {
     pthread_mutex_lock(&c->spare_mu);
     c->spare_stop = true;
@@ -1057,6 +1091,9 @@ static void spare_end(backend_cluster *c) {
     pthread_mutex_unlock(&c->spare_mu);
     if (c->spare_started)
         pthread_join(c->spare_thread, NULL);
+    for (int k = 0; k < c->nreap; k++)
+        engine_free(c->reap[k]);
+    c->nreap = 0;
     for (int k = 0; k < SPARES; k++)
         if (c->spare[k]) {
             engine_free(c->spare[k]);
@@ -1603,10 +1640,12 @@ void backend_close(backend *b) {
         run_unlock(b->cluster);
     if (b->cluster)
         cluster_members_del(b); /* no crash wakes it now: its engine goes */
-    /* Outside the cluster lock (when b was started): unmapping the memory
-     * is the expensive part of an ending, and the next session's start
-     * need not wait for it. */
-    engine_free(b->pg);
+    /* Outside the cluster lock (when b was started), and in the spare
+     * thread where there is one: unmapping the memory is the expensive
+     * part of an ending, and the next session's start need not wait for
+     * it. */
+    if (b->pg && (!b->cluster || !spare_give(b->cluster, b->pg)))
+        engine_free(b->pg);
     b->pg = NULL;
     if (b->log_fd >= 0)
         close(b->log_fd);
