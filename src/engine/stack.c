@@ -92,6 +92,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     uint8_t *base, *alt;
+    size_t trip; /* its tripwire, left armed (two mprotects a thread fewer) */
 } pool[POOL_MAX];
 static int npool;
 
@@ -102,15 +103,13 @@ static void release(void *p) {
         sigaltstack(&none, NULL);
     }
     bool keep = s->base && s->alt;
-    if (keep && s->trip) /* the tripwire's zone readable again */
-        keep = mprotect((void *)(s->top - (s->trip + 1) * TRIP), TRIP,
-                        PROT_READ | PROT_WRITE) == 0;
     if (keep)
         madvise(s->base + GUARD, GUEST_STACK - GUARD - KEEP_HOT, MADV_DONTNEED);
     pthread_mutex_lock(&pool_mu);
     if (keep && npool < POOL_MAX) {
         pool[npool].base = s->base;
         pool[npool].alt = s->alt;
+        pool[npool].trip = s->trip;
         npool++;
     } else {
         keep = false;
@@ -141,11 +140,13 @@ static int ensure_stack(void) {
         return 0;
     pthread_once(&key_once, make_key);
     uint8_t *base = NULL, *alt = NULL;
+    size_t trip = 0;
     pthread_mutex_lock(&pool_mu);
     if (npool > 0) {
         npool--;
         base = pool[npool].base;
         alt = pool[npool].alt;
+        trip = pool[npool].trip;
     }
     pthread_mutex_unlock(&pool_mu);
     if (!base) {
@@ -172,7 +173,7 @@ static int ensure_stack(void) {
     ts.base = base;
     ts.alt = alt;
     ts.top = (uintptr_t)base + GUEST_STACK;
-    ts.trip = 0;
+    ts.trip = trip;
     pthread_setspecific(key, &ts);
     return 0;
 }
