@@ -511,13 +511,22 @@ u32 Z_envZ___syscall_openat(struct Z_env_instance_t *h, u32 dirfd, u32 path,
         vf |= VFS_CREATE;
     if ((flags & G_O_CREAT) && (flags & G_O_EXCL))
         vf |= VFS_NOFOLLOW; /* O_EXCL never follows a final symlink */
-    vfs_loc loc;
-    int r = resolve_at(h, dirfd, path, vf, false, &loc);
-    if (r < 0)
-        return (u32)r;
     if (flags & G_O_PATH) {
         flags = (flags & ~G_O_ACCMODE) | G_O_RDONLY;
     }
+    /* First from the mount table alone (one host call for the common
+     * open, not one per directory on the way); on failure, the full
+     * resolution has the answer (VFS_LEXICAL). */
+    vfs_loc loc;
+    int r = resolve_at(h, dirfd, path, vf | VFS_LEXICAL, false, &loc);
+    if (r < 0)
+        return (u32)r;
+    r = open_loc(h, &loc, (int)flags, mode);
+    if (r >= 0 || !loc.unchecked)
+        return (u32)r;
+    r = resolve_at(h, dirfd, path, vf, false, &loc);
+    if (r < 0)
+        return (u32)r;
     return (u32)open_loc(h, &loc, (int)flags, mode);
 }
 

@@ -288,6 +288,15 @@ static void pop(char *done, size_t *dlen)
     done[*dlen] = '\0';
 }
 
+/* s holds a ".." component. */
+static int has_dotdot(const char *s)
+{
+    for (const char *d = strstr(s, ".."); d; d = strstr(d + 1, ".."))
+        if ((d == s || d[-1] == '/') && (d[2] == '/' || d[2] == '\0'))
+            return 1;
+    return 0;
+}
+
 static int walk(vfs *v, const char *cwd, const char *path, size_t n, int flags,
                 vfs_loc *out)
 {
@@ -322,6 +331,11 @@ static int walk(vfs *v, const char *cwd, const char *path, size_t n, int flags,
     size_t dlen = 1;
     int links = 0;
     int trailing_slash = 0; /* the final component was followed by '/' */
+    /* VFS_LEXICAL: no ".." (which must see the symlinks before it) and no
+     * trailing '/' (which must see a directory). */
+    int lexical = (flags & VFS_LEXICAL) && work[VFS_WORK_MAX - 2] != '/' &&
+                  !has_dotdot(work + p);
+    int unchecked = 0;
 
     for (;;) {
         while (work[p] == '/')
@@ -375,6 +389,10 @@ static int walk(vfs *v, const char *cwd, const char *path, size_t n, int flags,
             const char *rel = rel_of(nd.m, done, dlen);
             if (rel[0] == '.' && rel[1] == '\0')
                 break; /* a mount root: a directory */
+            if (lexical) {
+                unchecked = 1;
+                break;
+            }
             struct stat st;
             if (fstatat(nd.m->fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                 int e = errno;
@@ -422,6 +440,7 @@ static int walk(vfs *v, const char *cwd, const char *path, size_t n, int flags,
     out->dirfd = -1;
     out->writable = 0;
     out->trailing_slash = trailing_slash;
+    out->unchecked = unchecked && nd.kind == N_HOST;
     switch (nd.kind) {
     case N_HOST: {
         const char *rel = rel_of(nd.m, done, dlen);
@@ -454,7 +473,7 @@ int vfs_resolve_n(vfs *v, const char *cwd, const char *path, size_t n,
 {
     if (!v || !out || (!path && n > 0))
         return -EFAULT;
-    if (flags & ~(VFS_NOFOLLOW | VFS_CREATE))
+    if (flags & ~(VFS_NOFOLLOW | VFS_CREATE | VFS_LEXICAL))
         return -EINVAL;
     if (n >= VFS_PATH_MAX)
         return -ENAMETOOLONG;

@@ -69,6 +69,9 @@ typedef struct vfs_loc {
      * missing (VFS_CREATE) only a directory may be created there (Linux:
      * mkdir("d/") works, open("f/", O_CREAT) gives EISDIR). */
     int trailing_slash;
+    /* Resolved with VFS_LEXICAL and no component was looked at on the host
+     * (see VFS_LEXICAL): right only if opening it with vfs_openat works. */
+    int unchecked;
 } vfs_loc;
 
 /* vfs_resolve flags. */
@@ -85,6 +88,15 @@ enum {
      * "/dev/x") gives -EROFS: the synthetic tree is read-only. An existing
      * last component is returned as usual. */
     VFS_CREATE = 2,
+    /* For an open that vfs_openat makes next: a path with no ".." and no
+     * trailing '/' is resolved from the mount table alone, without a
+     * lookup of each component on the host (out->unchecked). vfs_openat
+     * refuses to follow any symlink and stays beneath the mount, so when
+     * it succeeds the file is the one the full resolution gives; when it
+     * fails (a symlink to follow, a missing or non-directory component),
+     * the caller resolves again without this flag and opens that, for the
+     * exact answer. */
+    VFS_LEXICAL = 4,
 };
 
 vfs *vfs_new(void);

@@ -719,6 +719,55 @@ static void test_openat_race(void **state)
     assert_true(fd == -ELOOP || fd == -EXDEV || fd == -ENOTDIR);
 }
 
+/* VFS_LEXICAL: from the mount table alone, and an open that fails, rather
+ * than follows, wherever a full resolution would have looked at a symlink. */
+static void test_lexical(void **state)
+{
+    fixture *f = *state;
+    /* A plain path: the same location as a full resolution, unchecked. */
+    assert_int_equal(res(f, "/", "/pglite/data/base/1/f", VFS_LEXICAL), 0);
+    assert_int_equal(f->loc.kind, VFS_NODE_HOST);
+    assert_true(f->loc.unchecked);
+    assert_string_equal(f->loc.rel, "base/1/f");
+    assert_string_equal(f->loc.guest, "/pglite/data/base/1/f");
+    int fd = vfs_openat(&f->loc, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    close(fd);
+    /* A mount root, a "..", a trailing '/': looked at as before. */
+    assert_int_equal(res(f, "/", "/pglite/data", VFS_LEXICAL), 0);
+    assert_false(f->loc.unchecked);
+    assert_int_equal(res(f, "/pglite/data", "l_base/../PG_VERSION", VFS_LEXICAL), 0);
+    assert_false(f->loc.unchecked);
+    assert_string_equal(f->loc.rel, "PG_VERSION");
+    assert_int_equal(res(f, "/", "/pglite/data/base/", VFS_LEXICAL), 0);
+    assert_false(f->loc.unchecked);
+    /* "..." and "..x" are names, not "..". */
+    assert_int_equal(res(f, "/", "/pglite/data/base/...", VFS_LEXICAL | VFS_CREATE), 0);
+    assert_true(f->loc.unchecked);
+    /* Symlinks on the way, legitimate or escaping: the open fails, so the
+     * caller resolves again in full. */
+    static const char *const links[] = {
+        "/pglite/data/l_base/1/f", "/pglite/data/base/l_ok",
+        "/pglite/data/l_secret_abs/passwd", "/pglite/data/l_etc/passwd",
+        "/pglite/data/l_proc/passwd", "/pglite/data/dangling",
+    };
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+        assert_int_equal(res(f, "/", links[i], VFS_LEXICAL | VFS_CREATE), 0);
+        assert_true(f->loc.unchecked);
+        fd = vfs_openat(&f->loc, O_RDWR | O_CREAT, 0600);
+        assert_int_equal(fd, -ELOOP);
+    }
+    /* A missing directory on the way: the open says ENOENT, as the full
+     * resolution does; nothing is created. */
+    assert_int_equal(res(f, "/", "/pglite/data/nodir/x", VFS_LEXICAL | VFS_CREATE), 0);
+    assert_int_equal(vfs_openat(&f->loc, O_RDWR | O_CREAT, 0600), -ENOENT);
+    assert_err(f, "/", "/pglite/data/nodir/x", VFS_CREATE, ENOENT);
+    /* A file on the way: ENOTDIR, as the full resolution says. */
+    assert_int_equal(res(f, "/", "/pglite/data/PG_VERSION/x", VFS_LEXICAL), 0);
+    assert_int_equal(vfs_openat(&f->loc, O_RDONLY, 0), -ENOTDIR);
+    assert_err(f, "/", "/pglite/data/PG_VERSION/x", 0, ENOTDIR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -737,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mount_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_openat_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lexical, setup, teardown),
     };
     return cmocka_run_group_tests_name("vfs", tests, NULL, NULL);
 }
