@@ -242,6 +242,11 @@ bool abi_shared_overlaps(const void *p, size_t len);
  * (len a multiple of 4096), registered as above and kept across a fork.
  * 0 or -errno (guest numbering). */
 int abi_host_map_shared(abi_host *h, uint32_t addr, uint32_t len, int host_fd, uint64_t off);
+/* The i-th shared mapping h made after its fork point (one that s, the
+ * fork point's state, does not have), as a guest range: true and *addr,
+ * *len, or false past the last. */
+bool abi_host_map_since(const abi_host *h, const abi_fork_state *s, size_t i, uint32_t *addr,
+                        uint32_t *len);
 /* Forget the shared mappings (the memory is going away). */
 void abi_host_forget_maps(abi_host *h);
 

@@ -1570,6 +1570,21 @@ static abi_fd *fd_copy(const abi_fd *old) {
     return f;
 }
 
+bool abi_host_map_since(const abi_host *h, const abi_fork_state *s, size_t i, uint32_t *addr,
+                        uint32_t *len) {
+    for (size_t k = 0; k < h->nmaps; k++) {
+        bool inherited = false;
+        for (size_t j = 0; j < s->nmaps && !inherited; j++)
+            inherited = s->maps[j].addr == h->maps[k].addr && s->maps[j].len == h->maps[k].len;
+        if (!inherited && i-- == 0) {
+            *addr = h->maps[k].addr;
+            *len = h->maps[k].len;
+            return true;
+        }
+    }
+    return false;
+}
+
 void abi_fork_state_free(abi_fork_state *s) {
     if (!s)
         return;

@@ -954,6 +954,15 @@ void engine_image_learn(engine_image *img, engine *e) {
               pread(fd, ent, npages * sizeof *ent, off) == (ssize_t)(npages * sizeof *ent);
     if (fd >= 0)
         close(fd);
+    /* A shared mapping the session made itself (a DSM segment it
+     * attached) is not there in a spare: faulting the image's pages in at
+     * its place would only have the session's mmap throw them away again,
+     * with a TLB shootdown. */
+    uint32_t ma, ml;
+    for (size_t k = 0; ok && abi_host_map_since(e->host, img->host, k, &ma, &ml); k++)
+        for (size_t i = ma / IMAGE_PAGE; i < npages && i < ((size_t)ma + ml + IMAGE_PAGE - 1) / IMAGE_PAGE;
+             i++)
+            ent[i] = 0;
     pthread_mutex_lock(&img->hot_mu);
     if (ok && !img->wrote) {
         img->wrote = calloc(npages, 1);
