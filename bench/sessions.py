@@ -90,8 +90,9 @@ def mem_mb(system):
         except OSError:
             pass
         return rss or 0, pss
-    pids = [system.proc.pid]
-    if isinstance(system, bench.Native):
+    if not isinstance(system, bench.Native):
+        pids = [system.proc.pid]
+    else:
         p = subprocess.run(["pgrep", "-f", "-d", " ", "postgres"], stdout=subprocess.PIPE, text=True)
         pids = []
         for pid in p.stdout.split():
