@@ -146,6 +146,7 @@ static void server_free(server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->be_mu);
     pthread_cond_destroy(&s->workers_cv);
+    pthread_cond_destroy(&s->idle_cv);
     free(s);
 }
 
@@ -228,6 +229,11 @@ int server_start(const server_options *o, server **out, char *err, size_t errlen
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->be_mu, NULL);
     pthread_cond_init(&s->workers_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->idle_cv, &ca);
+    pthread_condattr_destroy(&ca);
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->tcp_port = -1;
     int st = copy_options(s, o, err, errlen);

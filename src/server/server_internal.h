@@ -19,6 +19,8 @@
 #include "wire/wire.h"
 
 #define MAX_LISTEN 8
+/* Session threads kept waiting for a next client (session.c). */
+#define SERVER_IDLE_WORKERS 4
 
 struct server {
     /* options, copied */
@@ -61,6 +63,12 @@ struct server {
     struct sess *live;
     int nworkers;
     pthread_cond_t workers_cv;
+    /* Session threads whose client has gone, waiting a while for the next
+     * one (session_start hands it over instead of making a thread). */
+    int nidle;
+    conn *handoff[SERVER_IDLE_WORKERS];
+    int nhandoff;
+    pthread_cond_t idle_cv;
     uint64_t sessions;
 };
 

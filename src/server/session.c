@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
 
@@ -608,6 +609,7 @@ void session_end_all(server *s) {
     pthread_mutex_lock(&s->mu);
     for (sess *ss = s->live; ss; ss = ss->next)
         backend_cancel(ss->be); /* roll back rather than wait for a long statement */
+    pthread_cond_broadcast(&s->idle_cv); /* the waiting threads end */
     while (s->nworkers > 0)
         pthread_cond_wait(&s->workers_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
@@ -816,14 +818,40 @@ typedef struct worker_arg {
     conn *c;
 } worker_arg;
 
+/* How long a session thread whose client has gone waits for another. */
+#define IDLE_WAIT_S 30
+
+/* A session thread: its client's session, then, while fewer than
+ * SERVER_IDLE_WORKERS wait, the next clients' (a thread made per client
+ * cost a reconnecting client's next session a thread's start and a cold
+ * stack, the same work each time). */
 static void *worker_main(void *arg) {
     pthread_setname_np(pthread_self(), "pglite-session");
     worker_arg *w = arg;
     server *s = w->s;
-    srv_block_sigpipe();
-    run_clone_session(s, w->c);
+    conn *c = w->c;
     free(w);
+    srv_block_sigpipe();
     pthread_mutex_lock(&s->mu);
+    for (;;) {
+        pthread_mutex_unlock(&s->mu);
+        run_clone_session(s, c);
+        c = NULL;
+        pthread_mutex_lock(&s->mu);
+        if (s->stopping || s->nidle >= SERVER_IDLE_WORKERS)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += IDLE_WAIT_S;
+        s->nidle++;
+        int rc = 0;
+        while (!s->nhandoff && !s->stopping && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&s->idle_cv, &s->mu, &until);
+        s->nidle--;
+        if (!s->nhandoff)
+            break;
+        c = s->handoff[--s->nhandoff];
+    }
     s->nworkers--;
     pthread_cond_broadcast(&s->workers_cv);
     pthread_mutex_unlock(&s->mu);
@@ -843,6 +871,14 @@ void session_start(server *s, conn *c) {
         free(w);
         srv_send_fatal(c, "57P01", "terminating connection due to administrator command");
         srv_conn_free(c);
+        pthread_attr_destroy(&at);
+        return;
+    }
+    if (s->nidle > s->nhandoff) { /* a thread waits: it takes c */
+        s->handoff[s->nhandoff++] = c;
+        pthread_cond_signal(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+        free(w);
         pthread_attr_destroy(&at);
         return;
     }

@@ -257,6 +257,18 @@ wait $apid 2>/dev/null
 exec 3>&-
 check "A's rows are gone after A is killed" "0" "$(Q -c "SELECT count(*) FROM items WHERE id > 2000")"
 
+# a session thread whose client has gone serves the next client: 20
+# clients one after the other leave at most 4 threads waiting (the
+# server's SERVER_IDLE_WORKERS), each client still a session of its own
+pids=""
+for _ in $(seq 20); do pids="$pids $(Q -c 'SELECT pg_backend_pid()')"; done
+check "20 clients one after the other are 20 sessions" "20" \
+    "$(echo $pids | tr ' ' '\n' | sort -u | wc -l)"
+sleep 0.2
+nthreads=$(grep -cx pglite-session /proc/"$PROXY_PID"/task/*/comm 2>/dev/null | awk -F: '{n += $2} END {print n + 0}')
+check "20 clients one after the other leave 1 to 4 session threads" "yes" \
+    "$([ "$nthreads" -ge 1 ] && [ "$nthreads" -le 4 ] && echo yes || echo "no: $nthreads")"
+
 # hostile input: garbage, bad lengths, unknown types, slowloris, protocol
 # negotiation; then the server still serves psql
 if command -v python3 >/dev/null; then
