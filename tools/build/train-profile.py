@@ -6,8 +6,8 @@ usage: train-profile.py --trainer EXE --instrumented ARCHIVE --suite-dir DIR
 
 The trainer is bench/sqlsuite linked against the instrumented module
 (clang -fprofile-instr-generate; cmake/PglitePgo.cmake). It runs the SQL
-speed suite in-process twice, each file as one message and statement by
-statement, and llvm-profdata merges what it counted into FILE.
+speed suite in-process twice, at once, each file as one message and
+statement by statement, and llvm-profdata merges what it counted into FILE.
 
 A run's counts differ a little from the last one's (timing, hash seeds),
 and a profile that differs would make the optimised module miss its cache.
@@ -83,11 +83,15 @@ def main():
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pglite-profile-") as work:
         env = dict(os.environ, LLVM_PROFILE_FILE=os.path.join(work, "run-%p.profraw"))
-        for mode in (["--message"], []):
-            r = subprocess.run([args.trainer] + mode + files, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+        # The two runs at once (each its own temporary databases and
+        # counts file): the trainer runs on one core.
+        runs = [subprocess.Popen([args.trainer] + mode + files, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+                for mode in (["--message"], [])]
+        for r in runs:
+            out = r.communicate()[0]
             if r.returncode != 0:
-                sys.exit("train-profile.py: the training run failed:\n" + r.stdout[-4000:])
+                sys.exit("train-profile.py: the training run failed:\n" + out[-4000:])
         raws = glob.glob(os.path.join(work, "*.profraw"))
         if not raws:
             sys.exit("train-profile.py: the trainer wrote no profile (is it instrumented, "
