@@ -73,7 +73,8 @@ add_dependencies(pglite_pgo_profile pglite_runtime)
 
 # 4. The optimised module, after every other (one at a time).
 pglite_wasm_module(pglite "${PGLITE_WASM}" TARGET pglite_pgo OUT_DIR "${PGLITE_RUNTIME_DIR}/wasm-pgo"
-                   BUILD_ARGS --host-crc32c --profile-use "${_pgo_profile}" ${PGLITE_WASM_LTO_ARGS})
+                   BUILD_ARGS --host-crc32c --profile-use "${_pgo_profile}" ${PGLITE_WASM_LTO_ARGS}
+                              ${PGLITE_WASM_TRANSLATION_ARGS})
 add_custom_command(
   OUTPUT "${PGLITE_RUNTIME_DIR}/wasm-pgo/libpglite_wasm.a" APPEND
   DEPENDS "${_pgo_profile}")

@@ -38,6 +38,7 @@ that fails any check is deleted and rebuilt, never used.
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -447,17 +448,23 @@ def split_module(c_path, name, units, memory_access="wasm2c", crc32c=None):
     main_text = ("".join(main_prelude) + inc_internal + WITHOUT_DATA_DECL
                  + "".join(without_data(main, c_path)))
 
-    # Body units, balanced by size (largest first onto the lightest unit).
-    sized = []
+    # Body units, balanced by size (largest first onto the lightest unit);
+    # the functions run once at load in a unit of their own (RUN_ONCE).
+    sized, once = [], []
     for idx, (s, e) in enumerate(bodies):
+        if DEF_START_RE.match(lines[s]).group(1) in RUN_ONCE:
+            once.append(idx)
+            continue
         size = sum(len(lines[k]) for k in range(s, e))
         sized.append((size, idx))
-    n_units = max(0, min(units, len(bodies)))
+    n_units = max(0, min(units, len(sized)))
     buckets = [[0, []] for _ in range(n_units)]
     for size, idx in sorted(sized, reverse=True):
         b = min(buckets, key=lambda x: x[0])
         b[0] += size
         b[1].append(idx)
+    if once:
+        buckets.append([0, once])
     prelude_text = "".join(prelude)
     unit_texts = []
     memories = set()
@@ -481,7 +488,21 @@ def split_module(c_path, name, units, memory_access="wasm2c", crc32c=None):
     if len(memories) > 1:
         raise BuildError("--memory-access segue: %s reaches %d memories (%s); gs holds one"
                          % (name, len(memories), ", ".join(sorted(memories))))
-    return main_text, internal_name, "".join(hdr), unit_texts, len(bodies)
+    once_text = unit_texts.pop() if once else None
+    return main_text, internal_name, "".join(hdr), unit_texts, once_text, len(bodies)
+
+
+# Functions a module runs once, when it is loaded, made of one long
+# straight line of stores: a side module's data relocations (137,000 lines
+# of C in pgcrypto's, 74,000 in dict_snowball's). Their unit is compiled at
+# -O0 (as native code, without instrumentation): at -O2, clang's register
+# allocation of pgcrypto's took 52 s and 1.5 GB (its other units: 15 s),
+# for a function a load runs once.
+RUN_ONCE = {"w2c___wasm_apply_data_relocs"}
+
+
+def once_cflags(cflags):
+    return [f for f in cflags if not f.startswith(("-O", "-flto", "-fprofile-instr"))] + ["-O0"]
 
 
 # --------------------------------------------------------------------------
@@ -489,7 +510,8 @@ def split_module(c_path, name, units, memory_access="wasm2c", crc32c=None):
 
 
 def compile_units(cc, cflags, srcs, jobs, workdir):
-    """Compile srcs (list of (label, path)) with at most `jobs` at once.
+    """Compile srcs (list of (label, path) or (label, path, own cflags))
+    with at most `jobs` at once.
 
     Prints one line per unit as it finishes. Returns object paths."""
     pending = sorted(srcs, key=lambda s: -os.path.getsize(s[1]))
@@ -500,11 +522,13 @@ def compile_units(cc, cflags, srcs, jobs, workdir):
     done = 0
     while pending or running:
         while pending and len(running) < jobs and not failed:
-            label, src = pending.pop(0)
+            unit = pending.pop(0)
+            label, src = unit[:2]
+            flags = unit[2] if len(unit) > 2 else cflags
             obj = os.path.splitext(src)[0] + ".o"
             logpath = os.path.splitext(src)[0] + ".log"
             lf = open(logpath, "wb")
-            argv = cc + cflags + ["-c", src, "-o", obj]
+            argv = cc + flags + ["-c", src, "-o", obj]
             proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=workdir)
             running[proc.pid] = (label, proc, obj, logpath, time.monotonic(), lf)
         if not running:
@@ -531,12 +555,27 @@ def compile_units(cc, cflags, srcs, jobs, workdir):
         with open(logpath, "r", errors="replace") as f:
             tail = f.read()[-4000:]
         raise BuildError("compiling unit %s failed (exit %d):\n%s" % (label, rc, tail))
-    return [objs[label] for label, _ in srcs]
+    return [objs[unit[0]] for unit in srcs]
 
 
-def build(args, cc, cflags, units, dest, work):
-    """Build lib<name>_wasm.a and <name>.h into dest (a fresh directory),
-    using work (a fresh directory) for the intermediate files."""
+def translation_key(args, units):
+    """What the generated C depends on: the module, wasm2c, this script
+    and the split's options (not the compiler or its flags)."""
+    h = hashlib.sha256()
+    for path in (os.path.abspath(__file__), os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "wasmfile.py")):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    blob = json.dumps({"format": FORMAT, "name": args.name, "wasm": sha256_file(args.wasm),
+                       "wasm2c": run_text([args.wasm2c, "--version"]), "units": units,
+                       "memory_access": args.memory_access, "host_crc32c": args.host_crc32c,
+                       "script": h.hexdigest()}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def translate(args, units, work):
+    """wasm2c and the split into work: [(label, file name)] of the units
+    (main first), and the number of functions."""
     name = args.name
     t0 = time.monotonic()
     c_path = os.path.join(work, name + ".c")
@@ -549,23 +588,63 @@ def build(args, cc, cflags, units, dest, work):
 
     t1 = time.monotonic()
     crc32c = locate_crc32c(args.wasm) if args.host_crc32c else None
-    main_text, internal_name, hdr_text, unit_texts, nfuncs = split_module(
+    main_text, internal_name, hdr_text, unit_texts, once_text, nfuncs = split_module(
         c_path, name, units, args.memory_access, crc32c)
     os.unlink(c_path)
-    srcs = []
-    p = os.path.join(work, "%s_main.c" % name)
-    with open(p, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(main_text)
-    srcs.append(("main", p))
     with open(os.path.join(work, internal_name), "w") as f:
         f.write(hdr_text)
-    for k, text in enumerate(unit_texts):
-        p = os.path.join(work, "%s_f%d.c" % (name, k))
-        with open(p, "w", encoding="utf-8", errors="surrogateescape") as f:
+    files = [("main", main_text)] + [("f%d" % k, t) for k, t in enumerate(unit_texts)]
+    if once_text is not None:
+        files.append(("once", once_text))
+    srcs = []
+    for label, text in files:
+        fn = "%s_%s.c" % (name, label)
+        with open(os.path.join(work, fn), "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
-        srcs.append(("f%d" % k, p))
-    log("split %d functions into %d units + main in %.1f s"
-        % (nfuncs, len(unit_texts), time.monotonic() - t1))
+        srcs.append((label, fn))
+    log("split %d functions into %d units + main%s in %.1f s"
+        % (nfuncs, len(unit_texts), " + once" if once_text is not None else "",
+           time.monotonic() - t1))
+    return srcs, nfuncs
+
+
+def build(args, cc, cflags, units, dest, work):
+    """Build lib<name>_wasm.a and <name>.h into dest (a fresh directory),
+    using work (a fresh directory) for the intermediate files.
+
+    With --translation-dir, the generated C is kept there for the next
+    build of the same module with other compiler flags (pglite.wasm: the
+    instrumented build, then the optimised one), which skips wasm2c and
+    the split; only the latest translation of each module is kept."""
+    name = args.name
+    t0 = time.monotonic()
+    kept = None
+    if args.translation_dir:
+        tdir = os.path.abspath(args.translation_dir)
+        kept = os.path.join(tdir, "%s-%s" % (name, translation_key(args, units)))
+    if kept and os.path.isfile(os.path.join(kept, "UNITS")):
+        with open(os.path.join(kept, "UNITS")) as f:
+            nfuncs, *labels = f.read().split()
+        for fn in os.listdir(kept):
+            if fn != "UNITS":
+                shutil.copyfile(os.path.join(kept, fn), os.path.join(work, fn))
+        srcs, nfuncs = [(l, "%s_%s.c" % (name, l)) for l in labels], int(nfuncs)
+        log("generated C of %s from %s in %.1f s" % (name, kept, time.monotonic() - t0))
+    else:
+        srcs, nfuncs = translate(args, units, work)
+        if kept:
+            os.makedirs(tdir, exist_ok=True)
+            for old in glob.glob(os.path.join(tdir, name + "-*")):
+                shutil.rmtree(old, ignore_errors=True)
+            tmp = kept + ".tmp"
+            os.makedirs(tmp)
+            for fn in os.listdir(work):
+                shutil.copyfile(os.path.join(work, fn), os.path.join(tmp, fn))
+            with open(os.path.join(tmp, "UNITS"), "w") as f:
+                f.write(" ".join([str(nfuncs)] + [l for l, _ in srcs]) + "\n")
+            os.replace(tmp, kept)
+    srcs = [(l, os.path.join(work, fn)) + ((once_cflags(cflags) + ["-I", work],) if l == "once" else ())
+            for l, fn in srcs]
 
     t2 = time.monotonic()
     objs = compile_units(cc, cflags + ["-I", work], srcs, args.jobs, work)
@@ -787,6 +866,9 @@ def main():
                     help="link-time optimisation of the units together (clang and lld: "
                          "-flto=thin, then lld's partial link)")
     ap.add_argument("--keep-work", action="store_true", help="keep generated C and objects")
+    ap.add_argument("--translation-dir", default=None,
+                    help="keep the generated C here, and take it from here when the module, "
+                         "wasm2c and the split's options are the same")
     args = ap.parse_args()
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.name):
@@ -808,7 +890,12 @@ def main():
     # key has wasm-rt.h's hash instead).
     cflags = shlex.split(args.cflags) + MANDATORY_CFLAGS
     if args.profile_generate:
-        cflags.append("-fprofile-instr-generate")
+        # Unoptimised: clang's front-end instrumentation counts source
+        # regions, the same at every optimisation level, so the -O2 build
+        # takes this profile as it would one trained at -O2 (pglite.wasm,
+        # SQL suite: 98.2 % edge overlap between the two). Compiling it took
+        # 193 s at -O2 and 50 s at -O0; training, 8.8 s and 43 s.
+        cflags = [f for f in cflags if not f.startswith("-O")] + ["-O0", "-fprofile-instr-generate"]
     if args.lto:
         if "clang" not in run_text(cc + ["--version"]).splitlines()[0]:
             raise BuildError("--lto needs clang as --cc (apt-get install clang)")
