@@ -73,8 +73,12 @@ def main():
     manifest, libs, failed = [], [], []
     workers = max(1, min(2, a.jobs))
     done = 0
+    # The largest first (pgcrypto is half of all the code), so that the
+    # small ones fill the other worker meanwhile rather than wait behind
+    # it at the end; reported and listed in name order.
     with cf.ThreadPoolExecutor(max_workers=workers) as ex:
-        for so, cname, r in ex.map(build, sos):
+        futures = {so: ex.submit(build, so) for so in sorted(sos, key=os.path.getsize, reverse=True)}
+        for so, cname, r in (futures[so].result() for so in sos):
             done += 1
             if r.returncode != 0:
                 failed.append((so, r.stdout[-3000:]))
