@@ -528,7 +528,12 @@ def compile_units(cc, cflags, srcs, jobs, workdir):
             obj = os.path.splitext(src)[0] + ".o"
             logpath = os.path.splitext(src)[0] + ".log"
             lf = open(logpath, "wb")
-            argv = cc + flags + ["-c", src, "-o", obj]
+            # The source by its name in workdir (the cwd), not by the
+            # temporary directory's path: clang's profile instrumentation
+            # names a static function after its file, and that name would
+            # make every instrumented build's bytes (and the key of the
+            # profile trained on it) differ.
+            argv = cc + flags + ["-c", os.path.relpath(src, workdir), "-o", obj]
             proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=workdir)
             running[proc.pid] = (label, proc, obj, logpath, time.monotonic(), lf)
         if not running:
