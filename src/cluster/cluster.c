@@ -2,11 +2,13 @@
 #define _GNU_SOURCE
 #include "cluster/cluster.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,56 @@ static const char *const guest_env[] = {
 
 const char *const *cluster_guest_env(void) { return guest_env; }
 
+#define SCRATCH_PREFIX "pglite-"
+#define OWNER ".owner"
+
+/* Lock scratch's .owner for as long as this process keeps the tree: made
+ * locked under another name and renamed, so that no sweep ever finds it
+ * unlocked. 1 + its fd, or 0. */
+static int own_scratch(const char *scratch) {
+    char tmp[4096 + 16], name[4096 + 16];
+    snprintf(tmp, sizeof tmp, "%s/" OWNER ".new", scratch);
+    snprintf(name, sizeof name, "%s/" OWNER, scratch);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, name) != 0) {
+        close(fd);
+        unlink(tmp);
+        return 0;
+    }
+    return fd + 1;
+}
+
+/* Remove base's scratch directories (ours, by their name and owner) whose
+ * process is gone: their .owner's lock is free. One without an .owner is
+ * left alone (being made, or made before there were owners). */
+static void sweep_scratch(const char *base, const char *mine) {
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[4096], owner[4096 + 16];
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, SCRATCH_PREFIX, strlen(SCRATCH_PREFIX)) != 0 ||
+            strlen(de->d_name) != strlen(SCRATCH_PREFIX) + 6)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", base, de->d_name);
+        struct stat st;
+        if (!strcmp(path, mine) || lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+            st.st_uid != geteuid())
+            continue;
+        snprintf(owner, sizeof owner, "%s/" OWNER, path);
+        int fd = open(owner, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            cluster_rmtree(path); /* its process ended without removing it */
+        close(fd);
+    }
+    closedir(d);
+}
+
 int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
                       size_t errlen) {
     memset(t, 0, sizeof *t);
@@ -36,7 +88,9 @@ int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
         return -1;
     }
     const char *base = getenv("TMPDIR");
-    if (asprintf(&t->scratch, "%s/pglite-XXXXXX", base && *base ? base : "/tmp") < 0) {
+    if (!base || !*base)
+        base = "/tmp";
+    if (asprintf(&t->scratch, "%s/" SCRATCH_PREFIX "XXXXXX", base) < 0) {
         t->scratch = NULL;
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -48,6 +102,8 @@ int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
         t->scratch = NULL;
         return -1;
     }
+    t->owner = own_scratch(t->scratch);
+    sweep_scratch(base, t->scratch);
     char runtime[4096], tmp[4096], home[4096];
     snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
     snprintf(tmp, sizeof tmp, "%s/tmp", t->scratch);
@@ -69,6 +125,9 @@ int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
 
 void cluster_tree_close(cluster_tree *t) {
     cluster_rmtree(t->scratch);
+    if (t->owner)
+        close(t->owner - 1);
+    t->owner = 0;
     free(t->scratch);
     free(t->data_dir);
     t->scratch = t->data_dir = NULL;

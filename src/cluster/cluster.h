@@ -23,10 +23,14 @@ const char *cluster_runtime_tree(void);
 typedef struct cluster_tree {
     char *data_dir; /* host data directory for /pglite/data, or NULL */
     char *scratch;  /* host directory with this instance's tmp/ and home/ */
+    int owner;      /* 1 + the fd of its .owner file, locked while it lives; 0 none */
 } cluster_tree;
 
 /* Build the guest tree. data_dir may be NULL (no /pglite/data). Returns 0,
- * or -1 with a message in err. */
+ * or -1 with a message in err. The scratch directory's .owner file is
+ * locked (flock) while the tree lives; the scratch directories of
+ * processes that ended without removing theirs (killed, crashed), whose
+ * lock is free, are removed then. */
 int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
                       size_t errlen);
 /* Remove the scratch directories and free the vfs. */

@@ -15,7 +15,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$WORK/s"
+mkdir -p "$WORK/s" "$WORK/tmp"
+# the proxy's scratch directories (pglite-XXXXXX) in a TMPDIR of the test's
+export TMPDIR="$WORK/tmp"
 fails=0
 Q() { psql -X -qAt -h "$WORK/s" -U postgres -d postgres "$@"; }
 start() {
@@ -61,4 +63,13 @@ for cyc in $(seq "$CYCLES"); do
         echo "not ok - cycle $cyc: $acked acknowledged, $lost clients lost some"; fails=$((fails + 1))
     fi
 done
+# each kill -9 left the proxy's scratch directories behind (its first
+# backend's and its sessions'); the next start removed them (their owner's
+# lock was free): only the running proxy's are there
+left=$(ls -d "$TMPDIR"/pglite-* 2>/dev/null | wc -l)
+if [ "$left" -ge 1 ] && [ "$left" -le 2 ]; then
+    echo "ok - after $CYCLES kill -9, $left scratch directories: the running proxy's"
+else
+    echo "not ok - after $CYCLES kill -9, $left scratch directories in TMPDIR"; fails=$((fails + 1))
+fi
 [ "$fails" -eq 0 ] && echo "all passed" || { echo "$fails failed"; exit 1; }
