@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,8 @@ static int own_scratch(const char *scratch) {
 
 /* Remove base's scratch directories (ours, by their name and owner) whose
  * process is gone: their .owner's lock is free. One without an .owner is
- * left alone (being made, or made before there were owners). */
+ * left alone (being made, or made before there were owners). At a
+ * process's first tree. */
 static void sweep_scratch(const char *base, const char *mine) {
     DIR *d = opendir(base);
     if (!d)
@@ -103,7 +105,10 @@ int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
         return -1;
     }
     t->owner = own_scratch(t->scratch);
-    sweep_scratch(base, t->scratch);
+    /* once a process (a directory with many entries costs a look at each) */
+    static atomic_flag swept = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&swept))
+        sweep_scratch(base, t->scratch);
     char runtime[4096], tmp[4096], home[4096];
     snprintf(runtime, sizeof runtime, "%s/pglite", cluster_runtime_tree());
     snprintf(tmp, sizeof tmp, "%s/tmp", t->scratch);

@@ -28,9 +28,9 @@ typedef struct cluster_tree {
 
 /* Build the guest tree. data_dir may be NULL (no /pglite/data). Returns 0,
  * or -1 with a message in err. The scratch directory's .owner file is
- * locked (flock) while the tree lives; the scratch directories of
- * processes that ended without removing theirs (killed, crashed), whose
- * lock is free, are removed then. */
+ * locked (flock) while the tree lives; at a process's first tree, the
+ * scratch directories of processes that ended without removing theirs
+ * (killed, crashed), whose lock is free, are removed. */
 int cluster_tree_open(cluster_tree *t, const char *data_dir, char *err,
                       size_t errlen);
 /* Remove the scratch directories and free the vfs. */
