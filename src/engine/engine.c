@@ -990,14 +990,13 @@ void engine_image_learn(engine_image *img, engine *e) {
 static bool page_bit(const uint8_t *bits, size_t k) { return bits[k / 8] & (1u << (k % 8)); }
 
 /* Fault in, in clone e, each run of the pages set in bitmap `set` (of
- * npages) and clear in `but` (or NULL): MADV_POPULATE_WRITE (each page
+ * npages): MADV_POPULATE_WRITE (each page
  * copied, as if written; never one of a shared mapping, which other
  * instances change meanwhile) when `write`, else MADV_POPULATE_READ (each
  * mapped, from the image or the shared memory). Where the kernel has
  * neither (before Linux 5.14), each page is written with the byte it
  * holds, or read. The number of pages. */
-static size_t populate_runs(engine *e, const uint8_t *set, const uint8_t *but,
-                            size_t npages, bool write) {
+static size_t populate_runs(engine *e, const uint8_t *set, size_t npages, bool write) {
     size_t done = 0;
     bool populate = true;
     for (size_t i = 0; i < npages;) {
@@ -1006,7 +1005,7 @@ static size_t populate_runs(engine *e, const uint8_t *set, const uint8_t *but,
             continue;
         }
         size_t j = i;
-        while (j < npages && page_bit(set, j) && !(but && page_bit(but, j)) &&
+        while (j < npages && page_bit(set, j) &&
                !(write && abi_shared_overlaps(e->memory.data + j * IMAGE_PAGE, IMAGE_PAGE)))
             j++;
         if (j == i) {
@@ -1054,8 +1053,8 @@ size_t engine_clone_prefault(const engine_image *img, engine *e) {
     pthread_mutex_unlock(&m->hot_mu);
     size_t done = 0;
     if (any) {
-        done = populate_runs(e, hot, NULL, npages, true);
-        done += populate_runs(e, warm, hot, npages, false);
+        done = populate_runs(e, hot, npages, true); /* warm has no hot page */
+        done += populate_runs(e, warm, npages, false);
     }
     free(hot);
     free(warm);

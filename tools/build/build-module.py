@@ -563,18 +563,23 @@ def compile_units(cc, cflags, srcs, jobs, workdir):
     return [objs[unit[0]] for unit in srcs]
 
 
-def translation_key(args, units):
-    """What the generated C depends on: the module, wasm2c, this script
-    and the split's options (not the compiler or its flags)."""
+def script_hash():
+    """This script and the wasm reader it uses (part of both keys)."""
     h = hashlib.sha256()
     for path in (os.path.abspath(__file__), os.path.join(os.path.dirname(
             os.path.abspath(__file__)), "wasmfile.py")):
         with open(path, "rb") as f:
             h.update(f.read())
+    return h.hexdigest()
+
+
+def translation_key(args, units):
+    """What the generated C depends on: the module, wasm2c, this script
+    and the split's options (not the compiler or its flags)."""
     blob = json.dumps({"format": FORMAT, "name": args.name, "wasm": sha256_file(args.wasm),
                        "wasm2c": run_text([args.wasm2c, "--version"]), "units": units,
                        "memory_access": args.memory_access, "host_crc32c": args.host_crc32c,
-                       "script": h.hexdigest()}, sort_keys=True).encode()
+                       "script": script_hash()}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
@@ -815,12 +820,6 @@ def find_wasm_rt_include(cc):
 def compute_key(args, cc, cflags, units, wasm_rt_h):
     cc_version = run_text(cc + ["--version"]).splitlines()[0]
     target = run_text(cc + ["-dumpmachine"])
-    h = hashlib.sha256()
-    for path in (os.path.abspath(__file__), os.path.join(os.path.dirname(
-            os.path.abspath(__file__)), "wasmfile.py")):
-        with open(path, "rb") as f:
-            h.update(f.read())
-    script_hash = h.hexdigest()
     inputs = {
         "format": FORMAT,
         "name": args.name,
@@ -836,7 +835,7 @@ def compute_key(args, cc, cflags, units, wasm_rt_h):
         "units": units,
         "host_crc32c": args.host_crc32c,
         "lto": args.lto,
-        "script": script_hash,
+        "script": script_hash(),
     }
     blob = json.dumps(inputs, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32], inputs
