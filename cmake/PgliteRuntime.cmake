@@ -207,6 +207,15 @@ foreach(sec .text .text.unlikely .text.hot .text.startup .text.exit
   list(APPEND _pglite_guest_text --rename-section "${sec}=wasm_guest_text")
 endforeach()
 # (the same, to build-sidemodules.py for each side module's archive)
+# build-module.py with the flags every main module shares.
+set(PGLITE_BUILD_MODULE "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
+    --cache-dir "${PGLITE_CACHE_DIR}" --cc "${PGLITE_WASM_CC}"
+    "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
+    --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
+    --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
+    --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}")
+# What makes a module's archive the one linked (pglite_wasm_module).
+set(PGLITE_LINKED_OBJCOPY "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset)
 function(pglite_wasm_module name wasm)
   cmake_parse_arguments(M "" "TARGET;OUT_DIR" "BUILD_ARGS;RENAMES" ${ARGN})
   if(NOT M_TARGET)
@@ -228,20 +237,14 @@ function(pglite_wasm_module name wasm)
   endforeach()
   add_custom_command(
     OUTPUT "${linked}"
-    COMMAND "${CMAKE_OBJCOPY}" --redefine-sym memset=pgl_guest_memset ${renames}
-            ${_pglite_guest_text} "${lib}" "${linked}"
+    COMMAND ${PGLITE_LINKED_OBJCOPY} ${renames} ${_pglite_guest_text} "${lib}" "${linked}"
     DEPENDS "${lib}" "${CMAKE_CURRENT_LIST_FILE}"
     COMMENT "Routing ${name}'s memset to the engine"
     VERBATIM)
   add_custom_command(
     OUTPUT "${lib}" "${hdr}"
-    COMMAND "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
-            --wasm "${wasm}" --name "${name}" --out-dir "${M_OUT_DIR}"
-            --cache-dir "${PGLITE_CACHE_DIR}" --cc "${PGLITE_WASM_CC}"
-            "--cflags=${PGLITE_WASM_CFLAGS}" --jobs "${PGLITE_WASM_JOBS}"
-            --units "${PGLITE_WASM_UNITS}" --wasm2c "${PGLITE_WASM2C}"
-            --memory-access "${PGLITE_WASM_MEMORY_ACCESS}"
-            --ar "${CMAKE_AR}" --objcopy "${CMAKE_OBJCOPY}" ${M_BUILD_ARGS}
+    COMMAND ${PGLITE_BUILD_MODULE} --wasm "${wasm}" --name "${name}" --out-dir "${M_OUT_DIR}"
+            ${M_BUILD_ARGS}
     DEPENDS "${_pglite_npm_stamp}" "${wasm}" "${_pglite_tools}/build-module.py"
             "${_pglite_tools}/wasmfile.py"
     COMMENT "Compiling ${name}.wasm to native code (cached in ${PGLITE_CACHE_DIR})"
@@ -280,16 +283,28 @@ add_custom_command(
   VERBATIM)
 add_custom_target(pglite_patch DEPENDS "${PGLITE_WASM}" "${PGLITE_SESSIONS_JSON}")
 add_dependencies(pglite_patch pglite_npm)
-# With PGLITE_WASM_PGO this is the instrumented build the profile is
-# trained with; cmake/PglitePgo.cmake then points pglite_wasm at the
-# optimised one (the header is the same). Its CRC-32C is the host's
-# (src/engine/crc32c.c).
-# pglite.wasm's generated C is kept in runtime/c for its next build with
-# other flags (the optimised one after the instrumented one).
+# Its CRC-32C is the host's (src/engine/crc32c.c). With PGLITE_WASM_PGO,
+# pglite_wasm_build only translates it and writes its header (the same
+# whatever the compiler's flags), and cmake/PglitePgo.cmake compiles it,
+# instrumented unless the profile is cached, then optimised, and points
+# pglite_wasm at the optimised archive. Its generated C is kept in
+# runtime/c for those builds.
 set(PGLITE_WASM_TRANSLATION_ARGS --translation-dir "${PGLITE_RUNTIME_DIR}/c")
 if(PGLITE_WASM_PGO)
-  pglite_wasm_module(pglite "${PGLITE_WASM}"
-                     BUILD_ARGS --host-crc32c --profile-generate ${PGLITE_WASM_TRANSLATION_ARGS})
+  add_custom_command(
+    OUTPUT "${PGLITE_WASM_DIR}/pglite.h"
+    COMMAND ${PGLITE_BUILD_MODULE} --wasm "${PGLITE_WASM}" --name pglite
+            --out-dir "${PGLITE_WASM_DIR}" --host-crc32c ${PGLITE_WASM_TRANSLATION_ARGS}
+            --translate-only
+    DEPENDS "${_pglite_npm_stamp}" "${PGLITE_WASM}" "${_pglite_tools}/build-module.py"
+            "${_pglite_tools}/wasmfile.py"
+    COMMENT "Translating pglite.wasm to C"
+    VERBATIM)
+  add_custom_target(pglite_wasm_build DEPENDS "${PGLITE_WASM_DIR}/pglite.h")
+  add_dependencies(pglite_wasm_build pglite_npm)
+  set(_pglite_prev_module_target pglite_wasm_build)
+  add_library(pglite_wasm STATIC IMPORTED GLOBAL)
+  set_target_properties(pglite_wasm PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${PGLITE_RUNTIME_DIR}")
 else()
   pglite_wasm_module(pglite "${PGLITE_WASM}"
                      BUILD_ARGS --host-crc32c ${PGLITE_WASM_LTO_ARGS} ${PGLITE_WASM_TRANSLATION_ARGS})

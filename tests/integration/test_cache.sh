@@ -8,7 +8,9 @@
 # builds, and the archives link and run (two modules in one program); each
 # way of reaching linear memory (--memory-access) gives the same answers
 # and still traps an out-of-bounds load; an instance made for a clone
-# (pgl_instantiate_without_data) has its memory but no data segment.
+# (pgl_instantiate_without_data) has its memory but no data segment; the
+# key and the header alone are had without compiling (--print-key,
+# --translate-only, the header cached and checked).
 set -euo pipefail
 
 bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
@@ -311,6 +313,38 @@ touch not-a-dir
 build "$work/not-a-dir/cache" out-nocache nocache.log
 expect "unwritable cache dir: warned" nocache.log "is not writable"
 links out-nocache "unwritable cache dir"
+
+# 6. What a profile-guided build needs before it compiles: the archive's
+# key (--print-key, the cached profile's key) and the header alone
+# (--translate-only), which is cached by the translation and checked.
+key() { python3 "$bm" --wasm calc.wasm --name calc --out-dir out-key --cache-dir "$cache" \
+        --cc "$cc" --cflags="$1" --jobs 2 --units 5 --memory-access hoisted --print-key; }
+k1=$(key -O1)
+if [ -d "$cache/calc-$k1" ] && [ "$k1" != "$(key -O2)" ] && [ ! -e out-key ]; then
+    ok "--print-key: the key of the entry these flags built, another for other flags, nothing built"
+else
+    fail "--print-key: $k1 (entries: $(ls "$cache" | tr '\n' ' '))"
+fi
+hdr() { # hdr OUT TRANSLATION_DIR LOG
+    python3 "$bm" --wasm calc.wasm --name calc --out-dir "$1" --cache-dir "$cache" --cc "$cc" \
+        --units 5 --memory-access hoisted --translation-dir "$2" --translate-only >"$3" 2>&1 ||
+        { fail "--translate-only ($3):"; sed 's/^/    /' "$3"; }
+}
+hdr out-h1 tr1 h1.log
+expect "--translate-only: translated" h1.log "wasm2c calc.wasm"
+if cmp -s out-h1/calc.h out1/calc.h && [ ! -e out-h1/libcalc_wasm.a ] && [ -f tr1/calc-*/UNITS ]; then
+    ok "--translate-only: the build's header, no archive, the generated C kept"
+else
+    fail "--translate-only: header differs, an archive, or no kept translation"
+fi
+hdr out-h2 tr2 h2.log
+expect_not "--translate-only again: the header from the cache, no wasm2c" h2.log "wasm2c"
+cmp -s out-h2/calc.h out1/calc.h && ok "cached header: the same" || fail "cached header differs"
+for h in "$cache"/calc-*-*.h; do echo '#error corrupt' >> "$h"; done
+hdr out-h3 tr3 h3.log
+expect "corrupt cached header: reported" h3.log "cached header .* is corrupt; translating again"
+cmp -s out-h3/calc.h out1/calc.h && ok "corrupt cached header: translated again, the same" ||
+    fail "corrupt cached header: wrong header"
 
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed"

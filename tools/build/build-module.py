@@ -7,7 +7,9 @@
         [--profile-generate | --profile-use PROFDATA] [--host-crc32c] [--lto]
 
 Writes D/lib<name>_wasm.a and D/<name>.h (the wasm2c header: imports the host
-must provide, exports it may call).
+must provide, exports it may call). --translate-only (with --translation-dir)
+writes only the header, and --print-key only prints the archive's cache key
+(tools/build/train-profile.py: a cached profile needs no instrumented build).
 
 Steps on a cache miss:
   1. wasm2c -n NAME turns the module into one big C file and a header.
@@ -618,6 +620,34 @@ def translate(args, units, work):
     return srcs, nfuncs
 
 
+def kept_translation(args, units):
+    """The module's generated C kept in --translation-dir (a directory of
+    the units, the internal header, <name>.h and UNITS), made there first
+    if it is not: only the latest translation of each module is kept."""
+    name = args.name
+    tdir = os.path.abspath(args.translation_dir)
+    kept = os.path.join(tdir, "%s-%s" % (name, translation_key(args, units)))
+    if os.path.isfile(os.path.join(kept, "UNITS")):
+        return kept
+    os.makedirs(tdir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=tdir, prefix=".%s-" % name)
+    try:
+        srcs, nfuncs = translate(args, units, tmp)
+        with open(os.path.join(tmp, "UNITS"), "w") as f:
+            f.write(" ".join([str(nfuncs)] + [l for l, _ in srcs]) + "\n")
+        for old in glob.glob(os.path.join(tdir, name + "-*")):
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, kept)
+        except OSError:
+            if not os.path.isfile(os.path.join(kept, "UNITS")):
+                raise  # (else another build made the same one first)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return kept
+
+
 def build(args, cc, cflags, units, dest, work):
     """Build lib<name>_wasm.a and <name>.h into dest (a fresh directory),
     using work (a fresh directory) for the intermediate files.
@@ -625,14 +655,11 @@ def build(args, cc, cflags, units, dest, work):
     With --translation-dir, the generated C is kept there for the next
     build of the same module with other compiler flags (pglite.wasm: the
     instrumented build, then the optimised one), which skips wasm2c and
-    the split; only the latest translation of each module is kept."""
+    the split."""
     name = args.name
     t0 = time.monotonic()
-    kept = None
     if args.translation_dir:
-        tdir = os.path.abspath(args.translation_dir)
-        kept = os.path.join(tdir, "%s-%s" % (name, translation_key(args, units)))
-    if kept and os.path.isfile(os.path.join(kept, "UNITS")):
+        kept = kept_translation(args, units)
         with open(os.path.join(kept, "UNITS")) as f:
             nfuncs, *labels = f.read().split()
         for fn in os.listdir(kept):
@@ -642,17 +669,6 @@ def build(args, cc, cflags, units, dest, work):
         log("generated C of %s from %s in %.1f s" % (name, kept, time.monotonic() - t0))
     else:
         srcs, nfuncs = translate(args, units, work)
-        if kept:
-            os.makedirs(tdir, exist_ok=True)
-            for old in glob.glob(os.path.join(tdir, name + "-*")):
-                shutil.rmtree(old, ignore_errors=True)
-            tmp = kept + ".tmp"
-            os.makedirs(tmp)
-            for fn in os.listdir(work):
-                shutil.copyfile(os.path.join(work, fn), os.path.join(tmp, fn))
-            with open(os.path.join(tmp, "UNITS"), "w") as f:
-                f.write(" ".join([str(nfuncs)] + [l for l, _ in srcs]) + "\n")
-            os.replace(tmp, kept)
     srcs = [(l, os.path.join(work, fn)) + ((once_cflags(cflags) + ["-I", work],) if l == "once" else ())
             for l, fn in srcs]
 
@@ -873,8 +889,15 @@ def main():
     ap.add_argument("--translation-dir", default=None,
                     help="keep the generated C here, and take it from here when the module, "
                          "wasm2c and the split's options are the same")
+    ap.add_argument("--translate-only", action="store_true",
+                    help="with --translation-dir: make the generated C there, and write only "
+                         "D/<name>.h (the header is the same whatever the compiler's flags)")
+    ap.add_argument("--print-key", action="store_true",
+                    help="print the cache key of the archive these arguments build, and exit")
     args = ap.parse_args()
 
+    if args.translate_only and not args.translation_dir:
+        ap.error("--translate-only needs --translation-dir")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.name):
         ap.error("--name must be a C identifier")
     if args.units < 1 or args.jobs < 1:
@@ -913,7 +936,40 @@ def main():
     name = args.name
 
     t0 = time.monotonic()
+    if args.translate_only:
+        # The header is cached by the translation's key (and named after
+        # its own hash, checked on use): a build that finds it runs no
+        # wasm2c unless a module it compiles is not cached.
+        src = None
+        prefix = os.path.join(args.cache_dir, "%s-%s-" % (name, translation_key(args, units)))
+        for p in ([] if args.no_cache else glob.glob(prefix + "*.h")):
+            if sha256_file(p)[:16] == p[len(prefix):-2]:
+                src = p
+                break
+            warn("cached header %s is corrupt; translating again" % p)
+            _unlink(p)
+        if src is None:
+            src = os.path.join(kept_translation(args, units), name + ".h")
+            if not args.no_cache:
+                try:
+                    os.makedirs(args.cache_dir, exist_ok=True)
+                    fd, t = tempfile.mkstemp(dir=args.cache_dir, prefix="tmp-h-")
+                    os.close(fd)
+                    shutil.copyfile(src, t)
+                    os.chmod(t, 0o644)
+                    os.replace(t, prefix + sha256_file(t)[:16] + ".h")
+                except OSError as e:
+                    warn("%s.h not cached (%s)" % (name, e))
+        os.makedirs(out_dir, exist_ok=True)
+        tmp_h = os.path.join(out_dir, ".%s.h.tmp" % name)
+        shutil.copyfile(src, tmp_h)
+        os.replace(tmp_h, os.path.join(out_dir, name + ".h"))
+        log("%s.h ready in %s (%.1f s)" % (name, out_dir, time.monotonic() - t0))
+        return 0
     key, inputs = compute_key(args, cc, cflags, units, wasm_rt_h)
+    if args.print_key:
+        print(key)
+        return 0
     if args.memory_access == "segue" and (
             "clang" not in inputs["cc"] or not inputs["target"].startswith("x86_64")):
         raise BuildError("--memory-access segue needs clang for x86-64 (the gs address "

@@ -1,19 +1,37 @@
 #!/usr/bin/env python3
 """The profile of pglite.wasm's generated code, for its profile-guided build.
 
-usage: train-profile.py --trainer EXE --instrumented ARCHIVE --suite-dir DIR
-                        --profdata LLVM_PROFDATA --cache-dir C --out FILE
+usage: train-profile.py --suite-dir DIR --profdata LLVM_PROFDATA --cache-dir C
+                        --instrumented ARCHIVE --out FILE
+                        ::build-module:: CMD... ::objcopy:: CMD... ::link:: CMD...
+       train-profile.py ... --instrument-only STAMP ::build-module:: CMD...
+                        [::optimised:: CMD...]
 
-The trainer is bench/sqlsuite linked against the instrumented module
-(clang -fprofile-instr-generate; cmake/PglitePgo.cmake). It runs the SQL
-speed suite in-process twice, at once, each file as one message and
-statement by statement, and llvm-profdata merges what it counted into FILE.
+CMD after ::build-module:: builds the instrumented module (build-module.py
+--profile-generate, clang -fprofile-instr-generate) into ARCHIVE; after
+::objcopy::, the command that makes the archive the host links from it
+(the two paths are appended); after ::link::, the command that links the
+trainer, bench/sqlsuite.c with the host, that archive (@INSTRUMENTED@)
+and clang's profile runtime, into @OUT@ (cmake/PglitePgo.cmake).
+
+The trainer runs the SQL speed suite in-process twice, at once, each file
+as one message and statement by statement, and llvm-profdata merges what it
+counted into FILE.
 
 A run's counts differ a little from the last one's (timing, hash seeds),
 and a profile that differs would make the optimised module miss its cache.
 So the profile itself is cached, keyed by what it is trained from: the
-instrumented archive's content, the suite's files and llvm-profdata's
-version. A later build with the same inputs reuses it and trains nothing.
+instrumented archive's cache key (build-module.py --print-key: the module,
+wasm2c, the compiler, its flags, build-module.py), the suite's files and
+llvm-profdata's version. The key is known before anything is compiled, so a
+build whose profile is cached compiles no instrumented module and trains
+nothing. --instrument-only (run as soon as the module is translated,
+beside the side modules) builds the instrumented module if the profile is
+not cached; if it is, it builds the optimised module (CMD after
+::optimised::, given --profile-use with the cached profile) into
+build-module.py's cache, where the build of it that follows the profile
+finds it (the profile's content, not its path, is in the key), so that its
+compile fills the time the rest of the runtime leaves.
 """
 import argparse
 import glob
@@ -26,7 +44,8 @@ import sys
 import tempfile
 import time
 
-FORMAT = 1
+FORMAT = 2
+SECTIONS = ("::build-module::", "::objcopy::", "::link::", "::optimised::")
 
 
 def log(msg):
@@ -51,41 +70,46 @@ def suite_files(d):
     return [p for _, p in sorted(files)]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trainer", required=True)
-    ap.add_argument("--instrumented", required=True)
-    ap.add_argument("--suite-dir", required=True)
-    ap.add_argument("--profdata", required=True, help="llvm-profdata")
-    ap.add_argument("--cache-dir", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
+def split_sections(argv):
+    """argv's options, and the command after each section marker."""
+    opts, cmds, cur = [], {}, None
+    for a in argv:
+        if a in SECTIONS:
+            cur = cmds.setdefault(a, [])
+        elif cur is None:
+            opts.append(a)
+        else:
+            cur.append(a)
+    return opts, cmds
 
-    files = suite_files(args.suite_dir)
-    if not files:
-        sys.exit("train-profile.py: no benchmark*.sql in %s" % args.suite_dir)
-    version = subprocess.run([args.profdata, "merge", "--version"], stdout=subprocess.PIPE,
-                             text=True, check=True).stdout
-    h = hashlib.sha256()
-    h.update(("%d\n%s\n%s\n" % (FORMAT, version, sha256_file(args.instrumented))).encode())
-    for f in files:
-        h.update(("%s %s\n" % (os.path.basename(f), sha256_file(f))).encode())
-    key = h.hexdigest()[:32]
-    entry = os.path.join(args.cache_dir, "pglite-profile-%s.profdata" % key)
-    tmp_out = args.out + ".tmp"
 
-    if os.path.isfile(entry):
-        shutil.copyfile(entry, tmp_out)
-        os.replace(tmp_out, args.out)
-        log("cache hit (%s)" % os.path.basename(entry))
-        return
+def run(cmd, what):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        sys.exit("train-profile.py: %s failed (exit %d):\n%s" % (what, r.returncode, r.stdout[-4000:]))
+    return r.stdout
 
+
+def instrument(cmds):
+    """The instrumented module (build-module.py, with its own cache)."""
+    out = run(cmds["::build-module::"], "the instrumented build")
+    sys.stdout.write(out)
+
+
+def train(args, cmds, files, tmp_out):
+    instrument(cmds)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pglite-profile-") as work:
+        linked = os.path.join(work, "libpglite_wasm_linked.a")
+        run(cmds["::objcopy::"] + [args.instrumented, linked], "objcopy of the instrumented module")
+        trainer = os.path.join(work, "trainer")
+        link = [linked if a == "@INSTRUMENTED@" else trainer if a == "@OUT@" else a
+                for a in cmds["::link::"]]
+        run(link, "linking the trainer")
         env = dict(os.environ, LLVM_PROFILE_FILE=os.path.join(work, "run-%p.profraw"))
         # The two runs at once (each its own temporary databases and
         # counts file): the trainer runs on one core.
-        runs = [subprocess.Popen([args.trainer] + mode + files, env=env, stdout=subprocess.PIPE,
+        runs = [subprocess.Popen([trainer] + mode + files, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
                 for mode in (["--message"], [])]
         for r in runs:
@@ -97,8 +121,62 @@ def main():
             sys.exit("train-profile.py: the trainer wrote no profile (is it instrumented, "
                      "and linked with clang's profile runtime?)")
         subprocess.run([args.profdata, "merge", "-o", tmp_out] + raws, check=True)
-    os.replace(tmp_out, args.out)
     log("trained on %d files in %.1f s" % (len(files), time.monotonic() - t0))
+
+
+def main():
+    opts, cmds = split_sections(sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--suite-dir", required=True)
+    ap.add_argument("--profdata", required=True, help="llvm-profdata")
+    ap.add_argument("--cache-dir", required=True)
+    ap.add_argument("--instrumented", required=True, help="the archive ::build-module:: writes")
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", help="the profile")
+    mode.add_argument("--instrument-only", metavar="STAMP",
+                      help="build the instrumented module unless the profile is cached, "
+                           "then touch STAMP")
+    args = ap.parse_args(opts)
+    # (--instrument-only needs only the first)
+    missing = [m for m in SECTIONS[:1 if args.instrument_only else 3] if not cmds.get(m)]
+    if missing:
+        ap.error("no command after %s" % ", ".join(missing))
+
+    files = suite_files(args.suite_dir)
+    if not files:
+        sys.exit("train-profile.py: no benchmark*.sql in %s" % args.suite_dir)
+    version = run([args.profdata, "merge", "--version"], "llvm-profdata --version")
+    module_key = run(cmds["::build-module::"] + ["--print-key"], "build-module.py --print-key").strip()
+    h = hashlib.sha256()
+    h.update(("%d\n%s\n%s\n" % (FORMAT, version, module_key)).encode())
+    for f in files:
+        h.update(("%s %s\n" % (os.path.basename(f), sha256_file(f))).encode())
+    key = h.hexdigest()[:32]
+    entry = os.path.join(args.cache_dir, "pglite-profile-%s.profdata" % key)
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.instrument_only or args.out)), exist_ok=True)
+    if args.instrument_only:
+        if not os.path.isfile(entry):
+            instrument(cmds)
+        elif cmds.get("::optimised::"):
+            log("cached (%s): no instrumented build; the optimised one now"
+                % os.path.basename(entry))
+            sys.stdout.write(run(cmds["::optimised::"] + ["--profile-use", entry],
+                                 "the optimised build"))
+        else:
+            log("cached (%s): no instrumented build" % os.path.basename(entry))
+        with open(args.instrument_only, "w") as f:
+            f.write(key + "\n")
+        return
+
+    tmp_out = args.out + ".tmp"
+    if os.path.isfile(entry):
+        shutil.copyfile(entry, tmp_out)
+        os.replace(tmp_out, args.out)
+        log("cache hit (%s)" % os.path.basename(entry))
+        return
+    train(args, cmds, files, tmp_out)
+    os.replace(tmp_out, args.out)
     try:
         os.makedirs(args.cache_dir, exist_ok=True)
         fd, t = tempfile.mkstemp(dir=args.cache_dir, prefix=".profile-")
