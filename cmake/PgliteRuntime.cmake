@@ -207,6 +207,7 @@ foreach(sec .text .text.unlikely .text.hot .text.startup .text.exit
   list(APPEND _pglite_guest_text --rename-section "${sec}=wasm_guest_text")
 endforeach()
 # (the same, to build-sidemodules.py for each side module's archive)
+
 # build-module.py with the flags every main module shares.
 set(PGLITE_BUILD_MODULE "${Python3_EXECUTABLE}" "${_pglite_tools}/build-module.py"
     --cache-dir "${PGLITE_CACHE_DIR}" --cc "${PGLITE_WASM_CC}"
