@@ -6,7 +6,8 @@
 # before anything is compiled, so a cached profile means no instrumented
 # build, no trainer and no training (and --instrument-only builds the
 # optimised module instead); a profile that is not cached is trained and
-# cached; another key misses; a failing step stops it with its name and
+# cached; a cached profile llvm-profdata cannot read is trained again;
+# another key misses; a failing step stops it with its name and
 # leaves no profile.
 set -euo pipefail
 
@@ -44,6 +45,7 @@ SH
 cat > profdata.sh <<'SH'
 #!/usr/bin/env bash
 [ "$2" = --version ] && { echo "fake llvm-profdata 1"; exit 0; }
+[ "$1" = show ] && { grep -q '^counts' "$2" || { echo "$2: malformed profile" >&2; exit 1; }; exit 0; }
 echo "merge" >> calls.log
 out=$3; shift 3; cat "$@" | sort > "$out"
 SH
@@ -83,6 +85,15 @@ train > log4 2>&1
 check "cached: the profile copied, nothing built, linked or run" test ! -s calls.log
 check "cached: the same profile" cmp -s "${entries[0]}" out/p.profdata
 check "cached: said so" grep -q "profile: cache hit" log4
+
+head -c 5 "${entries[0]}" > cache/short && mv cache/short "${entries[0]}"
+: > calls.log
+prefetch > log4b 2>&1
+check "a corrupt cached profile: reported" grep -q "cached profile .* is corrupt" log4b
+check "a corrupt cached profile: trained again (the instrumented build)" \
+    test "$(calls 'build .*--profile-generate')" = 1
+train > log4c 2>&1
+check "a corrupt cached profile: replaced by a sound one" grep -q '^counts' "${entries[0]}"
 
 echo "SELECT 3;" > suite/benchmark2.sql
 : > calls.log

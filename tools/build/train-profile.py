@@ -90,6 +90,24 @@ def run(cmd, what):
     return r.stdout
 
 
+def cached(entry, profdata):
+    """Whether the cache holds a profile that llvm-profdata can read (one
+    that it cannot, truncated or damaged, is removed and trained again)."""
+    if not os.path.isfile(entry):
+        return False
+    r = subprocess.run([profdata, "show", entry], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode == 0:
+        return True
+    log("warning: cached profile %s is corrupt (%s); training again"
+        % (entry, r.stderr.strip()[-300:]))
+    try:
+        os.unlink(entry)
+    except OSError:
+        pass
+    return False
+
+
 def instrument(cmds):
     """The instrumented module (build-module.py, with its own cache)."""
     out = run(cmds["::build-module::"], "the instrumented build")
@@ -156,7 +174,7 @@ def main():
 
     os.makedirs(os.path.dirname(os.path.abspath(args.instrument_only or args.out)), exist_ok=True)
     if args.instrument_only:
-        if not os.path.isfile(entry):
+        if not cached(entry, args.profdata):
             instrument(cmds)
         elif cmds.get("::optimised::"):
             log("cached (%s): no instrumented build; the optimised one now"
@@ -170,7 +188,7 @@ def main():
         return
 
     tmp_out = args.out + ".tmp"
-    if os.path.isfile(entry):
+    if cached(entry, args.profdata):
         shutil.copyfile(entry, tmp_out)
         os.replace(tmp_out, args.out)
         log("cache hit (%s)" % os.path.basename(entry))
