@@ -108,10 +108,17 @@ def cached(entry, profdata):
     return False
 
 
+def run_live(cmd, what):
+    """A build, its progress shown as it goes (its errors are its own)."""
+    sys.stdout.flush()
+    rc = subprocess.run(cmd).returncode
+    if rc != 0:
+        sys.exit("train-profile.py: %s failed (exit %d)" % (what, rc))
+
+
 def instrument(cmds):
     """The instrumented module (build-module.py, with its own cache)."""
-    out = run(cmds["::build-module::"], "the instrumented build")
-    sys.stdout.write(out)
+    run_live(cmds["::build-module::"], "the instrumented build")
 
 
 def train(args, cmds, files, tmp_out):
@@ -152,8 +159,8 @@ def main():
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out", help="the profile")
     mode.add_argument("--instrument-only", metavar="STAMP",
-                      help="build the instrumented module unless the profile is cached, "
-                           "then touch STAMP")
+                      help="build the instrumented module unless the profile is cached "
+                           "(then the optimised one, if given), and write STAMP")
     args = ap.parse_args(opts)
     # (--instrument-only needs only the first)
     missing = [m for m in SECTIONS[:1 if args.instrument_only else 3] if not cmds.get(m)]
@@ -179,8 +186,7 @@ def main():
         elif cmds.get("::optimised::"):
             log("cached (%s): no instrumented build; the optimised one now"
                 % os.path.basename(entry))
-            sys.stdout.write(run(cmds["::optimised::"] + ["--profile-use", entry],
-                                 "the optimised build"))
+            run_live(cmds["::optimised::"] + ["--profile-use", entry], "the optimised build")
         else:
             log("cached (%s): no instrumented build" % os.path.basename(entry))
         with open(args.instrument_only, "w") as f:
