@@ -83,7 +83,7 @@ add_custom_command(
           --instrument-only "${_pgo_stamp}" ${_pgo_instrument_args}
           ::optimised:: ${_pgo_optimised_cmd}
   DEPENDS ${_pgo_train_depends}
-  COMMENT "Compiling pglite.wasm instrumented, unless its profile is cached"
+  COMMENT "Compiling pglite.wasm instrumented, or optimised if its profile is cached"
   VERBATIM)
 add_custom_target(pglite_pgo_instrument DEPENDS "${_pgo_stamp}")
 add_dependencies(pglite_pgo_instrument pglite_wasm_build)
