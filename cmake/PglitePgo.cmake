@@ -58,8 +58,10 @@ set(_pgo_instrument_args
                    --out-dir "${_pgo_instr_dir}" --host-crc32c --profile-generate
                    ${PGLITE_WASM_TRANSLATION_ARGS})
 set(_pgo_optimised_args --host-crc32c ${PGLITE_WASM_LTO_ARGS} ${PGLITE_WASM_TRANSLATION_ARGS})
+# (into step 4's directory: step 4 then finds it in the cache and installs
+# the same files again, and no second copy lies in the build tree)
 set(_pgo_optimised_cmd ${PGLITE_BUILD_MODULE} --wasm "${PGLITE_WASM}" --name pglite
-                       --out-dir "${_pgo_dir}/prefetch" ${_pgo_optimised_args})
+                       --out-dir "${PGLITE_RUNTIME_DIR}/wasm-pgo" ${_pgo_optimised_args})
 set(_pgo_train_args ${_pgo_instrument_args}
   ::objcopy:: ${PGLITE_LINKED_OBJCOPY} ${_pglite_guest_text}
   ::link:: "${CMAKE_C_COMPILER}" "$<TARGET_OBJECTS:pglite_pgo_trainer>" -Wl,--start-group
