@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,10 @@ struct engine {
     wasm_rt_funcref_table_t *table;
     const engine_export *exports;
     size_t nexports;
+    /* The exports found last, by where their names' callers keep them
+     * (string literals, the same every statement): most calls skip the
+     * search (find_export). A slot is one pointer, checked by name. */
+    const engine_export *_Atomic recent[16];
     bool instantiated;
     bool dead;
     char dead_reason[256];
@@ -415,7 +420,15 @@ static int export_cmp(const void *k, const void *el) {
 }
 
 static const engine_export *find_export(engine *e, const char *name) {
-    return bsearch(name, e->exports, e->nexports, sizeof *e->exports, export_cmp);
+    uintptr_t k = (uintptr_t)name;
+    _Atomic(const engine_export *) *slot = &e->recent[(k ^ k >> 4 ^ k >> 8) & 15];
+    const engine_export *x = atomic_load_explicit(slot, memory_order_relaxed);
+    if (x && strcmp(x->name, name) == 0)
+        return x;
+    x = bsearch(name, e->exports, e->nexports, sizeof *e->exports, export_cmp);
+    if (x)
+        atomic_store_explicit(slot, x, memory_order_relaxed);
+    return x;
 }
 
 typedef struct call_ctx {
