@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <openssl/crypto.h>
@@ -38,6 +39,13 @@ typedef struct sess {
     int hung_up;     /* the watcher saw the client go during a statement */
     int stop_seen;
     wire_buf fail;   /* CopyFail + Sync, sent for a client that vanished mid-COPY */
+    /* What an idle session waits on (wait_input), kept registered from one
+     * statement to the next: the client, the server's stop pipe and the
+     * backend's signal fd. -1 until first needed, or where epoll cannot be
+     * had (poll then). */
+    int ep;
+    int ep_sfd;          /* the signal fd registered */
+    uint32_t ep_client;  /* the client's registered events */
 } sess;
 
 /* ---- internal queries ------------------------------------------------------- */
@@ -366,12 +374,71 @@ static int idle_signal(sess *ss) {
     return rc;
 }
 
+enum { EP_CLIENT, EP_STOP, EP_SIGNAL };
+
+/* The session's epoll set for an idle wait on the signal fd sfd: 0, or -1
+ * where there is none (poll is used). */
+static int idle_set(sess *ss, int sfd) {
+    uint32_t want = (uint32_t)conn_events(ss->c, POLLIN); /* EPOLLIN/OUT are POLLIN/OUT */
+    if (ss->ep >= 0 && ss->ep_sfd != sfd)
+        return -1; /* (a backend's signal fd does not change) */
+    if (ss->ep < 0) {
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        if (ep < 0)
+            return -1;
+        struct epoll_event c = {.events = want, .data.u32 = EP_CLIENT},
+                           st = {.events = EPOLLIN, .data.u32 = EP_STOP},
+                           sg = {.events = EPOLLIN, .data.u32 = EP_SIGNAL};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, ss->c->fd, &c) != 0 ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, ss->s->stop_pipe[0], &st) != 0 ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &sg) != 0) {
+            close(ep);
+            return -1;
+        }
+        ss->ep = ep;
+        ss->ep_sfd = sfd;
+        ss->ep_client = want;
+    } else if (want != ss->ep_client) { /* TLS: the handshake's direction */
+        struct epoll_event c = {.events = want, .data.u32 = EP_CLIENT};
+        if (epoll_ctl(ss->ep, EPOLL_CTL_MOD, ss->c->fd, &c) != 0)
+            return -1;
+        ss->ep_client = want;
+    }
+    return 0;
+}
+
 /* Wait until the client socket is readable (1), or the server stops (0);
  * meanwhile take what the session's backend is signalled for (-1: that
- * ended the session). */
+ * ended the session). Between statements with epoll (a set kept from one
+ * wait to the next costs the kernel less than poll's three fds registered
+ * and unregistered each time), else with poll. */
 static int wait_input(sess *ss) {
     /* (Not mid-exchange: COPY FROM STDIN reads on inside backend_exchange.) */
     int sfd = !ss->in_exchange ? backend_signal_fd(ss->be) : -1;
+    if (sfd >= 0 && idle_set(ss, sfd) == 0) {
+        for (;;) {
+            struct epoll_event ev[3];
+            int k = epoll_wait(ss->ep, ev, 3, -1);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return 1; /* let recv report it */
+            int client = 0, stop = 0, signal = 0;
+            for (int i = 0; i < k; i++) {
+                client |= ev[i].data.u32 == EP_CLIENT;
+                stop |= ev[i].data.u32 == EP_STOP;
+                signal |= ev[i].data.u32 == EP_SIGNAL;
+            }
+            if (stop) {
+                ss->stop_seen = 1;
+                return 0;
+            }
+            if (client)
+                return 1;
+            if (signal && idle_signal(ss) != 0)
+                return -1;
+        }
+    }
     struct pollfd pf[3] = {{.fd = ss->c->fd, .events = conn_events(ss->c, POLLIN)},
                            {.fd = ss->s->stop_pipe[0], .events = POLLIN},
                            {.fd = sfd, .events = POLLIN}};
@@ -390,6 +457,17 @@ static int wait_input(sess *ss) {
         if (sfd >= 0 && pf[2].revents && idle_signal(ss) != 0)
             return -1;
     }
+}
+
+/* wait_input for read_more: 1 to read on, else what read_more returns. */
+static int wait_to_read(sess *ss) {
+    int w = wait_input(ss);
+    if (w == 0) {
+        client_fatal(ss, "57P01", "terminating connection due to administrator command", NULL,
+                     NULL);
+        return -1;
+    }
+    return w < 0 ? 0 : 1; /* (-1: its backend ended the session, FATAL sent) */
 }
 
 /* Read what the client sent. 1 bytes came, 0 EOF or error (gone), -1
@@ -420,6 +498,12 @@ static int read_more(sess *ss) {
         ss->buf = b;
         ss->cap = cap;
     }
+    /* Between statements a client has nothing to send before it has read
+     * the reply: wait first, rather than make a recv that says EAGAIN.
+     * (Not with TLS, which may hold decrypted bytes, nor mid-COPY.) */
+    int w;
+    if (ss->rpos == ss->len && !ss->c->tls && !ss->in_exchange && (w = wait_to_read(ss)) != 1)
+        return w;
     for (;;) {
         ssize_t r = conn_recv(ss->c, ss->buf + ss->len, ss->cap - ss->len);
         if (r > 0) {
@@ -429,14 +513,8 @@ static int read_more(sess *ss) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_input(ss);
-            if (w == 0) {
-                client_fatal(ss, "57P01", "terminating connection due to administrator command",
-                             NULL, NULL);
-                return -1;
-            }
-            if (w < 0)
-                return 0; /* its backend ended the session (FATAL sent) */
+            if ((w = wait_to_read(ss)) != 1)
+                return w;
             continue;
         }
         ss->gone = 1;
@@ -584,7 +662,8 @@ static void pump(sess *ss) {
 /* A session for client c: the bytes it sent after its startup packet are
  * its first input. */
 static void sess_init(sess *ss, server *s, conn *c) {
-    *ss = (sess){.s = s, .c = c, .buf = c->buf, .len = c->len, .cap = c->cap};
+    *ss = (sess){.s = s, .c = c, .buf = c->buf, .len = c->len, .cap = c->cap, .ep = -1,
+                 .ep_sfd = -1};
     c->buf = NULL;
     c->len = c->cap = 0;
 }
@@ -767,6 +846,8 @@ done:
     backend_close(ss.be); /* the end of its session: PostgreSQL's exit */
     free(ss.buf);
     wire_buf_free(&ss.fail);
+    if (ss.ep >= 0)
+        close(ss.ep);
     srv_conn_free(c);
 }
 
