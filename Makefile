@@ -1,7 +1,7 @@
 # Thin wrapper around CMake. `make run` and `make test` are all you need.
 
 # Debian packages the build and the tests need (one list; see `make deps`).
-DEPS := build-essential cmake wabt clang lld llvm libclang-rt-14-dev libcmocka-dev libarchive-dev libssl-dev \
+DEPS := build-essential cmake wabt clang-19 lld-19 llvm-19 libclang-rt-19-dev libcmocka-dev libarchive-dev libssl-dev \
         postgresql-client libpq-dev python3 python3-psycopg2 nodejs npm pkg-config openssl \
         postgresql-15
 # (postgresql-15: the server test_dump_cli loads a dump into, the way out.)
@@ -10,7 +10,7 @@ DEPS := build-essential cmake wabt clang lld llvm libclang-rt-14-dev libcmocka-d
 BENCH_DEPS := dpkg-dev bison flex procps
 BENCH_ARGS ?=
 # Optional: the libFuzzer target (tests/fuzz; `make deps-fuzz`).
-FUZZ_DEPS := clang libclang-rt-14-dev
+FUZZ_DEPS := clang-19 libclang-rt-19-dev
 
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo

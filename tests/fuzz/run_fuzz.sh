@@ -7,7 +7,7 @@
 set -u
 cmake=$1 build=$2 fuzzer=$3 seeds=$4
 if ! "$cmake" --build "$build" --target fuzz_frames >/dev/null; then
-    echo "cannot build fuzz_frames (clang with libFuzzer, e.g. libclang-rt-14-dev): skipped"
+    echo "cannot build fuzz_frames (clang with libFuzzer, e.g. libclang-rt-19-dev): skipped"
     exit 77
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/pglite-fuzz-XXXXXX")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_cache.sh BUILD_MODULE_PY [CC]
+# test_cache.sh BUILD_MODULE_PY [CC [CLANG]]
 #
 # The compiled-module cache of tools/build/build-module.py, on tiny modules
 # made with wat2wasm: a cold build compiles and reports progress, a second
@@ -15,6 +15,7 @@ set -euo pipefail
 
 bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
 cc=${2:-cc}
+clang=${3:-clang}   # the segue and profile cases (the build's clang)
 rtimpl=/usr/share/wabt/wasm2c/wasm-rt-impl.c
 command -v wat2wasm >/dev/null || { echo "wat2wasm not found (apt-get install wabt)"; exit 1; }
 [ -f "$rtimpl" ] || { echo "$rtimpl not found"; exit 1; }
@@ -213,15 +214,15 @@ done
 kept() { sed -n 's/^pglite: kept intermediate files in //p' "$1"; }
 # segue (x86-64 and clang only): every access gs-relative, the program
 # pointing gs at the instance's memory.
-if [ "$(uname -m)" = x86_64 ] && command -v clang >/dev/null; then
-    if build "$cache" out-segue segue.log calc segue clang; then
-        links out-segue "--memory-access segue" clang -DSEGUE
+if [ "$(uname -m)" = x86_64 ] && command -v "$clang" >/dev/null; then
+    if build "$cache" out-segue segue.log calc segue "$clang"; then
+        links out-segue "--memory-access segue" "$clang" -DSEGUE
         if grep -q 'i32_load_gs(' "$(kept segue.log)"/calc_f*.c &&
            ! grep -q 'i32_load_mb(\|i32_load(&instance' "$(kept segue.log)"/calc_f*.c; then
             ok "segue: every access gs-relative"
         else fail "segue: every access gs-relative"; fi
         # a host that does not set gs cannot link it
-        if clang -o out-segue/nogs -Iout-segue -I"$(dirname "$rtimpl")" main.c \
+        if "$clang" -o out-segue/nogs -Iout-segue -I"$(dirname "$rtimpl")" main.c \
                 out-segue/libcalc_wasm.a out-segue/libone_wasm.a "$rtimpl" -lm \
                 >out-segue/nogs.log 2>&1; then
             fail "segue: links into a host that does not set gs"
@@ -234,27 +235,28 @@ if [ "$(uname -m)" = x86_64 ] && command -v clang >/dev/null; then
     expect "segue with gcc: refused" segue-gcc.log "needs clang"
     # profile-guided: instrumented, run, merged, then used (the profile's
     # content in the key: a changed profile is a cache miss)
-    prt=$(clang -print-file-name=libclang_rt.profile-x86_64.a)
-    if [ -f "$prt" ] && command -v llvm-profdata >/dev/null; then
+    prt=$("$clang" -print-file-name=libclang_rt.profile-x86_64.a)
+    profdata=$("$clang" -print-prog-name=llvm-profdata)
+    if [ -f "$prt" ] && command -v "$profdata" >/dev/null; then
         if python3 "$bm" --wasm calc.wasm --name calc --out-dir out-gen --cache-dir "$cache" \
-               --cc clang --cflags=-O1 --jobs 2 --units 2 --memory-access segue \
+               --cc "$clang" --cflags=-O1 --jobs 2 --units 2 --memory-access segue \
                --profile-generate >gen.log 2>&1 &&
            cp out1/libone_wasm.a out1/one.h out-gen/ &&
-           clang -DSEGUE -o out-gen/prog -Iout-gen -I"$(dirname "$rtimpl")" main.c \
+           "$clang" -DSEGUE -o out-gen/prog -Iout-gen -I"$(dirname "$rtimpl")" main.c \
                out-gen/libcalc_wasm.a out-gen/libone_wasm.a "$rtimpl" -lm "$prt" \
                -Wl,-u,__llvm_profile_runtime >out-gen/link.log 2>&1 &&
            LLVM_PROFILE_FILE=$work/calc.profraw out-gen/prog >/dev/null &&
-           llvm-profdata merge -o calc.profdata calc.profraw; then
+           "$profdata" merge -o calc.profdata calc.profraw; then
             expect "profile-generate: the instrumented build is its own cache entry" gen.log \
                 "cache miss for calc"
             python3 "$bm" --wasm calc.wasm --name calc --out-dir out-use --cache-dir "$cache" \
-                --cc clang --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
+                --cc "$clang" --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
                 --profile-use calc.profdata >use.log 2>&1 ||
                 fail "profile-use build: $(tail -3 use.log)"
             expect "profile-use: a cache entry of its own" use.log "cache miss for calc"
-            links out-use "--memory-access segue --profile-use" clang -DSEGUE
+            links out-use "--memory-access segue --profile-use" "$clang" -DSEGUE
             python3 "$bm" --wasm calc.wasm --name calc --out-dir out-use --cache-dir "$cache" \
-                --cc clang --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
+                --cc "$clang" --cflags=-O1 --jobs 2 --units 5 --memory-access segue \
                 --profile-use calc.profdata >use2.log 2>&1
             expect "profile-use: the same profile hits" use2.log "cache hit"
         else

@@ -926,8 +926,11 @@ def main():
     if args.lto:
         if "clang" not in run_text(cc + ["--version"]).splitlines()[0]:
             raise BuildError("--lto needs clang as --cc (apt-get install clang)")
-        if not shutil.which("ld.lld"):
-            raise BuildError("--lto needs lld's ld.lld (apt-get install lld)")
+        # the lld that -fuse-ld=lld runs: the compiler's own version's
+        lld = run_text(cc + ["-print-prog-name=ld.lld"]).strip()
+        if not (os.path.isabs(lld) and os.access(lld, os.X_OK)) and not shutil.which(lld):
+            raise BuildError("--lto needs lld's ld.lld for %s (apt-get install lld-19 for "
+                             "clang-19)" % cc[0])
         cflags.append("-flto=thin")
     if args.profile_use and not os.path.isfile(args.profile_use):
         ap.error("no such profile: %s" % args.profile_use)
