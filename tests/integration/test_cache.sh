@@ -13,7 +13,7 @@
 # --translate-only, the header cached and checked).
 set -euo pipefail
 
-bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC]}
+bm=${1:?usage: test_cache.sh BUILD_MODULE_PY [CC [CLANG]]}
 cc=${2:-cc}
 clang=${3:-clang}   # the segue and profile cases (the build's clang)
 rtimpl=/usr/share/wabt/wasm2c/wasm-rt-impl.c
