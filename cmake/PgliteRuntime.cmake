@@ -39,7 +39,7 @@ set(PGLITE_CACHE_DIR "${_pglite_cache_default}" CACHE PATH
 # modules; elsewhere the base is read once per function (hoisted).
 # clang 19 first (Debian 12's newest, clang-19): its code for pglite.wasm
 # runs the SQL suite in 0.96-0.98 of clang 14's time, the range scans in
-# 0.90-0.93 (docs/performance.md).
+# 0.91-0.95 (script 4; docs/performance.md).
 find_program(PGLITE_CLANG NAMES clang-19 clang clang-14)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND PGLITE_CLANG)
   set(_pglite_access_default segue)
